@@ -1,0 +1,50 @@
+# ofs: the extension (PGXS), the client library and the test, demo and bench
+# entry points.  `make demo`, `make test` and `make bench` install missing
+# Debian packages first (scripts/deps.sh), so they work on a fresh machine.
+
+EXTENSION  = ofs
+MODULE_big = ofs
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
+DATA       = ofs--1.0.sql
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS  = -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+             -Wno-missing-field-initializers -Wno-sign-compare -Werror
+
+# pg_regress suites: test/sql/*.sql against test/expected/*.out.
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=ofs
+# Isolation specs: test/specs/*.spec against test/expected/*.out.
+ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=ofs
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+.PHONY: deps test demo bench build-install
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+# Without the server development files PGXS is absent: install them first.
+all install:
+	scripts/deps.sh
+	$(MAKE) $@
+endif
+
+deps:
+	@scripts/deps.sh
+
+# build-install builds and installs the extension where the local server
+# finds it; the throwaway test clusters use the installed PostgreSQL binaries.
+build-install: deps
+	$(MAKE) all
+	$(MAKE) install
+
+test: build-install
+	test/run.sh
+
+demo: build-install
+	demo/demo.sh
+
+bench: build-install
+	bench/run.sh

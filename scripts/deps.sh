@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages ofs needs to build, test and demo.
+# Installs only what is missing; as a non-root user it names the packages and
+# stops, since apt-get needs root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential
+  postgresql-15
+  postgresql-client-15
+  postgresql-server-dev-15
+  postgresql-15-pgtap
+  libtap-parser-sourcehandler-pgtap-perl
+  libwebsockets-dev
+  libjansson-dev
+  libsqlite3-dev
+  libuv1-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "ofs: missing Debian packages: ${missing[*]}" >&2
+  echo "ofs: install them as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "ofs: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

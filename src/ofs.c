@@ -1,0 +1,16 @@
+/*
+ * ofs.c: module entry point of the ofs extension.
+ *
+ * _PG_init defines the GUCs and, when the library is preloaded, registers the
+ * sync worker.  Everything else lives in the file of its concern.
+ */
+#include "ofs.h"
+
+#include "fmgr.h"
+
+PG_MODULE_MAGIC;
+
+void
+_PG_init(void)
+{
+}
