@@ -76,6 +76,7 @@ typedef struct GaplessTaken
 
 static SPIPlanPtr plan_lookup = NULL;
 static SPIPlanPtr plan_advance = NULL;
+static SPIPlanPtr plan_first = NULL;
 static SPIPlanPtr plan_audit = NULL;
 
 /*
@@ -276,18 +277,32 @@ GaplessPrepare(void)
 	}
 	if (plan_advance == NULL)
 	{
-		Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
+		Oid			types[2] = {INT8OID, TEXTOID};
 
 		plan_advance = SPI_prepare(
+			"UPDATE ofs.gapless_counter SET last_value = last_value + 1"
+			" WHERE sequence_id = $1 AND period = $2"
+			" RETURNING last_value",
+			2, types);
+		if (plan_advance == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan_advance);
+	}
+	if (plan_first == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
+
+		/* Two first callers of a period: the second waits and increments. */
+		plan_first = SPI_prepare(
 			"INSERT INTO ofs.gapless_counter AS k (sequence_id, period, last_value)"
 			" VALUES ($1, $2, $3)"
 			" ON CONFLICT (sequence_id, period)"
 			" DO UPDATE SET last_value = k.last_value + 1"
 			" RETURNING last_value",
 			3, types);
-		if (plan_advance == NULL)
+		if (plan_first == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan_advance);
+		SPI_keepplan(plan_first);
 	}
 	if (plan_audit == NULL)
 	{
@@ -353,12 +368,18 @@ GaplessTake(text *name_t, TimestampTz at)
 	start_value = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 	period = GaplessPeriod(reset, &tm);
 
-	/* The row lock taken here is held until commit. */
+	/*
+	 * The row lock taken here is held until commit.  A plain UPDATE is the
+	 * common, cheaper path; only the first number of a period inserts.
+	 */
 	args[0] = Int64GetDatum(seq_id);
 	args[1] = CStringGetTextDatum(period);
 	args[2] = Int64GetDatum(start_value);
 	rc = SPI_execute_plan(plan_advance, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+	if (rc == SPI_OK_UPDATE_RETURNING && SPI_processed == 0)
+		rc = SPI_execute_plan(plan_first, args, NULL, false, 0);
+	if ((rc != SPI_OK_UPDATE_RETURNING && rc != SPI_OK_INSERT_RETURNING) ||
+		SPI_processed != 1)
 		elog(ERROR, "advancing gap-free sequence \"%s\" failed: %s",
 			 name, SPI_result_code_string(rc));
 	taken.value = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

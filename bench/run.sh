@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# run.sh: the benchmark table of ofs.  Each file in bench/rows/ measures one
+# row against its baseline in the same run, on one throwaway cluster, and
+# prints "row|ofs|baseline|ratio|target".  Timings are never asserted: the
+# table is for people and notes.  OFS_BENCH=pattern runs only matching rows;
+# OFS_BENCH_SECONDS scales the measuring time of each side (default 10).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+. test/lib/cluster.sh
+
+TMP=$(ofs_mktemp ofs-bench)
+trap 'ofs_cluster_destroy; rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+ofs_cluster_init "$TMP/cluster" "synchronous_commit = on" "shared_buffers = 256MB" \
+  "max_wal_size = 4GB" "checkpoint_timeout = 30min" >"$TMP/init.log" 2>&1 || {
+  cat "$TMP/init.log"; exit 1; }
+
+export OFS_ROOT=$ROOT OFS_TMP=$TMP OFS_BENCH_SECONDS=${OFS_BENCH_SECONDS:-10}
+rows="$TMP/rows"
+: >"$rows"
+for f in bench/rows/*.sh; do
+  name=$(basename "$f" .sh)
+  [[ -n "${OFS_BENCH:-}" && "$name" != *${OFS_BENCH}* ]] && continue
+  echo "measuring $name ..." >&2
+  if ! bash "$f" >>"$rows" 2>"$TMP/$name.err"; then
+    echo "$name|failed: $(tail -1 "$TMP/$name.err")|||" >>"$rows"
+  fi
+done
+
+echo
+{ echo "row|ofs|baseline|ratio|target"; cat "$rows"; } | column -t -s '|'
