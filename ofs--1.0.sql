@@ -130,3 +130,158 @@ COMMENT ON VIEW ofs.gapless_sequences IS
 
 GRANT USAGE ON SCHEMA ofs TO PUBLIC;
 GRANT SELECT ON ofs.gapless_sequences, ofs.gapless_issued TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Transition constraints and checks
+-------------------------------------------------------------------------------
+
+-- One row per transition constraint: a state machine on one column.
+CREATE TABLE ofs.transition_constraint_def (
+    id          bigserial PRIMARY KEY,
+    tbl         regclass NOT NULL,
+    name        text NOT NULL,
+    col         name NOT NULL,
+    transitions text NOT NULL,
+    initial     text[],
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tbl, name),
+    UNIQUE (tbl, col)
+);
+COMMENT ON TABLE ofs.transition_constraint_def IS
+    'Transition constraints as defined; write it through ofs.add_transition_constraint and ofs.drop_transition_constraint only';
+
+-- The parsed edges of each constraint, in the order they were written.
+CREATE TABLE ofs.transition_edge (
+    constraint_id bigint NOT NULL REFERENCES ofs.transition_constraint_def (id) ON DELETE CASCADE,
+    ord           int NOT NULL,
+    from_state    text NOT NULL,
+    to_state      text NOT NULL,
+    role          name,
+    PRIMARY KEY (constraint_id, ord)
+);
+COMMENT ON TABLE ofs.transition_edge IS
+    'Edges of transition constraints, parsed once when the constraint was added';
+
+-- One row per transition check: a boolean expression over OLD and NEW.
+CREATE TABLE ofs.transition_check_def (
+    id          bigserial PRIMARY KEY,
+    tbl         regclass NOT NULL,
+    name        text NOT NULL,
+    expr        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tbl, name)
+);
+COMMENT ON TABLE ofs.transition_check_def IS
+    'Transition checks as defined; write it through ofs.add_transition_check and ofs.drop_transition_check only';
+
+-- The audit of state changes.  device and operation_id name the sync intent
+-- that made the change; they are NULL for changes made on the origin.
+CREATE TABLE ofs.transition_log (
+    id              bigserial PRIMARY KEY,
+    table_name      text NOT NULL,
+    tbl             oid NOT NULL,
+    pk              jsonb NOT NULL,
+    constraint_name text NOT NULL,
+    col             name NOT NULL,
+    from_state      text,
+    to_state        text,
+    role            name NOT NULL,
+    changed_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    xid             xid8 NOT NULL,
+    device          text,
+    operation_id    text
+);
+CREATE INDEX ON ofs.transition_log (tbl, pk);
+COMMENT ON TABLE ofs.transition_log IS
+    'One row per state change of a column under a transition constraint: table, primary key, column, from, to, role, time, transaction, and the device and operation when it came through sync';
+
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_constraint_def', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_constraint_def_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_edge', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
+
+CREATE FUNCTION ofs.transition_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'transition_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.transition_trigger() IS
+    'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
+
+CREATE FUNCTION ofs.add_transition_constraint(
+    tbl regclass, name text, col name, transitions text, initial text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'add_transition_constraint'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) IS
+    'Constrain the changes of a column to the edges of a transition list: ''from'' -> ''to'' [BY ROLE ''role''], ...; with initial, inserts must use one of those values';
+
+CREATE FUNCTION ofs.drop_transition_constraint(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_transition_constraint'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.drop_transition_constraint(regclass, text) IS
+    'Drop a transition constraint';
+
+CREATE FUNCTION ofs.add_transition_check(tbl regclass, name text, expr text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'add_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.add_transition_check(regclass, text, text) IS
+    'Check a boolean expression over OLD and NEW on every UPDATE of a table; NULL passes, as in CHECK constraints';
+
+CREATE FUNCTION ofs.drop_transition_check(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.drop_transition_check(regclass, text) IS
+    'Drop a transition check';
+
+-- Defining rules is for the owners of tables; the functions check ownership.
+REVOKE ALL ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.drop_transition_constraint(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.add_transition_check(regclass, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.drop_transition_check(regclass, text) FROM PUBLIC;
+
+CREATE VIEW ofs.transition_rules AS
+SELECT d.tbl AS table_name,
+       d.name AS constraint_name,
+       d.col AS column_name,
+       e.from_state,
+       e.to_state,
+       e.role
+  FROM ofs.transition_constraint_def d
+  JOIN ofs.transition_edge e ON e.constraint_id = d.id
+UNION ALL
+SELECT d.tbl, d.name, d.col, NULL, i.state, NULL
+  FROM ofs.transition_constraint_def d, unnest(d.initial) AS i(state);
+COMMENT ON VIEW ofs.transition_rules IS
+    'One row per edge of every transition constraint (table, constraint, column, from, to, role); a row whose from_state is NULL is an allowed initial state';
+
+CREATE VIEW ofs.transition_checks AS
+SELECT tbl AS table_name, name AS check_name, expr AS expression, created_at
+  FROM ofs.transition_check_def;
+COMMENT ON VIEW ofs.transition_checks IS
+    'Transition checks: table, name and the boolean expression over OLD and NEW';
+
+GRANT SELECT ON ofs.transition_rules, ofs.transition_checks TO PUBLIC;
+
+-- Rules of a dropped table or column go with it.
+CREATE FUNCTION ofs.forget_dropped_rules()
+RETURNS event_trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ofs.transition_constraint_def d
+   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = d.tbl AND a.attname = d.col AND NOT a.attisdropped);
+  DELETE FROM ofs.transition_check_def c
+   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.tbl);
+END $$;
+CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
+    EXECUTE FUNCTION ofs.forget_dropped_rules();

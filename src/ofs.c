@@ -10,6 +10,9 @@
 
 PG_MODULE_MAGIC;
 
+char	   *ofs_sync_device = NULL;
+char	   *ofs_sync_operation = NULL;
+
 void
 _PG_init(void)
 {

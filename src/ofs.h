@@ -22,4 +22,12 @@
 /* src/ofs.c */
 extern void _PG_init(void);
 
+/*
+ * The device and operation id of the sync intent being applied, or NULL for
+ * work done on the origin itself.  The write path sets them around each
+ * mutation; the transition log and the changes feed record them.
+ */
+extern char *ofs_sync_device;
+extern char *ofs_sync_operation;
+
 #endif							/* OFS_H */

@@ -115,4 +115,5 @@ REVOKE EXECUTE ON FUNCTION ofs.gapless_next(text) FROM gapless_clerk;
 DROP ROLE gapless_clerk;
 
 -- The configuration tables are dumped with the data (pg_dump keeps counters).
-SELECT unnest(extconfig)::regclass AS dumped FROM pg_extension WHERE extname = 'ofs' ORDER BY 1;
+SELECT c AS dumped FROM pg_extension, unnest(extconfig::regclass[]) AS c
+ WHERE extname = 'ofs' AND c::text LIKE 'ofs.gapless%' ORDER BY 1;
