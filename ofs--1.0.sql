@@ -191,7 +191,9 @@ CREATE TABLE ofs.transition_log (
     device          text,
     operation_id    text
 );
-CREATE INDEX ON ofs.transition_log (tbl, pk);
+-- No index on (tbl, pk) by default: every state change writes this table,
+-- and an index there costs more than the rest of the rules.  Add one (a plain
+-- btree on columns) if you query the history of single rows often.
 COMMENT ON TABLE ofs.transition_log IS
     'One row per state change of a column under a transition constraint: table, primary key, column, from, to, role, time, transaction, and the device and operation when it came through sync';
 
