@@ -67,6 +67,55 @@ expect "22 invoices numbered exactly 1..22" "22 1 22" \
 expect "the audit holds every issued number" "22" \
   "$(sql -c "SELECT count(*) FROM ofs.gapless_issued WHERE sequence_name = 'invoice_seq'")"
 
+say "The invoice flow: draft -> submitted -> approved (manager) -> issued (accountant) -> voided (controller)"
+sql >/dev/null <<'SQL'
+CREATE ROLE demo_rep; CREATE ROLE demo_manager; CREATE ROLE demo_accountant; CREATE ROLE demo_controller;
+CREATE TABLE flow_invoices (
+  id int PRIMARY KEY,
+  invoice_number text NOT NULL,
+  status text NOT NULL,
+  amount numeric(12,2) NOT NULL
+);
+GRANT SELECT, INSERT, UPDATE ON flow_invoices TO demo_rep, demo_manager, demo_accountant, demo_controller;
+SELECT ofs.add_transition_constraint('flow_invoices', 'invoice_flow', 'status', $$
+  'draft' -> 'submitted', 'submitted' -> 'approved' BY ROLE 'demo_manager', 'submitted' -> 'draft',
+  'approved' -> 'issued' BY ROLE 'demo_accountant', 'issued' -> 'voided' BY ROLE 'demo_controller'$$,
+  ARRAY['draft']);
+SELECT ofs.add_transition_check('flow_invoices', 'official_number_required',
+  $$NEW.status <> 'issued' OR NEW.invoice_number NOT LIKE 'DRAFT-%'$$);
+-- The origin replaces the provisional number when an invoice is issued.
+CREATE FUNCTION flow_assign_number() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF NEW.status = 'issued' AND NEW.invoice_number LIKE 'DRAFT-%' THEN
+    NEW.invoice_number := ofs.gapless_next('invoice_seq');
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER flow_assign_number BEFORE UPDATE ON flow_invoices
+  FOR EACH ROW EXECUTE FUNCTION flow_assign_number();
+SQL
+as_role() { local r=$1; shift; sql -c "SET ROLE $r" "$@"; }
+as_role demo_rep -c "INSERT INTO flow_invoices VALUES (1, 'DRAFT-01JXQ3', 'draft', 750)" >/dev/null
+echo "   the rep creates invoice 1 as a draft with number DRAFT-01JXQ3"
+out=$(as_role demo_rep -c "UPDATE flow_invoices SET status = 'issued' WHERE id = 1")
+echo "   the rep tries draft -> issued:"; echo "$out" | sed 's/^/     /'
+expect "draft -> issued is refused (no such edge)" "yes" "$([[ "$out" == *"violates transition constraint"* ]] && echo yes)"
+as_role demo_rep -c "UPDATE flow_invoices SET status = 'submitted' WHERE id = 1" >/dev/null
+expect "draft -> submitted is allowed" "submitted" "$(sql -c "SELECT status FROM flow_invoices WHERE id = 1")"
+out=$(as_role demo_rep -c "UPDATE flow_invoices SET status = 'approved' WHERE id = 1")
+echo "   the rep tries to approve:"; echo "$out" | sed 's/^/     /'
+expect "a rep may not approve (role guard)" "yes" "$([[ "$out" == *"requires role \"demo_manager\""* ]] && echo yes)"
+as_role demo_manager -c "UPDATE flow_invoices SET status = 'approved' WHERE id = 1" >/dev/null
+as_role demo_accountant -c "UPDATE flow_invoices SET status = 'issued' WHERE id = 1" >/dev/null
+row=$(sql -c "SELECT status || ' ' || invoice_number FROM flow_invoices WHERE id = 1")
+echo "   the manager approves, the accountant issues: $row"
+expect "issuing replaced the DRAFT- number with the next official one" "issued INV-$month-00023" "$row"
+echo "   the audit trail:"
+sql -c "SELECT format('%s -> %s by %s', coalesce(from_state, '(new)'), to_state, role) FROM ofs.transition_log ORDER BY id" | sed 's/^/     /'
+expect "the audit holds the four state changes" "4" "$(sql -c "SELECT count(*) FROM ofs.transition_log")"
+sql -c "DROP TABLE flow_invoices" -c "DROP FUNCTION flow_assign_number()" \
+    -c "DROP ROLE demo_rep, demo_manager, demo_accountant, demo_controller" >/dev/null
+
 echo
 if [ "$FAILS" -eq 0 ]; then echo "demo: every expectation held"; else echo "demo: $FAILS expectation(s) failed"; fi
 [ "$FAILS" -eq 0 ]
