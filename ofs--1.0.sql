@@ -287,3 +287,318 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
     EXECUTE FUNCTION ofs.forget_dropped_rules();
+
+-------------------------------------------------------------------------------
+-- Sync registration and the changes feed (docs/DESIGN.md explains the cursor)
+-------------------------------------------------------------------------------
+
+-- Tables in the feed, with their merge policy per column.
+CREATE TABLE ofs.synced_table (
+    tbl      regclass PRIMARY KEY,
+    merge    jsonb NOT NULL DEFAULT '{}',
+    added_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ofs.synced_table IS
+    'Tables in the changes feed and their merge policy per column; write it through ofs.sync_table and ofs.unsync_table only';
+SELECT pg_catalog.pg_extension_config_dump('ofs.synced_table', '');
+
+CREATE SEQUENCE ofs.change_seq;
+
+-- The changes log: one entry per captured row change, written in the
+-- writing transaction.  xid is the writer's top-level transaction, which
+-- decides when a reader may see the entry; seq orders the entries of a
+-- batch (for one row, seq order is commit order, since writers of one row
+-- wait for each other).  data is the full row after the change (NULL for a
+-- delete), so that an entry superseded by a newer one for the same row can
+-- be dropped.  changed lists the columns an update changed (NULL: all); hlc
+-- and site are the version of those columns; versions holds the column
+-- versions folded in from dropped entries.  Not dumped: xids mean nothing in
+-- another cluster (after a restore, run ofs.rebuild_feed()).
+CREATE TABLE ofs.change_log (
+    seq          bigint PRIMARY KEY,
+    xid          xid8 NOT NULL,
+    tbl          oid NOT NULL,
+    pk           text COLLATE "C" NOT NULL,
+    op           "char" NOT NULL,
+    data         jsonb,
+    changed      text[],
+    hlc          bigint NOT NULL,
+    site         text NOT NULL,
+    operation_id text,
+    versions     jsonb,
+    captured_at  timestamptz NOT NULL
+);
+CREATE INDEX change_log_xid ON ofs.change_log (xid);
+CREATE INDEX change_log_row ON ofs.change_log (tbl, pk);
+COMMENT ON TABLE ofs.change_log IS
+    'Captured changes of synced tables; read it through ofs.changes';
+
+-- The feed's identity and retention horizon.  epoch changes whenever the
+-- feed is created anew (CREATE EXTENSION, also in a restored database), so
+-- cursors of another feed are refused; tombstones of transactions below
+-- horizon have been purged, so a cursor that has not seen all of them must
+-- re-snapshot.  Not dumped, on purpose.
+CREATE TABLE ofs.feed_state (
+    singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+    epoch     text NOT NULL,
+    horizon   xid8 NOT NULL DEFAULT '0',
+    compacted_at timestamptz
+);
+INSERT INTO ofs.feed_state (epoch)
+    VALUES (lpad(to_hex((random() * 4294967295)::bigint), 8, '0'));
+
+CREATE FUNCTION ofs.capture_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'capture_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.capture_trigger() IS
+    'Captures every row change of a synced table into ofs.change_log (an AFTER ROW trigger)';
+
+CREATE FUNCTION ofs.refuse_truncate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'refuse_truncate'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.refuse_truncate() IS
+    'Refuses TRUNCATE of a synced table: the feed could not tell devices which rows went';
+
+CREATE FUNCTION ofs.sync_table(tbl regclass, merge jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'sync_table'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.sync_table(regclass, jsonb) IS
+    'Start syncing a table (it needs a primary key); merge names a policy per column: lww (default), counter or manual';
+
+CREATE FUNCTION ofs.unsync_table(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'unsync_table'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.unsync_table(regclass) IS
+    'Stop syncing a table and drop its entries from the feed';
+
+CREATE FUNCTION ofs.rebuild_feed()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rebuild_feed'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.rebuild_feed() IS
+    'Empty the feed and capture every row of every synced table again, under a new epoch (after pg_restore); returns the rows captured';
+
+REVOKE ALL ON FUNCTION ofs.sync_table(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.unsync_table(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.rebuild_feed() FROM PUBLIC;
+
+CREATE FUNCTION ofs.hlc_now()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'hlc_now'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ofs.hlc_now() IS
+    'A fresh hybrid logical clock value of the origin: Unix milliseconds * 65536 + a counter';
+
+CREATE FUNCTION ofs.feed_commits()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'feed_commits'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ofs.feed_commits() IS
+    'Commits that captured changes since the server started (needs ofs in shared_preload_libraries; NULL otherwise)';
+
+-- ofs_cursor_parse splits a cursor into its parts, refusing foreign,
+-- malformed and too old cursors with a clear error.
+CREATE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  parts text[] := string_to_array(cursor, '/');
+  st ofs.feed_state;
+BEGIN
+  SELECT * INTO st FROM ofs.feed_state;
+  IF parts[1] IS DISTINCT FROM 'ofs1' OR array_length(parts, 1) NOT IN (3, 5) THEN
+    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
+            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
+  END IF;
+  IF parts[2] <> st.epoch THEN
+    RAISE EXCEPTION 'changes cursor belongs to another feed'
+      USING ERRCODE = 'OF010',
+            DETAIL = format('The cursor is of feed %s; this database''s feed is %s (it was created anew, e.g. by a restore).', parts[2], st.epoch),
+            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
+  END IF;
+  BEGIN
+    c := parts[3]::pg_snapshot;
+    IF array_length(parts, 1) = 5 THEN
+      s := parts[4]::pg_snapshot;
+      last_seq := parts[5]::bigint;
+    END IF;
+  EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
+            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
+  END;
+  -- Tombstones below the horizon were purged: the cursor must have seen them all.
+  IF st.horizon > pg_snapshot_xmax(c)
+     OR EXISTS (SELECT 1 FROM pg_snapshot_xip(c) x WHERE x < st.horizon) THEN
+    RAISE EXCEPTION 'changes cursor is older than the feed retains'
+      USING ERRCODE = 'OF010',
+            DETAIL = format('Deleted rows of transactions before %s were purged from the feed at %s.', st.horizon, st.compacted_at),
+            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
+  END IF;
+END $$;
+
+-- ofs_snapshot_cursor makes the cursor of a snapshot, treating the reading
+-- transaction's own (uncommitted) xid as not yet visible.
+CREATE FUNCTION ofs.snapshot_text(snap pg_snapshot)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE
+    WHEN own IS NULL OR own >= pg_snapshot_xmax(snap) THEN snap::text
+    ELSE format('%s:%s:%s', least(pg_snapshot_xmin(snap), own), pg_snapshot_xmax(snap),
+                (SELECT string_agg(x::text, ',' ORDER BY x)
+                   FROM (SELECT pg_snapshot_xip(snap) UNION SELECT own) AS u(x)))
+  END
+  FROM (SELECT pg_current_xact_id_if_assigned() AS own) o
+$$;
+
+CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
+RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
+               device text, operation_id text, hlc bigint, changed_columns text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cur_c pg_snapshot;
+  cur_s pg_snapshot;
+  cur_last bigint;
+  epoch text;
+  own xid8 := pg_current_xact_id_if_assigned();
+BEGIN
+  IF max_rows IS NULL OR max_rows < 1 THEN
+    RAISE EXCEPTION 'max_rows must be at least 1, not %', max_rows
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT f.epoch INTO epoch FROM ofs.feed_state f;
+  IF since IS NOT NULL THEN
+    SELECT p.c, p.s, p.last_seq INTO cur_c, cur_s, cur_last FROM ofs.cursor_parse(since) p;
+  END IF;
+
+  -- One query, one snapshot: the rows it sees are exactly those of the
+  -- transactions visible in pg_current_snapshot(), which becomes the cursor.
+  RETURN QUERY
+  WITH snap AS (SELECT coalesce(cur_s, pg_current_snapshot()) AS s),
+  page AS (
+    SELECT l.*
+      FROM ofs.change_log l, snap
+     WHERE (cur_c IS NULL OR (l.xid >= pg_snapshot_xmin(cur_c)
+                              AND NOT pg_visible_in_snapshot(l.xid, cur_c)))
+       AND (cur_s IS NULL OR (pg_visible_in_snapshot(l.xid, cur_s) AND l.seq > cur_last))
+       AND (own IS NULL OR l.xid <> own)
+     ORDER BY l.seq
+     LIMIT max_rows + 1
+  ),
+  numbered AS (
+    SELECT p.*, row_number() OVER (ORDER BY p.seq) AS n, count(*) OVER () AS total FROM page p
+  )
+  -- A row's cursor resumes after it: within a batch that goes on, the
+  -- batch's two snapshots and the row's seq; after the batch's last row,
+  -- the batch's snapshot alone.
+  SELECT CASE WHEN b.n = b.total AND b.total <= max_rows
+              THEN format('ofs1/%s/%s', epoch, ofs.snapshot_text(snap.s))
+              ELSE format('ofs1/%s/%s/%s/%s', epoch, coalesce(cur_c::text, '1:1:'),
+                          ofs.snapshot_text(snap.s), b.seq) END,
+         b.tbl::regclass::text,
+         b.pk::jsonb,
+         CASE b.op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' ELSE 'delete' END,
+         b.data,
+         CASE WHEN b.site = 'origin' THEN NULL ELSE b.site END,
+         b.operation_id,
+         b.hlc,
+         b.changed
+    FROM numbered b, snap
+   WHERE b.n <= max_rows
+   ORDER BY b.seq;
+END $$;
+COMMENT ON FUNCTION ofs.changes(text, int) IS
+    'The changes feed: committed changes of synced tables after a cursor (NULL: from the beginning), at most max_rows; follow the cursor of the last row';
+
+CREATE FUNCTION ofs.feed_cursor()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT format('ofs1/%s/%s', epoch, ofs.snapshot_text(pg_current_snapshot())) FROM ofs.feed_state
+$$;
+COMMENT ON FUNCTION ofs.feed_cursor() IS
+    'The cursor of the current snapshot: read the tables in the same transaction, then follow the feed from here (a re-snapshot)';
+
+CREATE FUNCTION ofs.compact_changes(retain interval DEFAULT '7 days',
+                                    OUT superseded bigint, OUT purged bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  purged_max xid8;
+BEGIN
+  IF retain IS NULL OR retain < '0'::interval THEN
+    RAISE EXCEPTION 'retention must be a positive interval, not %', retain
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- One compaction at a time; writers and readers go on.
+  LOCK TABLE ofs.change_log IN SHARE UPDATE EXCLUSIVE MODE;
+
+  -- 1. An entry superseded by a newer entry of the same row is dropped: the
+  --    newer one holds the full row, and a reader that has not seen the old
+  --    one has not seen the new one either.  Column versions of the dropped
+  --    entries that the survivor does not overwrite are folded into it.
+  CREATE TEMP TABLE ofs_compact_rows ON COMMIT DROP AS
+    SELECT tbl, pk, max(seq) AS keep FROM ofs.change_log
+     GROUP BY tbl, pk HAVING count(*) > 1;
+  WITH colver AS (
+    SELECT r.keep, v.col, l.seq, v.prio, v.hlc, v.site
+      FROM ofs_compact_rows r
+      JOIN ofs.change_log l ON l.tbl = r.tbl AND l.pk = r.pk
+      CROSS JOIN LATERAL (
+        SELECT c, 1, l.hlc, l.site
+          FROM unnest(coalesce(l.changed, ARRAY(SELECT jsonb_object_keys(l.data)))) AS c
+         WHERE l.op <> 'D'
+        UNION ALL
+        SELECT key, 0, (value->>0)::bigint, value->>1
+          FROM jsonb_each(coalesce(l.versions, '{}'))
+      ) AS v(col, prio, hlc, site)
+  ),
+  latest AS (
+    SELECT DISTINCT ON (keep, col) keep, col, hlc, site
+      FROM colver ORDER BY keep, col, seq DESC, prio DESC
+  ),
+  folded AS (
+    SELECT l.keep, jsonb_object_agg(l.col, jsonb_build_array(l.hlc, l.site)) AS versions
+      FROM latest l JOIN ofs.change_log k ON k.seq = l.keep
+     WHERE k.op = 'U' AND NOT l.col = ANY (k.changed)
+     GROUP BY l.keep
+  )
+  UPDATE ofs.change_log k SET versions = f.versions
+    FROM folded f WHERE k.seq = f.keep;
+  DELETE FROM ofs.change_log l USING ofs_compact_rows r
+   WHERE l.tbl = r.tbl AND l.pk = r.pk AND l.seq < r.keep;
+  GET DIAGNOSTICS superseded = ROW_COUNT;
+
+  -- 2. Tombstones older than the retention are purged; the horizon records
+  --    that cursors which have not seen them must re-snapshot.
+  WITH gone AS (
+    DELETE FROM ofs.change_log
+     WHERE op = 'D' AND captured_at < now() - retain
+    RETURNING xid
+  )
+  SELECT count(*), max(xid) INTO purged, purged_max FROM gone;
+  UPDATE ofs.feed_state
+     SET compacted_at = now(),
+         horizon = CASE WHEN purged_max IS NULL THEN horizon
+                        ELSE greatest(horizon, (purged_max::text::bigint + 1)::text::xid8) END;
+END $$;
+COMMENT ON FUNCTION ofs.compact_changes(interval) IS
+    'Drop feed entries superseded by newer ones of the same row, and purge deleted rows older than retain; cursors that had not seen a purged deletion must re-snapshot';
+REVOKE ALL ON FUNCTION ofs.compact_changes(interval) FROM PUBLIC;
+
+-- The raw feed is for ofs and its administrators; devices read it through
+-- the sync worker, scoped to their role.
+REVOKE ALL ON FUNCTION ofs.changes(text, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.feed_cursor() FROM PUBLIC;

@@ -7,6 +7,7 @@
 #include "ofs.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 PG_MODULE_MAGIC;
 
@@ -16,4 +17,7 @@ char	   *ofs_sync_operation = NULL;
 void
 _PG_init(void)
 {
+	if (process_shared_preload_libraries_in_progress)
+		OfsShmemInit();
+	CaptureInit();
 }

@@ -19,6 +19,8 @@
 #define ERRCODE_OFS_TRANSITION_CHECK_FAILED	MAKE_SQLSTATE('O','F','0','0','3')
 #define ERRCODE_OFS_INITIAL_STATE_NOT_ALLOWED	MAKE_SQLSTATE('O','F','0','0','4')
 
+#define ERRCODE_OFS_CURSOR_TOO_OLD		MAKE_SQLSTATE('O','F','0','1','0')
+
 /* src/ofs.c */
 extern void _PG_init(void);
 
@@ -29,5 +31,51 @@ extern void _PG_init(void);
  */
 extern char *ofs_sync_device;
 extern char *ofs_sync_operation;
+/* The HLC of the intent being applied (0: the origin's clock decides). */
+extern int64 ofs_sync_hlc;
+
+/* src/capture.c */
+extern void CaptureInit(void);
+
+/* src/shmem.c: state shared by all backends (when ofs is preloaded) */
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#define OFS_MAX_WORKER_LATCHES 16
+
+typedef struct OfsShared
+{
+	slock_t		mutex;			/* protects hlc_last, latches */
+	int64		hlc_last;		/* last HLC handed out */
+	int64		hlc_reserved;	/* HLCs up to here are covered by the file */
+	pg_atomic_uint64 feed_commits;	/* commits that captured changes */
+	Latch	   *latches[OFS_MAX_WORKER_LATCHES];	/* sync workers to wake */
+} OfsShared;
+
+extern OfsShared *ofs_shared;	/* NULL unless preloaded */
+extern void OfsShmemInit(void);
+extern void OfsNotifyFeed(void);
+extern void OfsRegisterLatch(Latch *latch);
+extern void OfsUnregisterLatch(Latch *latch);
+
+/* src/hlc.c: hybrid logical clock */
+extern int64 HlcNow(void);
+extern void HlcObserve(int64 remote);
+extern void HlcShmemStartup(void);
+
+/* src/internal_tables.c: reading and writing ofs's own tables */
+#include "utils/relcache.h"
+extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
+extern void OfsRestoreUser(Oid save_uid, int save_sec);
+extern Oid	OfsRelid(const char *relname);
+extern void OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
+
+/* src/rowjson.c: rows as JSON text */
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "lib/stringinfo.h"
+extern void RowJsonValue(StringInfo buf, Datum value, bool isnull, Oid typid);
+extern char *RowJsonObject(HeapTuple tuple, TupleDesc desc, int natts, const AttrNumber *atts);
 
 #endif							/* OFS_H */

@@ -257,28 +257,6 @@ CheckPrepare(Oid relid, const char *name, const char *expr, CheckParseArg *arg)
 	return plan;
 }
 
-/* OfsRunAsOwner switches to the owner of schema ofs, to read and write its tables. */
-static void
-OfsRunAsOwner(Oid *save_uid, int *save_sec)
-{
-	Oid			nsp = get_namespace_oid("ofs", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for schema ofs");
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
-	GetUserIdAndSecContext(save_uid, save_sec);
-	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-static void
-OfsRestoreUser(Oid save_uid, int save_sec)
-{
-	SetUserIdAndSecContext(save_uid, save_sec);
-}
-
 static char *
 SpiText(int row, int col)
 {
@@ -516,46 +494,7 @@ AllowedNext(CachedConstraint *c, const char *from)
 static char *
 PrimaryKeyJson(TableRules *rules, HeapTuple tuple, TupleDesc desc)
 {
-	StringInfoData buf;
-	int			i;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (i = 0; i < rules->npk; i++)
-	{
-		AttrNumber	att = rules->pk[i];
-		Form_pg_attribute a = TupleDescAttr(desc, att - 1);
-		bool		isnull;
-		Datum		v = heap_getattr(tuple, att, desc, &isnull);
-
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, NameStr(a->attname));
-		appendStringInfoString(&buf, ": ");
-		if (isnull)
-			appendStringInfoString(&buf, "null");
-		else
-		{
-			Oid			out;
-			bool		varlena;
-			char	   *s;
-
-			getTypeOutputInfo(a->atttypid, &out, &varlena);
-			s = OidOutputFunctionCall(out, v);
-			switch (a->atttypid)
-			{
-				case INT2OID:
-				case INT4OID:
-				case INT8OID:
-					appendStringInfoString(&buf, s);
-					break;
-				default:
-					escape_json(&buf, s);
-			}
-		}
-	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	return RowJsonObject(tuple, desc, rules->npk, rules->pk);
 }
 
 /* Columns of ofs.transition_log, in table order. */
@@ -578,30 +517,18 @@ enum
 };
 
 /*
- * TransitionLog writes one row of ofs.transition_log.  It inserts the heap
- * tuple and its index entries directly, as catalog code does, rather than
- * through an SPI INSERT: the log is written for every state change, and
- * starting an executor per row would cost more than the rest of the rules
- * together.  The log's indexes are plain btrees on columns, which is all
- * this supports.
+ * TransitionLog writes one row of ofs.transition_log, directly (see
+ * internal_tables.c): it is written for every state change.
  */
 static void
 TransitionLog(TableRules *rules, Relation rel, HeapTuple keytuple,
 			  CachedConstraint *c, const char *from, const char *to)
 {
-	Oid			nsp = get_namespace_oid("ofs", false);
-	Oid			logid = get_relname_relid("transition_log", nsp);
-	Oid			seqid = get_relname_relid("transition_log_id_seq", nsp);
+	Oid			seqid = OfsRelid("transition_log_id_seq");
 	Relation	logrel;
 	Datum		values[LOG_NATTS];
 	bool		nulls[LOG_NATTS];
-	HeapTuple	tup;
-	TupleTableSlot *slot;
-	List	   *indexes;
-	ListCell   *lc;
 
-	if (!OidIsValid(logid) || !OidIsValid(seqid))
-		elog(ERROR, "ofs.transition_log is missing; reinstall the extension");
 	memset(nulls, false, sizeof(nulls));
 	values[LOG_ID] = Int64GetDatum(nextval_internal(seqid, false));
 	values[LOG_TABLE_NAME] = CStringGetTextDatum(rules->table_name);
@@ -622,35 +549,11 @@ TransitionLog(TableRules *rules, Relation rel, HeapTuple keytuple,
 	nulls[LOG_OPERATION_ID] = (ofs_sync_operation == NULL);
 	values[LOG_OPERATION_ID] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
 
-	logrel = table_open(logid, RowExclusiveLock);
+	logrel = table_open(OfsRelid("transition_log"), RowExclusiveLock);
 	if (RelationGetDescr(logrel)->natts != LOG_NATTS)
 		elog(ERROR, "ofs.transition_log has %d columns, expected %d",
 			 RelationGetDescr(logrel)->natts, LOG_NATTS);
-	tup = heap_form_tuple(RelationGetDescr(logrel), values, nulls);
-	heap_insert(logrel, tup, GetCurrentCommandId(true), 0, NULL);
-
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(logrel), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tup, slot, false);
-	indexes = RelationGetIndexList(logrel);
-	foreach(lc, indexes)
-	{
-		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(idx);
-		Datum		ivalues[INDEX_MAX_KEYS];
-		bool		inulls[INDEX_MAX_KEYS];
-
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
-			elog(ERROR, "index \"%s\" on ofs.transition_log has expressions, which ofs does not maintain",
-				 RelationGetRelationName(idx));
-		FormIndexDatum(info, slot, NULL, ivalues, inulls);
-		index_insert(idx, ivalues, inulls, &tup->t_self, logrel,
-					 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 false, info);
-		index_close(idx, RowExclusiveLock);
-	}
-	list_free(indexes);
-	ExecDropSingleTupleTableSlot(slot);
-	heap_freetuple(tup);
+	OfsInsertDirect(logrel, values, nulls);
 	table_close(logrel, RowExclusiveLock);
 }
 

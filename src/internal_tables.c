@@ -1,0 +1,98 @@
+/*
+ * internal_tables.c: how ofs reads and writes its own tables.
+ *
+ * ofs's tables belong to the owner of schema ofs.  Work done on behalf of
+ * another role (a trigger firing for a rep, a device's push) switches to
+ * that owner for the accesses to ofs's tables only, and back.  Tables
+ * written for every captured row (the changes log, the transition log) are
+ * written directly, heap tuple and index entries, as catalog code does: an
+ * executor started per row would cost more than the work itself.  Their
+ * indexes must be plain btrees on columns.
+ */
+#include "ofs.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+/* OfsRunAsOwner switches to the owner of schema ofs, to read and write its tables. */
+void
+OfsRunAsOwner(Oid *save_uid, int *save_sec)
+{
+	Oid			nsp = get_namespace_oid("ofs", false);
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema ofs");
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	GetUserIdAndSecContext(save_uid, save_sec);
+	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+OfsRestoreUser(Oid save_uid, int save_sec)
+{
+	SetUserIdAndSecContext(save_uid, save_sec);
+}
+
+/* OfsRelid is the OID of a relation of schema ofs. */
+Oid
+OfsRelid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("ofs", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation ofs.%s does not exist", relname),
+				 errhint("The ofs extension is damaged; reinstall it.")));
+	return relid;
+}
+
+/*
+ * OfsInsertDirect inserts a row into one of ofs's tables (opened with
+ * RowExclusiveLock by the caller) with its index entries.
+ */
+void
+OfsInsertDirect(Relation rel, Datum *values, bool *nulls)
+{
+	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	TupleTableSlot *slot;
+	List	   *indexes;
+	ListCell   *lc;
+
+	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tup, slot, false);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *info = BuildIndexInfo(idx);
+		Datum		ivalues[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+			elog(ERROR, "index \"%s\" on ofs.%s has expressions, which ofs does not maintain",
+				 RelationGetRelationName(idx), RelationGetRelationName(rel));
+		FormIndexDatum(info, slot, NULL, ivalues, inulls);
+		index_insert(idx, ivalues, inulls, &tup->t_self, rel,
+					 idx->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 false, info);
+		index_close(idx, RowExclusiveLock);
+	}
+	list_free(indexes);
+	ExecDropSingleTupleTableSlot(slot);
+	heap_freetuple(tup);
+}
