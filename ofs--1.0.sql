@@ -462,63 +462,14 @@ SET search_path = pg_catalog, pg_temp AS $$
   FROM (SELECT pg_current_xact_id_if_assigned() AS own) o
 $$;
 
+-- The reading itself is C (src/feed.c); ofs.cursor_parse and
+-- ofs.snapshot_text above are its SQL parts.
 CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
 RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
                device text, operation_id text, hlc bigint, changed_columns text[])
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  cur_c pg_snapshot;
-  cur_s pg_snapshot;
-  cur_last bigint;
-  epoch text;
-  own xid8 := pg_current_xact_id_if_assigned();
-BEGIN
-  IF max_rows IS NULL OR max_rows < 1 THEN
-    RAISE EXCEPTION 'max_rows must be at least 1, not %', max_rows
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  SELECT f.epoch INTO epoch FROM ofs.feed_state f;
-  IF since IS NOT NULL THEN
-    SELECT p.c, p.s, p.last_seq INTO cur_c, cur_s, cur_last FROM ofs.cursor_parse(since) p;
-  END IF;
-
-  -- One query, one snapshot: the rows it sees are exactly those of the
-  -- transactions visible in pg_current_snapshot(), which becomes the cursor.
-  RETURN QUERY
-  WITH snap AS (SELECT coalesce(cur_s, pg_current_snapshot()) AS s),
-  page AS (
-    SELECT l.*
-      FROM ofs.change_log l, snap
-     WHERE (cur_c IS NULL OR (l.xid >= pg_snapshot_xmin(cur_c)
-                              AND NOT pg_visible_in_snapshot(l.xid, cur_c)))
-       AND (cur_s IS NULL OR (pg_visible_in_snapshot(l.xid, cur_s) AND l.seq > cur_last))
-       AND (own IS NULL OR l.xid <> own)
-     ORDER BY l.seq
-     LIMIT max_rows + 1
-  ),
-  numbered AS (
-    SELECT p.*, row_number() OVER (ORDER BY p.seq) AS n, count(*) OVER () AS total FROM page p
-  )
-  -- A row's cursor resumes after it: within a batch that goes on, the
-  -- batch's two snapshots and the row's seq; after the batch's last row,
-  -- the batch's snapshot alone.
-  SELECT CASE WHEN b.n = b.total AND b.total <= max_rows
-              THEN format('ofs1/%s/%s', epoch, ofs.snapshot_text(snap.s))
-              ELSE format('ofs1/%s/%s/%s/%s', epoch, coalesce(cur_c::text, '1:1:'),
-                          ofs.snapshot_text(snap.s), b.seq) END,
-         b.tbl::regclass::text,
-         b.pk::jsonb,
-         CASE b.op WHEN 'I' THEN 'insert' WHEN 'U' THEN 'update' ELSE 'delete' END,
-         b.data,
-         CASE WHEN b.site = 'origin' THEN NULL ELSE b.site END,
-         b.operation_id,
-         b.hlc,
-         b.changed
-    FROM numbered b, snap
-   WHERE b.n <= max_rows
-   ORDER BY b.seq;
-END $$;
+AS 'MODULE_PATHNAME', 'changes'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.changes(text, int) IS
     'The changes feed: committed changes of synced tables after a cursor (NULL: from the beginning), at most max_rows; follow the cursor of the last row';
 

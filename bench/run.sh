@@ -6,6 +6,7 @@
 # OFS_BENCH_SECONDS scales the measuring time of each side (default 10).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The feed reader client is built by its row; libpq comes with the server packages.
 ROOT=$(pwd)
 . test/lib/cluster.sh
 

@@ -1,0 +1,215 @@
+/*
+ * feed.c: reading the changes feed, ofs.changes.
+ *
+ * The cursor design (docs/DESIGN.md) is PgQ's: a batch is the set of changes
+ * whose writing transaction is visible in snapshot S but not in the
+ * cursor's snapshot C.  Every committed transaction is visible in some
+ * later snapshot, and a transaction still running when S is taken is not
+ * visible in S, so following cursors never misses a committed change and
+ * never returns an uncommitted one, however transactions interleave.  Within
+ * a batch, changes come in seq order, which for one row is commit order
+ * (writers of a row wait for each other).  A page that stops inside a batch
+ * carries C, S and the seq of its last change.
+ *
+ * Cursor parsing and its checks (epoch, retention horizon) are SQL
+ * (ofs.cursor_parse); this file does the reading, which is the hot part.
+ */
+#include "ofs.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/xid8.h"
+
+PG_FUNCTION_INFO_V1(changes);
+
+#define CHANGES_NATTS 9
+
+static SPIPlanPtr plan_page = NULL;
+
+/* A small per-call cache of table names by OID. */
+typedef struct TableName
+{
+	Oid			oid;
+	char	   *name;
+} TableName;
+
+static char *
+TableNameOf(TableName *cache, int *ncache, Oid oid)
+{
+	int			i;
+	char	   *rel;
+
+	for (i = 0; i < *ncache; i++)
+		if (cache[i].oid == oid)
+			return cache[i].name;
+	rel = get_rel_name(oid);
+	if (*ncache < 64)
+	{
+		cache[*ncache].oid = oid;
+		cache[*ncache].name = rel
+			? quote_qualified_identifier(get_namespace_name(get_rel_namespace(oid)), rel)
+			: psprintf("%u", oid);
+		return cache[(*ncache)++].name;
+	}
+	return rel ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(oid)), rel)
+		: psprintf("%u", oid);
+}
+
+static char *
+SnapshotText(Datum snap)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	int			rc;
+
+	args[0] = DirectFunctionCall1(textin, DirectFunctionCall1(pg_snapshot_out, snap));
+	rc = SPI_execute_with_args("SELECT ofs.snapshot_text($1::pg_snapshot)", 1, types, args,
+							   NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "ofs.snapshot_text failed: %s", SPI_result_code_string(rc));
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * changes(since text, max_rows int) returns the committed changes after a
+ * cursor, at most max_rows, each with the cursor that resumes after it.
+ */
+Datum
+changes(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		max_rows;
+	Datum		cur_c;
+	Datum		cur_s;
+	int64		cur_last = 0;
+	bool		have_c = false;
+	bool		have_s = false;
+	char	   *epoch;
+	char	   *partial;
+	char	   *complete;
+	FullTransactionId own = GetTopFullTransactionIdIfAny();
+	Oid			save_uid;
+	int			save_sec;
+	Datum		args[6];
+	int			rc;
+	uint64		n;
+	uint64		i;
+	TableName	names[64];
+	int			nnames = 0;
+	SPITupleTable *page;
+	MemoryContext rowcxt;
+
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be at least 1, not %s",
+						PG_ARGISNULL(1) ? "NULL" : psprintf("%d", PG_GETARG_INT32(1)))));
+	max_rows = PG_GETARG_INT32(1);
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	OfsRunAsOwner(&save_uid, &save_sec);
+	rc = SPI_execute("SELECT epoch FROM ofs.feed_state", true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading ofs.feed_state failed: %s", SPI_result_code_string(rc));
+	epoch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	if (!PG_ARGISNULL(0))
+	{
+		Oid			types[1] = {TEXTOID};
+		bool		isnull;
+
+		args[0] = PG_GETARG_DATUM(0);
+		rc = SPI_execute_with_args("SELECT c, s, last_seq FROM ofs.cursor_parse($1)",
+								   1, types, args, NULL, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "ofs.cursor_parse failed: %s", SPI_result_code_string(rc));
+		cur_c = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		have_c = !isnull;
+		cur_s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		have_s = !isnull;
+		if (have_s)
+			cur_last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	if (!have_c)
+		cur_c = DirectFunctionCall1(pg_snapshot_in, CStringGetDatum("1:1:"));
+	if (!have_s)
+		cur_s = DirectFunctionCall1(pg_current_snapshot, (Datum) 0);
+	partial = psprintf("ofs1/%s/%s/%s/", epoch,
+					   DatumGetCString(DirectFunctionCall1(pg_snapshot_out, cur_c)),
+					   SnapshotText(cur_s));
+	complete = psprintf("ofs1/%s/%s", epoch, SnapshotText(cur_s));
+
+	if (plan_page == NULL)
+	{
+		Oid			types[6] = {INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT4OID, BOOLOID};
+
+		plan_page = SPI_prepare(
+			"SELECT seq, tbl, pk, op, data, site, operation_id, hlc, changed"
+			"  FROM ofs.change_log"
+			" WHERE seq > $1"
+			"   AND xid >= pg_catalog.pg_snapshot_xmin($2)"
+			"   AND NOT pg_catalog.pg_visible_in_snapshot(xid, $2)"
+			"   AND pg_catalog.pg_visible_in_snapshot(xid, $3)"
+			"   AND ($6 OR xid <> $4)"
+			" ORDER BY seq LIMIT $5",
+			6, types);
+		if (plan_page == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan_page);
+	}
+	args[0] = Int64GetDatum(cur_last);
+	args[1] = cur_c;
+	args[2] = cur_s;
+	args[3] = FullTransactionIdGetDatum(own);
+	args[4] = Int32GetDatum(max_rows + 1);
+	args[5] = BoolGetDatum(!FullTransactionIdIsValid(own));
+	rc = SPI_execute_plan(plan_page, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading ofs.change_log failed: %s", SPI_result_code_string(rc));
+	OfsRestoreUser(save_uid, save_sec);
+
+	page = SPI_tuptable;
+	n = SPI_processed;
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "ofs changes row", ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < n && i < (uint64) max_rows; i++)
+	{
+		HeapTuple	t = page->vals[i];
+		TupleDesc	d = page->tupdesc;
+		Datum		values[CHANGES_NATTS];
+		bool		nulls[CHANGES_NATTS];
+		bool		isnull;
+		int64		seq = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		Oid			tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+		char		op = DatumGetChar(SPI_getbinval(t, d, 4, &isnull));
+		char	   *site;
+		MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+		site = SPI_getvalue(t, d, 6);
+
+		memset(nulls, false, sizeof(nulls));
+		values[0] = CStringGetTextDatum(i == n - 1 ? complete : psprintf("%s" INT64_FORMAT, partial, seq));
+		values[1] = CStringGetTextDatum(TableNameOf(names, &nnames, tbl));
+		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(SPI_getvalue(t, d, 3)));
+		values[3] = CStringGetTextDatum(op == 'I' ? "insert" : op == 'U' ? "update" : "delete");
+		values[4] = SPI_getbinval(t, d, 5, &nulls[4]);
+		nulls[5] = strcmp(site, "origin") == 0;
+		values[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(site);
+		values[6] = SPI_getbinval(t, d, 7, &nulls[6]);
+		values[7] = SPI_getbinval(t, d, 8, &nulls[7]);
+		values[8] = SPI_getbinval(t, d, 9, &nulls[8]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
