@@ -553,3 +553,621 @@ REVOKE ALL ON FUNCTION ofs.compact_changes(interval) FROM PUBLIC;
 -- the sync worker, scoped to their role.
 REVOKE ALL ON FUNCTION ofs.changes(text, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.feed_cursor() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Devices
+-------------------------------------------------------------------------------
+
+-- A device maps to a PostgreSQL role; its pushes run as that role.  Only a
+-- hash of its token is kept.
+CREATE TABLE ofs.device (
+    device        text PRIMARY KEY CHECK (device <> '' AND device <> 'origin'),
+    role          name NOT NULL,
+    token_sha256  bytea NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz,
+    revoked_at    timestamptz,
+    last_contact  timestamptz,
+    last_cursor   text
+);
+COMMENT ON TABLE ofs.device IS
+    'Devices and the roles they act as; write it through ofs.create_device_token and ofs.revoke_device only';
+SELECT pg_catalog.pg_extension_config_dump('ofs.device', '');
+
+CREATE FUNCTION ofs.create_device_token(role name, device text, valid_for interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  token text;
+BEGIN
+  IF role IS NULL OR device IS NULL OR device = '' OR device = 'origin' THEN
+    RAISE EXCEPTION 'a device token needs a role and a device name other than "origin"'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', role
+      USING ERRCODE = 'undefined_object', HINT = 'Create the role first with CREATE ROLE.';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role AND r.rolsuper) THEN
+    RAISE EXCEPTION 'a device may not act as superuser "%"', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Create an ordinary role for devices and grant it what they may do.';
+  END IF;
+  IF valid_for IS NOT NULL AND valid_for <= '0'::interval THEN
+    RAISE EXCEPTION 'valid_for must be positive, not %', valid_for
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- 244 random bits from the server's strong random source.
+  token := 'ofs_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+  INSERT INTO ofs.device (device, role, token_sha256, expires_at)
+  VALUES (device, role, sha256(convert_to(token, 'UTF8')), now() + valid_for)
+  ON CONFLICT ON CONSTRAINT device_pkey DO UPDATE
+     SET role = EXCLUDED.role, token_sha256 = EXCLUDED.token_sha256, created_at = now(),
+         expires_at = EXCLUDED.expires_at, revoked_at = NULL;
+  RETURN token;
+END $$;
+COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
+    'Create (or replace) a device acting as a role; returns its token, shown only this once';
+
+CREATE FUNCTION ofs.revoke_device(device text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.device d SET revoked_at = now() WHERE d.device = revoke_device.device AND d.revoked_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'device "%" does not exist or is already revoked', device
+      USING ERRCODE = 'undefined_object', HINT = 'Devices are listed in ofs.devices.';
+  END IF;
+END $$;
+COMMENT ON FUNCTION ofs.revoke_device(text) IS 'Cut a device off: its token stops working';
+
+CREATE VIEW ofs.devices AS
+SELECT device, role, created_at, expires_at, revoked_at, last_contact,
+       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+            WHEN expires_at < now() THEN 'expired'
+            ELSE 'active' END AS status
+  FROM ofs.device;
+COMMENT ON VIEW ofs.devices IS 'Devices: role, creation, expiry, revocation, last contact and status';
+
+REVOKE ALL ON FUNCTION ofs.create_device_token(name, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.revoke_device(text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- The write path (docs/DESIGN.md: "Applying mutations")
+-------------------------------------------------------------------------------
+
+-- One row per (device, operation id) ever seen: what makes pushes idempotent.
+CREATE TABLE ofs.applied_op (
+    device       text NOT NULL,
+    operation_id text NOT NULL,
+    status       text NOT NULL,
+    result       jsonb NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device, operation_id)
+);
+COMMENT ON TABLE ofs.applied_op IS
+    'The result of every mutation ever applied or rejected, by device and operation id';
+
+CREATE TABLE ofs.dead_letters (
+    id           bigserial PRIMARY KEY,
+    device       text NOT NULL,
+    operation_id text NOT NULL,
+    table_name   text,
+    pk           jsonb,
+    mutation     jsonb NOT NULL,
+    sqlstate     text NOT NULL,
+    message      text NOT NULL,
+    detail       text,
+    hint         jsonb NOT NULL,
+    status       text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'retried', 'discarded')),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    closed_at    timestamptz,
+    closed_by    name,
+    retry_result jsonb
+);
+CREATE INDEX dead_letters_open ON ofs.dead_letters (device, table_name, pk) WHERE status = 'open';
+COMMENT ON TABLE ofs.dead_letters IS
+    'Every rejected mutation: device, operation, table, key, the mutation, SQLSTATE, message and a compensation hint; closed by retry or discard';
+
+CREATE TABLE ofs.conflicts (
+    id            bigserial PRIMARY KEY,
+    table_name    text NOT NULL,
+    pk            jsonb NOT NULL,
+    column_name   name NOT NULL,
+    origin_value  jsonb,
+    device_value  jsonb,
+    base_value    jsonb,
+    origin_hlc    bigint,
+    origin_site   text,
+    device_hlc    bigint NOT NULL,
+    device        text NOT NULL,
+    operation_id  text NOT NULL,
+    status        text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+    resolution    text,
+    resolved_at   timestamptz,
+    resolved_by   name,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ofs.conflicts IS
+    'Concurrent changes of manual columns: both values, both sites, both clocks; ofs.resolve_conflict decides';
+SELECT pg_catalog.pg_extension_config_dump('ofs.applied_op', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
+
+CREATE FUNCTION ofs.set_sync_context(device text, operation_id text, hlc bigint)
+RETURNS void AS 'MODULE_PATHNAME', 'set_sync_context' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ofs.set_sync_context(text, text, bigint) IS
+    'Attribute the writes that follow, until the end of the transaction, to a device''s intent (internal)';
+CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
+RETURNS bigint AS 'MODULE_PATHNAME', 'clamp_hlc' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION ofs.clamp_hlc(bigint) IS
+    'A device HLC, clamped to the origin clock plus ofs.max_clock_skew (internal)';
+CREATE FUNCTION ofs.encode_row(anyelement)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'encode_row' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
+    'A row in the JSON encoding of the changes feed';
+REVOKE ALL ON FUNCTION ofs.set_sync_context(text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
+
+-- row_versions: the version (HLC, site) of each column of a row, folded
+-- from its feed entries in order.
+CREATE FUNCTION ofs.row_versions(tbl oid, pk text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(jsonb_object_agg(col, jsonb_build_array(hlc, site)), '{}')
+    FROM (SELECT DISTINCT ON (v.col) v.col, v.hlc, v.site
+            FROM ofs.change_log l
+            CROSS JOIN LATERAL (
+              SELECT c, 1, l.hlc, l.site
+                FROM unnest(coalesce(l.changed, ARRAY(SELECT jsonb_object_keys(l.data)))) AS c
+               WHERE l.op <> 'D'
+              UNION ALL
+              SELECT key, 0, (value->>0)::bigint, value->>1 FROM jsonb_each(coalesce(l.versions, '{}'))
+            ) AS v(col, prio, hlc, site)
+           WHERE l.tbl = row_versions.tbl AND l.pk = row_versions.pk
+           ORDER BY v.col, l.seq DESC, v.prio DESC) x
+$$;
+
+-- pk_text: a primary key object in the canonical text ofs.change_log
+-- stores (jsonb's text of the key, each value read through its column's
+-- type), so that "1" and 1 name the same integer key.
+CREATE FUNCTION ofs.pk_text(tbl regclass, pk jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  full_row jsonb;
+  cols text[];
+BEGIN
+  SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols
+    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+   WHERE i.indrelid = tbl AND i.indisprimary;
+  IF pk IS NULL OR jsonb_typeof(pk) <> 'object' OR NOT pk ?& cols THEN
+    RAISE EXCEPTION 'mutation key % does not name every primary key column of %', pk, tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('The primary key of %s is (%s).', tbl, array_to_string(cols, ', '));
+  END IF;
+  EXECUTE format('SELECT ofs.encode_row(r) FROM jsonb_populate_record(NULL::%s, $1) r', tbl)
+     INTO full_row USING pk;
+  RETURN (SELECT jsonb_object_agg(c, full_row->c) FROM unnest(cols) c)::text;
+END $$;
+
+-- decode_json_columns: the feed carries json and jsonb values as strings;
+-- turn them back into JSON before jsonb_populate_record reads them.
+CREATE FUNCTION ofs.decode_json_columns(tbl regclass, data jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT data || coalesce(jsonb_object_agg(a.attname, (data->>a.attname)::jsonb), '{}')
+    FROM pg_attribute a
+   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+     AND a.atttypid IN ('json'::regtype, 'jsonb'::regtype)
+     AND jsonb_typeof(data->a.attname) = 'string'
+$$;
+
+-- compensation: what a device needs to undo a rejected mutation: the kind
+-- of failure, the origin's current row as the device's role sees it (NULL
+-- if it has none), and for transitions the allowed next states.
+CREATE FUNCTION ofs.compensation(role name, tbl regclass, pk jsonb, data jsonb,
+                                 state text, con text, col text, message text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  kind text;
+  cur jsonb;
+  prev_role text := current_setting('role');
+  hint jsonb;
+  cur_state text;
+BEGIN
+  kind := CASE
+    WHEN state = 'OF001' THEN 'transition_not_allowed'
+    WHEN state = 'OF002' THEN 'role_required'
+    WHEN state = 'OF003' THEN 'check_failed'
+    WHEN state = 'OF004' THEN 'initial_state_not_allowed'
+    WHEN state = 'OF020' THEN 'dependent'
+    WHEN state = '23505' THEN 'unique_violation'
+    WHEN state = '23503' THEN 'foreign_key_violation'
+    WHEN state = '23514' THEN 'check_violation'
+    WHEN state = '23502' THEN 'not_null_violation'
+    WHEN state = '42501' THEN 'permission_denied'
+    WHEN state = 'P0002' THEN 'row_missing'
+    WHEN state = '22023' THEN 'invalid_mutation'
+    WHEN state LIKE '22%' THEN 'invalid_value'
+    ELSE 'error' END;
+  hint := jsonb_build_object('kind', kind);
+  IF con IS NOT NULL THEN hint := hint || jsonb_build_object('constraint', con); END IF;
+  IF col IS NOT NULL THEN hint := hint || jsonb_build_object('column', col); END IF;
+  IF tbl IS NOT NULL AND pk IS NOT NULL THEN
+    BEGIN
+      PERFORM set_config('role', role, true);
+      EXECUTE format('SELECT ofs.encode_row(t) FROM %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                     tbl, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+         INTO cur USING pk;
+      PERFORM set_config('role', prev_role, true);
+    EXCEPTION WHEN OTHERS THEN
+      cur := NULL;  -- the role may not read the row at all
+    END;
+    hint := hint || jsonb_build_object('row', cur);
+  END IF;
+  IF state IN ('OF001', 'OF002') AND con IS NOT NULL AND col IS NOT NULL THEN
+    cur_state := cur->>col;
+    hint := hint || jsonb_build_object('from', cur_state, 'to', data->>col,
+      'allowed_next', coalesce((SELECT jsonb_agg(jsonb_build_object('to', r.to_state, 'role', r.role) ORDER BY r.to_state)
+                                  FROM ofs.transition_rules r
+                                 WHERE r.table_name = tbl AND r.constraint_name = con
+                                   AND r.from_state = cur_state), '[]'));
+    IF state = 'OF002' THEN
+      hint := hint || jsonb_build_object('required_role',
+        (SELECT r.role FROM ofs.transition_rules r
+          WHERE r.table_name = tbl AND r.constraint_name = con
+            AND r.from_state = cur_state AND r.to_state = data->>col));
+    END IF;
+  END IF;
+  IF kind = 'permission_denied' THEN
+    hint := hint || jsonb_build_object('role', role);
+  END IF;
+  RETURN hint;
+END $$;
+
+-- apply_write: one mutation, as the device's role.  Returns the result
+-- ("applied" or "conflict", with the columns an lww merge kept from the
+-- origin and the conflicts recorded).  Errors propagate to apply_one.
+CREATE FUNCTION ofs.apply_write(device text, role name, op_id text, tbl regclass, op text,
+                                pk jsonb, pktext text, data jsonb, base jsonb, hlc bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  prev_role text := current_setting('role');
+  keycond text;
+  cur jsonb;
+  versions jsonb;
+  policies jsonb;
+  kept jsonb := '{}';
+  lost text[] := '{}';
+  found_conflicts jsonb := '[]';
+  k text;
+  v jsonb;
+  policy text;
+  ver jsonb;
+  n bigint;
+  ids bigint[];
+BEGIN
+  keycond := (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key);
+  hlc := ofs.clamp_hlc(hlc);
+  PERFORM ofs.set_sync_context(device, op_id, hlc);
+  PERFORM set_config('role', role, true);
+
+  IF op = 'insert' THEN
+    data := data || pk;
+    EXECUTE format('INSERT INTO %1$s (%2$s) SELECT %3$s FROM jsonb_populate_record(NULL::%1$s, $1) r',
+                   tbl,
+                   (SELECT string_agg(format('%I', key), ', ') FROM jsonb_object_keys(data) key),
+                   (SELECT string_agg(format('r.%I', key), ', ') FROM jsonb_object_keys(data) key))
+      USING ofs.decode_json_columns(tbl, data);
+  ELSIF op = 'delete' THEN
+    -- A delete wins over concurrent updates; deleting a row that is gone is a no-op.
+    EXECUTE format('DELETE FROM %1$s t USING jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s', tbl, keycond)
+      USING pk;
+  ELSE
+    EXECUTE format('SELECT ofs.encode_row(t) FROM %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s FOR UPDATE OF t',
+                   tbl, keycond)
+      INTO cur USING pk;
+    IF cur IS NULL THEN
+      RAISE EXCEPTION 'row % of % does not exist or is not visible to role %', pk, tbl, role
+        USING ERRCODE = 'no_data_found',
+              DETAIL = 'It was deleted (a delete wins over concurrent updates), or it left the role''s scope.',
+              HINT = 'Remove the row on the device.';
+    END IF;
+    -- The row is locked now; its versions cannot change under us.  They are
+    -- ofs's own tables, read as the caller, not as the device's role.
+    PERFORM set_config('role', prev_role, true);
+    versions := ofs.row_versions(tbl, pktext);
+    SELECT s.merge INTO policies FROM ofs.synced_table s WHERE s.tbl = apply_write.tbl;
+    PERFORM set_config('role', role, true);
+    FOR k, v IN SELECT * FROM jsonb_each(data) LOOP
+      policy := coalesce(policies->>k, 'lww');
+      IF policy = 'counter' AND base ? k THEN
+        -- Concurrent increments add up: apply the device's delta to the origin's value.
+        kept := kept || jsonb_build_object(k,
+          to_jsonb(coalesce((cur->>k)::numeric, 0) + ((v #>> '{}')::numeric - (base->>k)::numeric)));
+      ELSIF policy = 'manual' AND base ? k AND (cur->k) IS DISTINCT FROM (base->k)
+            AND (cur->k) IS DISTINCT FROM v THEN
+        -- Someone else changed it since the device read it: a person decides.
+        found_conflicts := found_conflicts || jsonb_build_object('column', k, 'origin', cur->k,
+          'device', v, 'base', base->k, 'origin_hlc', versions->k->0, 'origin_site', versions->k->1);
+      ELSE
+        ver := versions->k;
+        IF ver IS NULL OR hlc > (ver->>0)::bigint
+           OR (hlc = (ver->>0)::bigint AND device > (ver->>1)) THEN
+          kept := kept || jsonb_build_object(k, v);
+        ELSE
+          lost := lost || k;   -- a later write of this column wins
+        END IF;
+      END IF;
+    END LOOP;
+    IF kept <> '{}' THEN
+      EXECUTE format('UPDATE %1$s t SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(NULL::%1$s, $1) r)'
+                     ' FROM jsonb_populate_record(NULL::%1$s, $2) k WHERE %4$s',
+                     tbl,
+                     (SELECT string_agg(format('%I', key), ', ') FROM jsonb_object_keys(kept) key),
+                     (SELECT string_agg(format('r.%I', key), ', ') FROM jsonb_object_keys(kept) key),
+                     keycond)
+        USING ofs.decode_json_columns(tbl, kept), pk;
+    END IF;
+  END IF;
+
+  PERFORM set_config('role', prev_role, true);
+  PERFORM ofs.set_sync_context(NULL, NULL, NULL);
+  IF jsonb_array_length(found_conflicts) > 0 THEN
+    WITH ins AS (
+      INSERT INTO ofs.conflicts (table_name, pk, column_name, origin_value, device_value, base_value,
+                                 origin_hlc, origin_site, device_hlc, device, operation_id)
+      SELECT tbl::text, pk, c->>'column', c->'origin', c->'device', c->'base',
+             (c->>'origin_hlc')::bigint, c->>'origin_site', hlc, device, op_id
+        FROM jsonb_array_elements(found_conflicts) c
+      RETURNING id)
+    SELECT array_agg(id ORDER BY id) INTO ids FROM ins;
+    RETURN jsonb_build_object('operation_id', op_id, 'status', 'conflict',
+                              'sqlstate', NULL, 'message', 'concurrent change of a manual column',
+                              'hint', jsonb_build_object('kind', 'conflict', 'conflicts', to_jsonb(ids),
+                                                         'columns', (SELECT jsonb_agg(c->'column') FROM jsonb_array_elements(found_conflicts) c),
+                                                         'lost_columns', to_jsonb(lost)));
+  END IF;
+  RETURN jsonb_build_object('operation_id', op_id, 'status', 'applied', 'sqlstate', NULL, 'message', NULL,
+                            'hint', CASE WHEN cardinality(lost) > 0
+                                         THEN jsonb_build_object('kind', 'lost_columns', 'lost_columns', to_jsonb(lost))
+                                    END);
+END $$;
+
+-- apply_one: one mutation of a device, idempotent, in its own
+-- subtransaction; a rejection becomes a dead letter.
+CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  op_id text := m->>'op_id';
+  prev ofs.applied_op;
+  tbl regclass;
+  op text;
+  pk jsonb;
+  data jsonb;
+  pktext text;
+  res jsonb;
+  hint jsonb;
+  st text; msg text; det text; con text; col text;
+BEGIN
+  IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR op_id IS NULL OR op_id = '' THEN
+    RETURN jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', '22023',
+                              'message', 'a mutation must be an object with an op_id',
+                              'hint', jsonb_build_object('kind', 'invalid_mutation'));
+  END IF;
+  SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
+  IF FOUND THEN
+    RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
+  END IF;
+
+  BEGIN
+    -- Validate the mutation; nothing it says is executed as SQL.
+    op := m->>'op';
+    IF op IS NULL OR op NOT IN ('insert', 'update', 'delete') THEN
+      RAISE EXCEPTION 'mutation % has op %, not insert, update or delete', op_id, coalesce(op, 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.tbl INTO tbl FROM ofs.synced_table s
+     WHERE s.tbl::text = m->>'table'
+        OR format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.oid = s.tbl),
+                  (SELECT relname FROM pg_class c WHERE c.oid = s.tbl)) = m->>'table';
+    IF tbl IS NULL THEN
+      RAISE EXCEPTION 'mutation % names table %, which is not synced', op_id, coalesce(m->>'table', 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    pk := m->'pk';
+    data := coalesce(m->'data', '{}');
+    IF jsonb_typeof(data) <> 'object' OR (m ? 'base' AND jsonb_typeof(m->'base') <> 'object') THEN
+      RAISE EXCEPTION 'mutation % has data or base that is not a JSON object', op_id
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_object_keys(data || coalesce(pk, '{}')) key
+                WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = key
+                                     AND a.attnum > 0 AND NOT a.attisdropped)) THEN
+      RAISE EXCEPTION 'mutation % names columns that table % does not have', op_id, tbl
+        USING ERRCODE = 'undefined_column';
+    END IF;
+    IF jsonb_typeof(m->'hlc') IS DISTINCT FROM 'number' THEN
+      RAISE EXCEPTION 'mutation % has no numeric hlc', op_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    pktext := ofs.pk_text(tbl, pk);
+
+    -- A later mutation of a row whose earlier mutation was rejected waits for that one.
+    IF EXISTS (SELECT 1 FROM ofs.dead_letters d WHERE d.device = apply_one.device AND d.status = 'open'
+                  AND d.table_name = tbl::text AND d.pk = pktext::jsonb) THEN
+      RAISE EXCEPTION 'mutation % depends on a rejected mutation of the same row', op_id
+        USING ERRCODE = 'OF020',
+              DETAIL = 'An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.';
+    END IF;
+
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'applying', '{}');
+    res := ofs.apply_write(device, role, op_id, tbl, op, pktext::jsonb, pktext, data,
+                              coalesce(m->'base', '{}'), (m->>'hlc')::bigint);
+    UPDATE ofs.applied_op a SET status = res->>'status', result = res
+     WHERE a.device = apply_one.device AND a.operation_id = op_id;
+    RETURN res;
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                            con = CONSTRAINT_NAME, col = COLUMN_NAME;
+    con := nullif(con, '');
+    col := nullif(col, '');
+    PERFORM ofs.set_sync_context(NULL, NULL, NULL);
+    IF st = '23505' AND con = 'applied_op_pkey' THEN
+      -- The same operation was applied by a concurrent push of this device.
+      SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
+      RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
+    END IF;
+    BEGIN
+      pktext := coalesce(pktext, ofs.pk_text(tbl, pk));
+    EXCEPTION WHEN OTHERS THEN
+      pktext := NULL;
+    END;
+    BEGIN
+      hint := ofs.compensation(role, tbl, pktext::jsonb, data, st, con, col, msg);
+    EXCEPTION WHEN OTHERS THEN
+      hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
+    END;
+    res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', st,
+                              'message', msg, 'hint', hint);
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, st, msg, nullif(det, ''), res->'hint');
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'rejected', res);
+    RETURN res;
+  END;
+END $$;
+
+CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
+RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+  m jsonb;
+  r jsonb;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = apply_batch.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" may not push: it is %', device,
+          CASE WHEN NOT FOUND THEN 'unknown' WHEN dev.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  END IF;
+  IF jsonb_typeof(mutations) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'mutations must be a JSON array'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- The batches of one device apply one at a time, each in the device's order.
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(device));
+  UPDATE ofs.device d SET last_contact = now() WHERE d.device = apply_batch.device;
+  FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
+    r := ofs.apply_one(dev.device, dev.role, m);
+    operation_id := r->>'operation_id';
+    status := r->>'status';
+    sqlstate := r->>'sqlstate';
+    message := r->>'message';
+    hint := r->'hint';
+    RETURN NEXT;
+  END LOOP;
+END $$;
+COMMENT ON FUNCTION ofs.apply_batch(text, jsonb) IS
+    'Apply a device''s batch of mutations in order, as the device''s role; one result per mutation: applied, duplicate, rejected (with SQLSTATE, message and compensation hint) or conflict';
+
+CREATE FUNCTION ofs.retry_dead_letter(id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dl ofs.dead_letters;
+  dev ofs.device;
+  r jsonb;
+BEGIN
+  SELECT * INTO dl FROM ofs.dead_letters d WHERE d.id = retry_dead_letter.id FOR UPDATE;
+  IF NOT FOUND OR dl.status <> 'open' THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dl.device;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'device "%" of dead letter % no longer exists', dl.device, id
+      USING ERRCODE = 'undefined_object', HINT = 'Discard it with ofs.discard_dead_letter.';
+  END IF;
+  UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
+   WHERE d.id = dl.id;
+  DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
+  r := ofs.apply_one(dl.device, dev.role, dl.mutation);
+  UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
+  RETURN r;
+END $$;
+COMMENT ON FUNCTION ofs.retry_dead_letter(bigint) IS
+    'Apply a dead letter''s mutation again (e.g. after a role was granted); a new rejection opens a new dead letter';
+
+CREATE FUNCTION ofs.discard_dead_letter(id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.dead_letters d SET status = 'discarded', closed_at = now(), closed_by = current_user
+   WHERE d.id = discard_dead_letter.id AND d.status = 'open';
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+END $$;
+COMMENT ON FUNCTION ofs.discard_dead_letter(bigint) IS
+    'Close a dead letter without applying it';
+
+CREATE FUNCTION ofs.resolve_conflict(id bigint, take text DEFAULT 'origin', value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c ofs.conflicts;
+  chosen jsonb;
+  tbl regclass;
+BEGIN
+  SELECT * INTO c FROM ofs.conflicts x WHERE x.id = resolve_conflict.id FOR UPDATE;
+  IF NOT FOUND OR c.status <> 'open' THEN
+    RAISE EXCEPTION 'conflict % does not exist or is resolved', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open conflicts are listed in ofs.conflicts.';
+  END IF;
+  IF take NOT IN ('origin', 'device', 'value') OR (take = 'value') <> (value IS NOT NULL) THEN
+    RAISE EXCEPTION 'resolve a conflict with take => ''origin'', ''device'', or ''value'' and a value'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF take <> 'origin' THEN
+    chosen := CASE take WHEN 'device' THEN c.device_value ELSE value END;
+    tbl := c.table_name::regclass;
+    EXECUTE format('UPDATE %1$s t SET %2$I = r.%2$I FROM jsonb_populate_record(NULL::%1$s, $1) r,'
+                   ' jsonb_populate_record(NULL::%1$s, $2) k WHERE %3$s',
+                   tbl, c.column_name,
+                   (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(c.pk) key))
+      USING ofs.decode_json_columns(tbl, jsonb_build_object(c.column_name, chosen)), c.pk;
+  END IF;
+  UPDATE ofs.conflicts x SET status = 'resolved', resolution = take, resolved_at = now(), resolved_by = current_user
+   WHERE x.id = c.id;
+END $$;
+COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
+    'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
+
+REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_write(text, name, text, regclass, text, jsonb, text, jsonb, jsonb, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;

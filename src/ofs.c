@@ -11,8 +11,6 @@
 
 PG_MODULE_MAGIC;
 
-char	   *ofs_sync_device = NULL;
-char	   *ofs_sync_operation = NULL;
 
 void
 _PG_init(void)
@@ -20,4 +18,5 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 		OfsShmemInit();
 	CaptureInit();
+	ApplyInit();
 }

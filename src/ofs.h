@@ -37,6 +37,10 @@ extern int64 ofs_sync_hlc;
 /* src/capture.c */
 extern void CaptureInit(void);
 
+/* src/apply.c */
+extern int	ofs_max_clock_skew_ms;
+extern void ApplyInit(void);
+
 /* src/shmem.c: state shared by all backends (when ofs is preloaded) */
 #include "port/atomics.h"
 #include "storage/latch.h"

@@ -1,0 +1,117 @@
+/*
+ * apply.c: the C parts of the write path (the rest is ofs.apply_batch, in
+ * SQL, in ofs--1.0.sql).
+ *
+ * ofs.set_sync_context tells the capture trigger and the transition log
+ * which device, operation and HLC the current write comes from; it is reset
+ * at the end of every transaction so that it can never leak into another
+ * one.  ofs.encode_row renders a row in the feed's JSON encoding, for the
+ * compensation hint of a rejected mutation.  ofs.max_clock_skew bounds how
+ * far ahead of the origin's clock a device's HLC may be.
+ */
+#include "ofs.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(set_sync_context);
+PG_FUNCTION_INFO_V1(encode_row);
+PG_FUNCTION_INFO_V1(clamp_hlc);
+
+char	   *ofs_sync_device = NULL;
+char	   *ofs_sync_operation = NULL;
+
+int			ofs_max_clock_skew_ms = 300000;
+
+static void
+ApplyXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		ofs_sync_device = NULL;
+		ofs_sync_operation = NULL;
+		ofs_sync_hlc = 0;
+	}
+}
+
+/* ApplyInit defines ofs.max_clock_skew and the reset at transaction end. */
+void
+ApplyInit(void)
+{
+	DefineCustomIntVariable("ofs.max_clock_skew",
+							"How far ahead of the origin's clock a device's HLC may be.",
+							"A mutation whose HLC is further ahead is clamped to the origin's clock plus this bound.",
+							&ofs_max_clock_skew_ms,
+							300000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	RegisterXactCallback(ApplyXactCallback, NULL);
+}
+
+/*
+ * set_sync_context(device, operation_id, hlc) attributes the writes that
+ * follow to a device's intent; NULLs return to origin writes.
+ */
+Datum
+set_sync_context(PG_FUNCTION_ARGS)
+{
+	ofs_sync_device = NULL;
+	ofs_sync_operation = NULL;
+	ofs_sync_hlc = 0;
+	if (!PG_ARGISNULL(0))
+		ofs_sync_device = MemoryContextStrdup(TopTransactionContext,
+											  text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	if (!PG_ARGISNULL(1))
+		ofs_sync_operation = MemoryContextStrdup(TopTransactionContext,
+												 text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	if (!PG_ARGISNULL(2))
+	{
+		ofs_sync_hlc = PG_GETARG_INT64(2);
+		HlcObserve(ofs_sync_hlc);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * clamp_hlc(hlc) returns a device's HLC, or the origin's clock plus
+ * ofs.max_clock_skew when the device's is further ahead, so that a device
+ * with a wrong clock cannot win every conflict forever.
+ */
+Datum
+clamp_hlc(PG_FUNCTION_ARGS)
+{
+	int64		hlc = PG_GETARG_INT64(0);
+	int64		bound = HlcNow() + ((int64) ofs_max_clock_skew_ms << 16);
+
+	PG_RETURN_INT64(hlc > bound ? bound : hlc);
+}
+
+/* encode_row(record) renders a row in the feed's JSON encoding (rowjson.c). */
+Datum
+encode_row(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
+											  HeapTupleHeaderGetTypMod(rec));
+	HeapTupleData tuple;
+	char	   *json;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+	json = RowJsonObject(&tuple, desc, 0, NULL);
+	ReleaseTupleDesc(desc);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
