@@ -797,7 +797,7 @@ BEGIN
     WHEN state = '23502' THEN 'not_null_violation'
     WHEN state = '42501' THEN 'permission_denied'
     WHEN state = 'P0002' THEN 'row_missing'
-    WHEN state = '22023' THEN 'invalid_mutation'
+    WHEN state IN ('22023', '42703') THEN 'invalid_mutation'
     WHEN state LIKE '22%' THEN 'invalid_value'
     ELSE 'error' END;
   hint := jsonb_build_object('kind', kind);
@@ -948,7 +948,7 @@ END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
 -- subtransaction; a rejection becomes a dead letter.
-CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb)
+CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -1006,9 +1006,11 @@ BEGIN
     END IF;
     pktext := ofs.pk_text(tbl, pk);
 
-    -- A later mutation of a row whose earlier mutation was rejected waits for that one.
+    -- A later mutation of a row whose earlier mutation was rejected waits for
+    -- that one (a retried dead letter waits only for earlier ones).
     IF EXISTS (SELECT 1 FROM ofs.dead_letters d WHERE d.device = apply_one.device AND d.status = 'open'
-                  AND d.table_name = tbl::text AND d.pk = pktext::jsonb) THEN
+                  AND d.table_name = tbl::text AND d.pk = pktext::jsonb
+                  AND (retry_of IS NULL OR d.id < retry_of)) THEN
       RAISE EXCEPTION 'mutation % depends on a rejected mutation of the same row', op_id
         USING ERRCODE = 'OF020',
               DETAIL = 'An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.';
@@ -1110,7 +1112,7 @@ BEGIN
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
    WHERE d.id = dl.id;
   DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
-  r := ofs.apply_one(dl.device, dev.role, dl.mutation);
+  r := ofs.apply_one(dl.device, dev.role, dl.mutation, dl.id);
   UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
   RETURN r;
 END $$;
@@ -1166,7 +1168,7 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
     'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.apply_write(text, name, text, regclass, text, jsonb, text, jsonb, jsonb, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
