@@ -274,19 +274,6 @@ COMMENT ON VIEW ofs.transition_checks IS
 
 GRANT SELECT ON ofs.transition_rules, ofs.transition_checks TO PUBLIC;
 
--- Rules of a dropped table or column go with it.
-CREATE FUNCTION ofs.forget_dropped_rules()
-RETURNS event_trigger LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  DELETE FROM ofs.transition_constraint_def d
-   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
-                      WHERE a.attrelid = d.tbl AND a.attname = d.col AND NOT a.attisdropped);
-  DELETE FROM ofs.transition_check_def c
-   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.tbl);
-END $$;
-CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
-    EXECUTE FUNCTION ofs.forget_dropped_rules();
 
 -------------------------------------------------------------------------------
 -- Sync registration and the changes feed (docs/DESIGN.md explains the cursor)
@@ -1173,3 +1160,23 @@ REVOKE ALL ON FUNCTION ofs.apply_write(text, name, text, regclass, text, jsonb, 
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;
+
+-- Rules and sync registrations of a dropped table or column go with it.
+CREATE FUNCTION ofs.forget_dropped_rules()
+RETURNS event_trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ofs.transition_constraint_def d
+   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = d.tbl AND a.attname = d.col AND NOT a.attisdropped);
+  DELETE FROM ofs.transition_check_def c
+   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.tbl);
+  -- A dropped synced table leaves the feed.
+  DELETE FROM ofs.change_log l
+   WHERE l.tbl IN (SELECT s.tbl FROM ofs.synced_table s
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.tbl));
+  DELETE FROM ofs.synced_table s
+   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.tbl);
+END $$;
+CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
+    EXECUTE FUNCTION ofs.forget_dropped_rules();

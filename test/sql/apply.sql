@@ -213,5 +213,14 @@ SELECT pg_temp.err($$SELECT ofs.create_device_token('ap_rep', 'mine')$$);
 RESET ROLE;
 
 DROP TABLE invoices, customers;
+SELECT count(*) AS feed_entries_left FROM ofs.change_log;
+SELECT count(*) AS synced_left FROM ofs.synced_table;
 DROP FUNCTION number_on_submit();
+SELECT ofs.drop_gapless_sequence('ap_inv');
+DELETE FROM ofs.gapless_issued;
+DELETE FROM ofs.transition_log;
+DELETE FROM ofs.applied_op;
+DELETE FROM ofs.dead_letters;
+DELETE FROM ofs.conflicts;
+DELETE FROM ofs.device;
 DROP ROLE ap_rep, ap_rep2, ap_manager;
