@@ -685,9 +685,9 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
 
-CREATE FUNCTION ofs.set_sync_context(device text, operation_id text, hlc bigint)
+CREATE FUNCTION ofs.set_sync_context(device text, operation_id text, hlc bigint, columns text[] DEFAULT NULL)
 RETURNS void AS 'MODULE_PATHNAME', 'set_sync_context' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION ofs.set_sync_context(text, text, bigint) IS
+COMMENT ON FUNCTION ofs.set_sync_context(text, text, bigint, text[]) IS
     'Attribute the writes that follow, until the end of the transaction, to a device''s intent (internal)';
 CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
 RETURNS bigint AS 'MODULE_PATHNAME', 'clamp_hlc' LANGUAGE C VOLATILE STRICT;
@@ -697,7 +697,7 @@ CREATE FUNCTION ofs.encode_row(anyelement)
 RETURNS jsonb AS 'MODULE_PATHNAME', 'encode_row' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
     'A row in the JSON encoding of the changes feed';
-REVOKE ALL ON FUNCTION ofs.set_sync_context(text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.set_sync_context(text, text, bigint, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
 
 -- row_versions: the version (HLC, site) of each column of a row, folded
@@ -900,6 +900,9 @@ BEGIN
       END IF;
     END LOOP;
     IF kept <> '{}' THEN
+      PERFORM set_config('role', prev_role, true);
+      PERFORM ofs.set_sync_context(device, op_id, hlc, ARRAY(SELECT jsonb_object_keys(kept)));
+      PERFORM set_config('role', role, true);
       EXECUTE format('UPDATE %1$s t SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(NULL::%1$s, $1) r)'
                      ' FROM jsonb_populate_record(NULL::%1$s, $2) k WHERE %4$s',
                      tbl,

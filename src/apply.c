@@ -16,6 +16,8 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -29,6 +31,7 @@ PG_FUNCTION_INFO_V1(clamp_hlc);
 
 char	   *ofs_sync_device = NULL;
 char	   *ofs_sync_operation = NULL;
+List	   *ofs_sync_columns = NIL;
 
 int			ofs_max_clock_skew_ms = 300000;
 
@@ -42,6 +45,7 @@ ApplyXactCallback(XactEvent event, void *arg)
 		ofs_sync_device = NULL;
 		ofs_sync_operation = NULL;
 		ofs_sync_hlc = 0;
+		ofs_sync_columns = NIL;
 	}
 }
 
@@ -60,8 +64,11 @@ ApplyInit(void)
 }
 
 /*
- * set_sync_context(device, operation_id, hlc) attributes the writes that
- * follow to a device's intent; NULLs return to origin writes.
+ * set_sync_context(device, operation_id, hlc, columns) attributes the writes
+ * that follow to a device's intent; NULLs return to origin writes.  columns
+ * are the columns the intent writes: their version becomes the intent's HLC
+ * even where the value does not change, so that lww merges do not depend on
+ * arrival order.
  */
 Datum
 set_sync_context(PG_FUNCTION_ARGS)
@@ -69,6 +76,22 @@ set_sync_context(PG_FUNCTION_ARGS)
 	ofs_sync_device = NULL;
 	ofs_sync_operation = NULL;
 	ofs_sync_hlc = 0;
+	ofs_sync_columns = NIL;
+	if (!PG_ARGISNULL(3))
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int			i;
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (i = 0; i < n; i++)
+			if (!nulls[i])
+				ofs_sync_columns = lappend(ofs_sync_columns, TextDatumGetCString(elems[i]));
+		MemoryContextSwitchTo(old);
+	}
 	if (!PG_ARGISNULL(0))
 		ofs_sync_device = MemoryContextStrdup(TopTransactionContext,
 											  text_to_cstring(PG_GETARG_TEXT_PP(0)));

@@ -162,9 +162,23 @@ OpenChangeLog(void)
 	return log;
 }
 
+/* SyncWritesColumn: does the intent being applied write this column? */
+static bool
+SyncWritesColumn(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, ofs_sync_columns)
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
 /*
  * ChangedColumns compares two versions of a row.  It returns the names of
- * the changed columns (NULL if none) and whether a key column changed.
+ * the changed columns (NULL if none) and whether a key column changed.  The
+ * columns a device's intent writes count as changed even when the value
+ * stays, since their version changes.
  */
 static ArrayType *
 ChangedColumns(TupleDesc desc, HeapTuple oldrow, HeapTuple newrow,
@@ -183,15 +197,17 @@ ChangedColumns(TupleDesc desc, HeapTuple oldrow, HeapTuple newrow,
 		bool		nnull;
 		Datum		ov;
 		Datum		nv;
+		bool		differs;
 
 		if (a->attisdropped)
 			continue;
 		ov = heap_getattr(oldrow, i + 1, desc, &onull);
 		nv = heap_getattr(newrow, i + 1, desc, &nnull);
-		if (onull == nnull && (onull || datum_image_eq(ov, nv, a->attbyval, a->attlen)))
+		differs = !(onull == nnull && (onull || datum_image_eq(ov, nv, a->attbyval, a->attlen)));
+		if (!differs && !SyncWritesColumn(NameStr(a->attname)))
 			continue;
 		names[n++] = CStringGetTextDatum(NameStr(a->attname));
-		for (k = 0; k < npk; k++)
+		for (k = 0; k < npk && differs; k++)
 			if (pk[k] == i + 1)
 				*key_changed = true;
 	}

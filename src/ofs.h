@@ -33,6 +33,9 @@ extern char *ofs_sync_device;
 extern char *ofs_sync_operation;
 /* The HLC of the intent being applied (0: the origin's clock decides). */
 extern int64 ofs_sync_hlc;
+/* The columns the intent writes (a List of C strings). */
+#include "nodes/pg_list.h"
+extern List *ofs_sync_columns;
 
 /* src/capture.c */
 extern void CaptureInit(void);
