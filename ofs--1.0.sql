@@ -732,8 +732,8 @@ DECLARE
   cols text[];
 BEGIN
   SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols
-    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-   WHERE i.indrelid = tbl AND i.indisprimary;
+    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+   WHERE c.conrelid = tbl AND c.contype = 'p';
   IF pk IS NULL OR jsonb_typeof(pk) <> 'object' OR NOT pk ?& cols THEN
     RAISE EXCEPTION 'mutation key % does not name every primary key column of %', pk, tbl
       USING ERRCODE = 'invalid_parameter_value',
@@ -938,10 +938,13 @@ END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
 -- subtransaction; a rejection becomes a dead letter.
+-- Plans are made per call (force_custom_plan): ofs.applied_op starts empty,
+-- and a generic plan made then would scan it whole for ever after.
 CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
   op_id text := m->>'op_id';
   prev ofs.applied_op;
@@ -952,6 +955,7 @@ DECLARE
   pktext text;
   res jsonb;
   hint jsonb;
+  claim tid;
   st text; msg text; det text; con text; col text;
 BEGIN
   IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR op_id IS NULL OR op_id = '' THEN
@@ -959,12 +963,18 @@ BEGIN
                               'message', 'a mutation must be an object with an op_id',
                               'hint', jsonb_build_object('kind', 'invalid_mutation'));
   END IF;
-  SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
-  IF FOUND THEN
-    RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
-  END IF;
-
   BEGIN
+    -- Claim the operation id: a seen one is a duplicate (the unique index
+    -- decides, also against a concurrent push of the same device).
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'applying', '{}')
+    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING
+    RETURNING ctid INTO claim;
+    IF claim IS NULL THEN
+      SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
+      RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
+    END IF;
+
     -- Validate the mutation; nothing it says is executed as SQL.
     op := m->>'op';
     IF op IS NULL OR op NOT IN ('insert', 'update', 'delete') THEN
@@ -1006,12 +1016,9 @@ BEGIN
               DETAIL = 'An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.';
     END IF;
 
-    INSERT INTO ofs.applied_op (device, operation_id, status, result)
-    VALUES (device, op_id, 'applying', '{}');
     res := ofs.apply_write(device, role, op_id, tbl, op, pktext::jsonb, pktext, data,
                               coalesce(m->'base', '{}'), (m->>'hlc')::bigint);
-    UPDATE ofs.applied_op a SET status = res->>'status', result = res
-     WHERE a.device = apply_one.device AND a.operation_id = op_id;
+    UPDATE ofs.applied_op a SET status = res->>'status', result = res WHERE a.ctid = claim;
     RETURN res;
   EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
@@ -1039,7 +1046,8 @@ BEGIN
     INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
     VALUES (device, op_id, tbl::text, pktext::jsonb, m, st, msg, nullif(det, ''), res->'hint');
     INSERT INTO ofs.applied_op (device, operation_id, status, result)
-    VALUES (device, op_id, 'rejected', res);
+    VALUES (device, op_id, 'rejected', res)
+    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
     RETURN res;
   END;
 END $$;
