@@ -822,235 +822,40 @@ BEGIN
   RETURN hint;
 END $$;
 
--- apply_write: one mutation, as the device's role.  Returns the result
--- ("applied" or "conflict", with the columns an lww merge kept from the
--- origin and the conflicts recorded).  Errors propagate to apply_one.
-CREATE FUNCTION ofs.apply_write(device text, role name, op_id text, tbl regclass, op text,
-                                pk jsonb, pktext text, data jsonb, base jsonb, hlc bigint)
+-- reject_mutation: the rejection of a mutation (its subtransaction already
+-- rolled back): a compensation hint, a dead letter, and the result.
+CREATE FUNCTION ofs.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
+                                    data jsonb, state text, message text, con text, col text,
+                                    role name, detail text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  prev_role text := current_setting('role');
-  keycond text;
-  cur jsonb;
-  versions jsonb;
-  policies jsonb;
-  kept jsonb := '{}';
-  lost text[] := '{}';
-  found_conflicts jsonb := '[]';
-  k text;
-  v jsonb;
-  policy text;
-  ver jsonb;
-  n bigint;
-  ids bigint[];
+  hint jsonb;
+  res jsonb;
 BEGIN
-  keycond := (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key);
-  hlc := ofs.clamp_hlc(hlc);
-  PERFORM ofs.set_sync_context(device, op_id, hlc);
-  PERFORM set_config('role', role, true);
-
-  IF op = 'insert' THEN
-    data := data || pk;
-    EXECUTE format('INSERT INTO %1$s (%2$s) SELECT %3$s FROM jsonb_populate_record(NULL::%1$s, $1) r',
-                   tbl,
-                   (SELECT string_agg(format('%I', key), ', ') FROM jsonb_object_keys(data) key),
-                   (SELECT string_agg(format('r.%I', key), ', ') FROM jsonb_object_keys(data) key))
-      USING ofs.decode_json_columns(tbl, data);
-  ELSIF op = 'delete' THEN
-    -- A delete wins over concurrent updates; deleting a row that is gone is a no-op.
-    EXECUTE format('DELETE FROM %1$s t USING jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s', tbl, keycond)
-      USING pk;
-  ELSE
-    EXECUTE format('SELECT ofs.encode_row(t) FROM %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s FOR UPDATE OF t',
-                   tbl, keycond)
-      INTO cur USING pk;
-    IF cur IS NULL THEN
-      RAISE EXCEPTION 'row % of % does not exist or is not visible to role %', pk, tbl, role
-        USING ERRCODE = 'no_data_found',
-              DETAIL = 'It was deleted (a delete wins over concurrent updates), or it left the role''s scope.',
-              HINT = 'Remove the row on the device.';
-    END IF;
-    -- The row is locked now; its versions cannot change under us.  They are
-    -- ofs's own tables, read as the caller, not as the device's role.
-    PERFORM set_config('role', prev_role, true);
-    versions := ofs.row_versions(tbl, pktext);
-    SELECT s.merge INTO policies FROM ofs.synced_table s WHERE s.tbl = apply_write.tbl;
-    PERFORM set_config('role', role, true);
-    FOR k, v IN SELECT * FROM jsonb_each(data) LOOP
-      policy := coalesce(policies->>k, 'lww');
-      IF policy = 'counter' AND base ? k THEN
-        -- Concurrent increments add up: apply the device's delta to the origin's value.
-        kept := kept || jsonb_build_object(k,
-          to_jsonb(coalesce((cur->>k)::numeric, 0) + ((v #>> '{}')::numeric - (base->>k)::numeric)));
-      ELSIF policy = 'manual' AND base ? k AND (cur->k) IS DISTINCT FROM (base->k)
-            AND (cur->k) IS DISTINCT FROM v THEN
-        -- Someone else changed it since the device read it: a person decides.
-        found_conflicts := found_conflicts || jsonb_build_object('column', k, 'origin', cur->k,
-          'device', v, 'base', base->k, 'origin_hlc', versions->k->0, 'origin_site', versions->k->1);
-      ELSE
-        ver := versions->k;
-        IF ver IS NULL OR hlc > (ver->>0)::bigint
-           OR (hlc = (ver->>0)::bigint AND device > (ver->>1)) THEN
-          kept := kept || jsonb_build_object(k, v);
-        ELSE
-          lost := lost || k;   -- a later write of this column wins
-        END IF;
-      END IF;
-    END LOOP;
-    IF kept <> '{}' THEN
-      PERFORM set_config('role', prev_role, true);
-      PERFORM ofs.set_sync_context(device, op_id, hlc, ARRAY(SELECT jsonb_object_keys(kept)));
-      PERFORM set_config('role', role, true);
-      EXECUTE format('UPDATE %1$s t SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(NULL::%1$s, $1) r)'
-                     ' FROM jsonb_populate_record(NULL::%1$s, $2) k WHERE %4$s',
-                     tbl,
-                     (SELECT string_agg(format('%I', key), ', ') FROM jsonb_object_keys(kept) key),
-                     (SELECT string_agg(format('r.%I', key), ', ') FROM jsonb_object_keys(kept) key),
-                     keycond)
-        USING ofs.decode_json_columns(tbl, kept), pk;
-    END IF;
-  END IF;
-
-  PERFORM set_config('role', prev_role, true);
-  PERFORM ofs.set_sync_context(NULL, NULL, NULL);
-  IF jsonb_array_length(found_conflicts) > 0 THEN
-    WITH ins AS (
-      INSERT INTO ofs.conflicts (table_name, pk, column_name, origin_value, device_value, base_value,
-                                 origin_hlc, origin_site, device_hlc, device, operation_id)
-      SELECT tbl::text, pk, c->>'column', c->'origin', c->'device', c->'base',
-             (c->>'origin_hlc')::bigint, c->>'origin_site', hlc, device, op_id
-        FROM jsonb_array_elements(found_conflicts) c
-      RETURNING id)
-    SELECT array_agg(id ORDER BY id) INTO ids FROM ins;
-    RETURN jsonb_build_object('operation_id', op_id, 'status', 'conflict',
-                              'sqlstate', NULL, 'message', 'concurrent change of a manual column',
-                              'hint', jsonb_build_object('kind', 'conflict', 'conflicts', to_jsonb(ids),
-                                                         'columns', (SELECT jsonb_agg(c->'column') FROM jsonb_array_elements(found_conflicts) c),
-                                                         'lost_columns', to_jsonb(lost)));
-  END IF;
-  RETURN jsonb_build_object('operation_id', op_id, 'status', 'applied', 'sqlstate', NULL, 'message', NULL,
-                            'hint', CASE WHEN cardinality(lost) > 0
-                                         THEN jsonb_build_object('kind', 'lost_columns', 'lost_columns', to_jsonb(lost))
-                                    END);
+  BEGIN
+    hint := ofs.compensation(role, tbl, pktext::jsonb, data, state, nullif(con, ''), nullif(col, ''), message);
+  EXCEPTION WHEN OTHERS THEN
+    hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
+  END;
+  res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
+                            'message', message, 'hint', hint);
+  INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
+  VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+  INSERT INTO ofs.applied_op (device, operation_id, status, result)
+  VALUES (device, op_id, 'rejected', res)
+  ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
+  RETURN res;
 END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
--- subtransaction; a rejection becomes a dead letter.
--- Plans are made per call (force_custom_plan): ofs.applied_op starts empty,
--- and a generic plan made then would scan it whole for ever after.
+-- subtransaction, as the device's role (src/apply_mutation.c).
 CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL)
 RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_custom_plan AS $$
-DECLARE
-  op_id text := m->>'op_id';
-  prev ofs.applied_op;
-  tbl regclass;
-  op text;
-  pk jsonb;
-  data jsonb;
-  pktext text;
-  res jsonb;
-  hint jsonb;
-  claim tid;
-  st text; msg text; det text; con text; col text;
-BEGIN
-  IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR op_id IS NULL OR op_id = '' THEN
-    RETURN jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', '22023',
-                              'message', 'a mutation must be an object with an op_id',
-                              'hint', jsonb_build_object('kind', 'invalid_mutation'));
-  END IF;
-  BEGIN
-    -- Claim the operation id: a seen one is a duplicate (the unique index
-    -- decides, also against a concurrent push of the same device).
-    INSERT INTO ofs.applied_op (device, operation_id, status, result)
-    VALUES (device, op_id, 'applying', '{}')
-    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING
-    RETURNING ctid INTO claim;
-    IF claim IS NULL THEN
-      SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
-      RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
-    END IF;
-
-    -- Validate the mutation; nothing it says is executed as SQL.
-    op := m->>'op';
-    IF op IS NULL OR op NOT IN ('insert', 'update', 'delete') THEN
-      RAISE EXCEPTION 'mutation % has op %, not insert, update or delete', op_id, coalesce(op, 'NULL')
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT s.tbl INTO tbl FROM ofs.synced_table s
-     WHERE s.tbl::text = m->>'table'
-        OR format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid WHERE c.oid = s.tbl),
-                  (SELECT relname FROM pg_class c WHERE c.oid = s.tbl)) = m->>'table';
-    IF tbl IS NULL THEN
-      RAISE EXCEPTION 'mutation % names table %, which is not synced', op_id, coalesce(m->>'table', 'NULL')
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    pk := m->'pk';
-    data := coalesce(m->'data', '{}');
-    IF jsonb_typeof(data) <> 'object' OR (m ? 'base' AND jsonb_typeof(m->'base') <> 'object') THEN
-      RAISE EXCEPTION 'mutation % has data or base that is not a JSON object', op_id
-        USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_object_keys(data || coalesce(pk, '{}')) key
-                WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = key
-                                     AND a.attnum > 0 AND NOT a.attisdropped)) THEN
-      RAISE EXCEPTION 'mutation % names columns that table % does not have', op_id, tbl
-        USING ERRCODE = 'undefined_column';
-    END IF;
-    IF jsonb_typeof(m->'hlc') IS DISTINCT FROM 'number' THEN
-      RAISE EXCEPTION 'mutation % has no numeric hlc', op_id USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    pktext := ofs.pk_text(tbl, pk);
-
-    -- A later mutation of a row whose earlier mutation was rejected waits for
-    -- that one (a retried dead letter waits only for earlier ones).
-    IF EXISTS (SELECT 1 FROM ofs.dead_letters d WHERE d.device = apply_one.device AND d.status = 'open'
-                  AND d.table_name = tbl::text AND d.pk = pktext::jsonb
-                  AND (retry_of IS NULL OR d.id < retry_of)) THEN
-      RAISE EXCEPTION 'mutation % depends on a rejected mutation of the same row', op_id
-        USING ERRCODE = 'OF020',
-              DETAIL = 'An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.';
-    END IF;
-
-    res := ofs.apply_write(device, role, op_id, tbl, op, pktext::jsonb, pktext, data,
-                              coalesce(m->'base', '{}'), (m->>'hlc')::bigint);
-    UPDATE ofs.applied_op a SET status = res->>'status', result = res WHERE a.ctid = claim;
-    RETURN res;
-  EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                            con = CONSTRAINT_NAME, col = COLUMN_NAME;
-    con := nullif(con, '');
-    col := nullif(col, '');
-    PERFORM ofs.set_sync_context(NULL, NULL, NULL);
-    IF st = '23505' AND con = 'applied_op_pkey' THEN
-      -- The same operation was applied by a concurrent push of this device.
-      SELECT * INTO prev FROM ofs.applied_op a WHERE a.device = apply_one.device AND a.operation_id = op_id;
-      RETURN prev.result || jsonb_build_object('status', 'duplicate', 'first_status', prev.status);
-    END IF;
-    BEGIN
-      pktext := coalesce(pktext, ofs.pk_text(tbl, pk));
-    EXCEPTION WHEN OTHERS THEN
-      pktext := NULL;
-    END;
-    BEGIN
-      hint := ofs.compensation(role, tbl, pktext::jsonb, data, st, con, col, msg);
-    EXCEPTION WHEN OTHERS THEN
-      hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
-    END;
-    res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', st,
-                              'message', msg, 'hint', hint);
-    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
-    VALUES (device, op_id, tbl::text, pktext::jsonb, m, st, msg, nullif(det, ''), res->'hint');
-    INSERT INTO ofs.applied_op (device, operation_id, status, result)
-    VALUES (device, op_id, 'rejected', res)
-    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
-    RETURN res;
-  END;
-END $$;
+AS 'MODULE_PATHNAME', 'apply_one'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
 RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
@@ -1167,7 +972,7 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.apply_write(text, name, text, regclass, text, jsonb, text, jsonb, jsonb, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;

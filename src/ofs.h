@@ -20,6 +20,7 @@
 #define ERRCODE_OFS_INITIAL_STATE_NOT_ALLOWED	MAKE_SQLSTATE('O','F','0','0','4')
 
 #define ERRCODE_OFS_CURSOR_TOO_OLD		MAKE_SQLSTATE('O','F','0','1','0')
+#define ERRCODE_OFS_DEPENDENT			MAKE_SQLSTATE('O','F','0','2','0')
 
 /* src/ofs.c */
 extern void _PG_init(void);

@@ -1,0 +1,830 @@
+/*
+ * apply_mutation.c: one device mutation, applied (ofs.apply_one).
+ *
+ * The per-mutation path of the write path, in C so that each mutation costs
+ * a subtransaction and a few cached plans rather than a dozen planned
+ * statements: claim the operation id (idempotency), validate the mutation
+ * against the catalog, refuse it as dependent when an earlier mutation of
+ * the row is an open dead letter, then write as the device's role, merging
+ * an update per column by the table's policy.  A failure rolls back the
+ * subtransaction and becomes a dead letter with a compensation hint
+ * (ofs.compensation, SQL: rejections are the rare path).  docs/DESIGN.md
+ * ("Applying mutations") explains the design; the result is the JSON object
+ * ofs.apply_batch returns per mutation.
+ */
+#include "ofs.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "storage/itemptr.h"
+
+PG_FUNCTION_INFO_V1(apply_one);
+
+/* Plans of the statements of the write path, kept for the session. */
+typedef struct PlanEntry
+{
+	char		key[1024];
+	SPIPlanPtr	plan;
+} PlanEntry;
+
+static HTAB *plans = NULL;
+
+/* Plan prepares a statement once per session under a key. */
+static SPIPlanPtr
+WritePlan(const char *key, const char *sql, int nargs, Oid *types)
+{
+	PlanEntry  *e;
+	bool		found;
+	SPIPlanPtr	p;
+
+	if (plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(((PlanEntry *) 0)->key);
+		ctl.entrysize = sizeof(PlanEntry);
+		ctl.hcxt = TopMemoryContext;
+		plans = hash_create("ofs write plans", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (strlen(key) >= sizeof(((PlanEntry *) 0)->key))
+	{
+		p = SPI_prepare(sql, nargs, types);
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		return p;
+	}
+	e = hash_search(plans, key, HASH_ENTER, &found);
+	if (!found || e->plan == NULL)
+	{
+		e->plan = NULL;
+		p = SPI_prepare(sql, nargs, types);
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		e->plan = p;
+	}
+	return e->plan;
+}
+
+static int
+Exec(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(plan, args, nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* JGet is the value of a key of a JSON object, or NULL. */
+static JsonbValue *
+JGet(Jsonb *j, const char *key)
+{
+	if (j == NULL || !JB_ROOT_IS_OBJECT(j) || JB_ROOT_IS_SCALAR(j))
+		return NULL;
+	return getKeyJsonValueFromContainer(&j->root, key, strlen(key), NULL);
+}
+
+static bool
+JIsObject(JsonbValue *v)
+{
+	return v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+/* JText is a JSON value as text: strings unquoted, others as JSON. */
+static char *
+JText(JsonbValue *v)
+{
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	}
+}
+
+static Jsonb *
+JObject(JsonbValue *v)
+{
+	return JsonbValueToJsonb(v);
+}
+
+static Datum
+JsonbFromText(const char *s)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s));
+}
+
+static void
+AppendJsonValue(StringInfo buf, JsonbValue *v)
+{
+	if (v == NULL || v->type == jbvNull)
+		appendStringInfoString(buf, "null");
+	else if (v->type == jbvString)
+	{
+		char	   *s = pnstrdup(v->val.string.val, v->val.string.len);
+
+		escape_json(buf, s);
+	}
+	else
+		appendStringInfoString(buf, JText(v));
+}
+
+/* Reject raises the 22023 error of a malformed mutation. */
+static void pg_attribute_noreturn()
+Reject(const char *op_id, const char *msg)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("mutation %s %s", op_id, msg)));
+}
+
+/* The target of a mutation, resolved against the catalog. */
+typedef struct Target
+{
+	Oid			relid;
+	char	   *qualified;
+	int			npk;
+	char	  **pkcols;
+	char	   *keycond;		/* t.a = k.a AND ... */
+	bool		has_json;
+} Target;
+
+static void
+ResolveTarget(const char *op_id, const char *table, Target *t)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	bool		isnull;
+	Relation	rel;
+	TupleDesc	desc;
+	Bitmapset  *pkattrs;
+	int			attno = -1;
+	StringInfoData cond;
+	int			i;
+
+	if (table == NULL)
+		Reject(op_id, "names no table");
+	args[0] = CStringGetTextDatum(table);
+	Exec(WritePlan("table",
+			  "SELECT s.tbl::oid FROM ofs.synced_table s"
+			  "  JOIN pg_catalog.pg_class c ON c.oid = s.tbl"
+			  "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+			  " WHERE pg_catalog.format('%I.%I', n.nspname, c.relname) = $1 OR s.tbl::text = $1",
+			  1, types), args, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mutation %s names table %s, which is not synced", op_id, table)));
+	t->relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	rel = relation_open(t->relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	t->qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel));
+	pkattrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	t->npk = bms_num_members(pkattrs);
+	t->pkcols = palloc(sizeof(char *) * Max(t->npk, 1));
+	i = 0;
+	initStringInfo(&cond);
+	while ((attno = bms_next_member(pkattrs, attno)) >= 0)
+	{
+		AttrNumber	a = attno + FirstLowInvalidHeapAttributeNumber;
+		const char *q = quote_identifier(NameStr(TupleDescAttr(desc, a - 1)->attname));
+
+		t->pkcols[i++] = pstrdup(NameStr(TupleDescAttr(desc, a - 1)->attname));
+		appendStringInfo(&cond, "%st.%s = k.%s", cond.len ? " AND " : "", q, q);
+	}
+	t->keycond = cond.data;
+	t->has_json = false;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (!a->attisdropped && (a->atttypid == JSONOID || a->atttypid == JSONBOID))
+			t->has_json = true;
+	}
+	relation_close(rel, AccessShareLock);
+}
+
+/* CheckColumns refuses keys of an object that are not columns of the table. */
+static void
+CheckColumns(const char *op_id, Target *t, Jsonb *obj)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (obj == NULL)
+		return;
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *col = pnstrdup(v.val.string.val, v.val.string.len);
+
+			if (get_attnum(t->relid, col) <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("mutation %s names column %s, which table %s does not have",
+								op_id, quote_identifier(col), t->qualified)));
+		}
+	}
+}
+
+/*
+ * KeyText is the primary key of a mutation in the canonical text of
+ * ofs.change_log: each value read through its column's type, rendered as
+ * the feed renders it, as jsonb text.
+ */
+static char *
+KeyText(const char *op_id, Target *t, Jsonb *pk)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < t->npk; i++)
+	{
+		JsonbValue *v = JGet(pk, t->pkcols[i]);
+		AttrNumber	att = get_attnum(t->relid, t->pkcols[i]);
+		Oid			typid;
+		int32		typmod;
+		Oid			coll;
+		Oid			input;
+		Oid			ioparam;
+		char	   *text;
+
+		if (v == NULL || v->type == jbvNull || v->type == jbvBinary)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mutation %s has no value for key column %s of %s",
+							op_id, quote_identifier(t->pkcols[i]), t->qualified)));
+		get_atttypetypmodcoll(t->relid, att, &typid, &typmod, &coll);
+		getTypeInputInfo(typid, &input, &ioparam);
+		text = JText(v);
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, t->pkcols[i]);
+		appendStringInfoString(&buf, ": ");
+		RowJsonValue(&buf, OidInputFunctionCall(input, text, ioparam, typmod), false, typid);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbFromText(buf.data)));
+}
+
+/* ColumnList renders the keys of an object: "a, b" or "r.a, r.b". */
+static char *
+ColumnList(Jsonb *obj, const char *prefix, List **names)
+{
+	StringInfoData buf;
+	JsonbIterator *it = JsonbIteratorInit(&obj->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	initStringInfo(&buf);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *col = pnstrdup(v.val.string.val, v.val.string.len);
+
+			appendStringInfo(&buf, "%s%s%s", buf.len ? ", " : "", prefix, quote_identifier(col));
+			if (names)
+				*names = lappend(*names, col);
+		}
+	}
+	return buf.data;
+}
+
+/* DecodeJson turns json and jsonb columns, carried as strings, back into JSON. */
+static Datum
+DecodeJson(Target *t, Datum data)
+{
+	Oid			types[2] = {REGCLASSOID, JSONBOID};
+	Datum		args[2];
+	bool		isnull;
+
+	if (!t->has_json)
+		return data;
+	args[0] = ObjectIdGetDatum(t->relid);
+	args[1] = data;
+	Exec(WritePlan("decode", "SELECT ofs.decode_json_columns($1, $2)", 2, types), args, NULL, true, 1);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+static Jsonb *
+Concat(Jsonb *a, Jsonb *b)
+{
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(a), JsonbPGetDatum(b)));
+}
+
+static bool
+JEqual(JsonbValue *a, JsonbValue *b)
+{
+	if (a == NULL || a->type == jbvNull)
+		return b == NULL || b->type == jbvNull;
+	if (b == NULL || b->type == jbvNull)
+		return false;
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(JObject(a)),
+											JsonbPGetDatum(JObject(b))));
+}
+
+/*
+ * WriteAsRole runs the write of a mutation as the device's role and returns
+ * the result object.
+ */
+static Jsonb *
+WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const char *op,
+			char *pktext, Jsonb *data, Jsonb *base, int64 hlc)
+{
+	Oid			save_uid;
+	int			save_sec;
+	Datum		args[2];
+	Oid			types2[2] = {JSONBOID, JSONBOID};
+	char		key[1024];
+	Datum		pkdatum = JsonbFromText(pktext);
+	StringInfoData lost;
+	StringInfoData conflicts;
+	int			nconflicts = 0;
+	StringInfoData res;
+
+	initStringInfo(&lost);
+	initStringInfo(&conflicts);
+	ofs_sync_device = MemoryContextStrdup(TopTransactionContext, device);
+	ofs_sync_operation = MemoryContextStrdup(TopTransactionContext, op_id);
+	ofs_sync_hlc = hlc;
+	ofs_sync_columns = NIL;
+	HlcObserve(hlc);
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	if (strcmp(op, "insert") == 0)
+	{
+		Jsonb	   *row = Concat(data, DatumGetJsonbP(pkdatum));
+		char	   *cols = ColumnList(row, "", NULL);
+		char	   *rcols = ColumnList(row, "r.", NULL);
+
+		snprintf(key, sizeof(key), "I:%u:%s", t->relid, cols);
+		args[0] = DecodeJson(t, JsonbPGetDatum(row));
+		Exec(WritePlan(key, psprintf("INSERT INTO %s (%s) SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r",
+								t->qualified, cols, rcols, t->qualified), 1, types2),
+			 args, NULL, false, 0);
+	}
+	else if (strcmp(op, "delete") == 0)
+	{
+		/* A delete wins over concurrent updates; deleting a row that is gone is a no-op. */
+		snprintf(key, sizeof(key), "D:%u", t->relid);
+		args[0] = pkdatum;
+		Exec(WritePlan(key, psprintf("DELETE FROM %s t USING pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
+								t->qualified, t->qualified, t->keycond), 1, types2),
+			 args, NULL, false, 0);
+	}
+	else
+	{
+		Jsonb	   *cur;
+		Jsonb	   *versions;
+		Jsonb	   *policies;
+		bool		isnull;
+		Datum		d;
+		JsonbIterator *it;
+		JsonbValue	k;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		StringInfoData kept;
+		List	   *keptcols = NIL;
+		Oid			vtypes[2] = {OIDOID, TEXTOID};
+
+		snprintf(key, sizeof(key), "L:%u", t->relid);
+		args[0] = pkdatum;
+		Exec(WritePlan(key, psprintf("SELECT ofs.encode_row(t) FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k"
+								" WHERE %s FOR UPDATE OF t", t->qualified, t->qualified, t->keycond),
+				  1, types2), args, NULL, false, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("row %s of %s does not exist or is not visible to role %s",
+							pktext, t->qualified, GetUserNameFromId(roleid, false)),
+					 errdetail("It was deleted (a delete wins over concurrent updates), or it left the role's scope."),
+					 errhint("Remove the row on the device.")));
+		cur = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		/* The row is locked; its versions are ofs's own tables, read as the caller. */
+		SetUserIdAndSecContext(save_uid, save_sec);
+		args[0] = ObjectIdGetDatum(t->relid);
+		args[1] = CStringGetTextDatum(pktext);
+		Exec(WritePlan("versions", "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
+				  2, vtypes), args, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		versions = DatumGetJsonbPCopy(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		policies = isnull ? NULL : DatumGetJsonbPCopy(d);
+
+		initStringInfo(&kept);
+		it = JsonbIteratorInit(&data->root);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			char	   *col;
+			JsonbValue *pol;
+			const char *policy;
+			JsonbValue *b;
+			JsonbValue *c;
+
+			if (tok != WJB_KEY)
+				continue;
+			col = pnstrdup(k.val.string.val, k.val.string.len);
+			tok = JsonbIteratorNext(&it, &v, true);
+			pol = JGet(policies, col);
+			policy = (pol && pol->type == jbvString) ? JText(pol) : "lww";
+			b = JGet(base, col);
+			c = JGet(cur, col);
+
+			if (strcmp(policy, "counter") == 0 && b != NULL)
+			{
+				/* Concurrent increments add up: the device's delta on the origin's value. */
+				Datum		curn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(c) ? JText(c) : "0"),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				Datum		newn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(&v)),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				Datum		basen = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(b)),
+														ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				Datum		sum = DirectFunctionCall2(numeric_add, curn,
+													  DirectFunctionCall2(numeric_sub, newn, basen));
+
+				appendStringInfo(&kept, "%s", kept.len ? ", " : "");
+				escape_json(&kept, col);
+				appendStringInfo(&kept, ": %s", DatumGetCString(DirectFunctionCall1(numeric_out, sum)));
+				keptcols = lappend(keptcols, col);
+			}
+			else if (strcmp(policy, "manual") == 0 && b != NULL && !JEqual(c, b) && !JEqual(c, &v))
+			{
+				/* Someone else changed it since the device read it: a person decides. */
+				JsonbValue *ver = JGet(versions, col);
+
+				appendStringInfo(&conflicts, "%s{\"column\": ", nconflicts++ ? ", " : "");
+				escape_json(&conflicts, col);
+				appendStringInfoString(&conflicts, ", \"origin\": ");
+				AppendJsonValue(&conflicts, c);
+				appendStringInfoString(&conflicts, ", \"device\": ");
+				AppendJsonValue(&conflicts, &v);
+				appendStringInfoString(&conflicts, ", \"base\": ");
+				AppendJsonValue(&conflicts, b);
+				appendStringInfoString(&conflicts, ", \"version\": ");
+				AppendJsonValue(&conflicts, ver);
+				appendStringInfoChar(&conflicts, '}');
+			}
+			else
+			{
+				JsonbValue *ver = JGet(versions, col);
+				bool		later = true;
+
+				if (ver != NULL && ver->type == jbvBinary)
+				{
+					Jsonb	   *vj = JObject(ver);
+					JsonbValue *vh = getIthJsonbValueFromContainer(&vj->root, 0);
+					JsonbValue *vs = getIthJsonbValueFromContainer(&vj->root, 1);
+					int64		vhlc = vh ? DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(vh->val.numeric))) : 0;
+					char	   *vsite = vs ? JText(vs) : "";
+
+					later = hlc > vhlc || (hlc == vhlc && strcmp(device, vsite) > 0);
+				}
+				if (later)
+				{
+					appendStringInfo(&kept, "%s", kept.len ? ", " : "");
+					escape_json(&kept, col);
+					appendStringInfoString(&kept, ": ");
+					AppendJsonValue(&kept, &v);
+					keptcols = lappend(keptcols, col);
+				}
+				else
+				{
+					appendStringInfo(&lost, "%s", lost.len ? ", " : "");
+					escape_json(&lost, col);	/* a later write of this column wins */
+				}
+			}
+		}
+		if (kept.len > 0)
+		{
+			Jsonb	   *keptj = DatumGetJsonbP(JsonbFromText(psprintf("{%s}", kept.data)));
+			char	   *cols = ColumnList(keptj, "", NULL);
+
+			ofs_sync_columns = NIL;
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+				ListCell   *lc;
+
+				foreach(lc, keptcols)
+					ofs_sync_columns = lappend(ofs_sync_columns, pstrdup((char *) lfirst(lc)));
+				MemoryContextSwitchTo(old);
+			}
+			SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+			snprintf(key, sizeof(key), "U:%u:%s", t->relid, cols);
+			args[0] = DecodeJson(t, JsonbPGetDatum(keptj));
+			args[1] = pkdatum;
+			Exec(WritePlan(key, psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r)"
+									" FROM pg_catalog.jsonb_populate_record(NULL::%s, $2) k WHERE %s",
+									t->qualified, cols, ColumnList(keptj, "r.", NULL), t->qualified,
+									t->qualified, t->keycond), 2, types2),
+				 args, NULL, false, 0);
+		}
+	}
+
+	SetUserIdAndSecContext(save_uid, save_sec);
+	ofs_sync_device = NULL;
+	ofs_sync_operation = NULL;
+	ofs_sync_hlc = 0;
+	ofs_sync_columns = NIL;
+
+	initStringInfo(&res);
+	appendStringInfoString(&res, "{\"operation_id\": ");
+	escape_json(&res, op_id);
+	if (nconflicts > 0)
+	{
+		Oid			ctypes[6] = {TEXTOID, TEXTOID, JSONBOID, INT8OID, TEXTOID, TEXTOID};
+		Datum		cargs[6];
+		uint64		i;
+		StringInfoData ids;
+
+		cargs[0] = CStringGetTextDatum(t->qualified);
+		cargs[1] = CStringGetTextDatum(pktext);
+		cargs[2] = JsonbFromText(psprintf("[%s]", conflicts.data));
+		cargs[3] = Int64GetDatum(hlc);
+		cargs[4] = CStringGetTextDatum(device);
+		cargs[5] = CStringGetTextDatum(op_id);
+		Exec(WritePlan("conflicts",
+				  "INSERT INTO ofs.conflicts (table_name, pk, column_name, origin_value, device_value, base_value,"
+				  "  origin_hlc, origin_site, device_hlc, device, operation_id)"
+				  " SELECT $1, $2::jsonb, c->>'column', c->'origin', c->'device', c->'base',"
+				  "        (c->'version'->>0)::bigint, c->'version'->>1, $4, $5, $6"
+				  "   FROM pg_catalog.jsonb_array_elements($3) c RETURNING id, column_name",
+				  6, ctypes), cargs, NULL, false, 0);
+		initStringInfo(&ids);
+		appendStringInfoString(&res, ", \"status\": \"conflict\", \"sqlstate\": null,"
+							   " \"message\": \"concurrent change of a manual column\","
+							   " \"hint\": {\"kind\": \"conflict\", \"conflicts\": [");
+		for (i = 0; i < SPI_processed; i++)
+			appendStringInfo(&res, "%s%s", i ? ", " : "", SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		appendStringInfoString(&res, "], \"columns\": [");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			if (i)
+				appendStringInfoString(&res, ", ");
+			escape_json(&res, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		}
+		appendStringInfo(&res, "], \"lost_columns\": [%s]}}", lost.data);
+	}
+	else if (lost.len > 0)
+		appendStringInfo(&res, ", \"status\": \"applied\", \"sqlstate\": null, \"message\": null,"
+						 " \"hint\": {\"kind\": \"lost_columns\", \"lost_columns\": [%s]}}", lost.data);
+	else
+		appendStringInfoString(&res, ", \"status\": \"applied\", \"sqlstate\": null, \"message\": null, \"hint\": null}");
+	return DatumGetJsonbP(JsonbFromText(res.data));
+}
+
+/* Duplicate returns the first result of an operation seen before. */
+static Jsonb *
+Duplicate(const char *device, const char *op_id)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {CStringGetTextDatum(device), CStringGetTextDatum(op_id)};
+	bool		isnull;
+
+	Exec(WritePlan("duplicate",
+			  "SELECT result || pg_catalog.jsonb_build_object('status', 'duplicate', 'first_status', status)"
+			  "  FROM ofs.applied_op WHERE device = $1 AND operation_id = $2",
+			  2, types), args, NULL, true, 1);
+	if (SPI_processed == 0)
+		elog(ERROR, "operation %s of device %s vanished", op_id, device);
+	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * apply_one(device, role, mutation, retry_of) applies one mutation in its
+ * own subtransaction and returns its result object.
+ */
+Datum
+apply_one(PG_FUNCTION_ARGS)
+{
+	char	   *device = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			roleid = get_role_oid(NameStr(*PG_GETARG_NAME(1)), false);
+	Jsonb	   *m = PG_GETARG_JSONB_P(2);
+	bool		is_retry = !PG_ARGISNULL(3);
+	int64		retry_of = is_retry ? PG_GETARG_INT64(3) : 0;
+	char	   *op_id = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Jsonb	   *result = NULL;
+	volatile Oid relid = InvalidOid;
+	char	   *volatile pktext = NULL;
+	Jsonb	   *volatile data = NULL;
+	JsonbValue *v;
+
+	if (JB_ROOT_IS_OBJECT(m) && !JB_ROOT_IS_SCALAR(m))
+	{
+		v = JGet(m, "op_id");
+		if (v && v->type == jbvString && v->val.string.len > 0)
+			op_id = JText(v);
+	}
+	if (op_id == NULL)
+		PG_RETURN_JSONB_P(DatumGetJsonbP(JsonbFromText(
+			"{\"operation_id\": null, \"status\": \"rejected\", \"sqlstate\": \"22023\","
+			" \"message\": \"a mutation must be an object with an op_id\","
+			" \"hint\": {\"kind\": \"invalid_mutation\"}}")));
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, INT8OID};
+		Datum		args[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		bool		isnull;
+		Datum		claim;
+		const char *op;
+		Target		t;
+		Jsonb	   *pk = NULL;
+		Jsonb	   *base = NULL;
+		int64		hlc;
+
+		SPI_connect();
+		/* Claim the operation id: the unique index decides what is a duplicate. */
+		args[0] = CStringGetTextDatum(device);
+		args[1] = CStringGetTextDatum(op_id);
+		Exec(WritePlan("claim",
+				  "INSERT INTO ofs.applied_op (device, operation_id, status, result)"
+				  " VALUES ($1, $2, 'applying', '{}')"
+				  " ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING RETURNING ctid",
+				  2, types), args, NULL, false, 0);
+		if (SPI_processed == 0)
+			result = Duplicate(device, op_id);
+		else
+		{
+		claim = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		{
+			ItemPointerData *tid = palloc(sizeof(ItemPointerData));
+
+			*tid = *(ItemPointer) DatumGetPointer(claim);
+			claim = PointerGetDatum(tid);
+		}
+
+		/* Validate the mutation; nothing it says is executed as SQL. */
+		v = JGet(m, "op");
+		op = JText(v);
+		if (op == NULL || (strcmp(op, "insert") != 0 && strcmp(op, "update") != 0 && strcmp(op, "delete") != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mutation %s has op %s, not insert, update or delete", op_id, op ? op : "NULL")));
+		ResolveTarget(op_id, JText(JGet(m, "table")), &t);
+		relid = t.relid;
+		v = JGet(m, "pk");
+		if (!JIsObject(v))
+			Reject(op_id, "has a pk that is not a JSON object");
+		pk = JObject(v);
+		v = JGet(m, "data");
+		if (v != NULL && !JIsObject(v))
+			Reject(op_id, "has data or base that is not a JSON object");
+		data = v ? JObject(v) : DatumGetJsonbP(JsonbFromText("{}"));
+		/* What the rejection path needs must outlive the subtransaction. */
+		{
+			Jsonb	   *copy = MemoryContextAlloc(caller, VARSIZE(data));
+
+			memcpy(copy, data, VARSIZE(data));
+			data = copy;
+		}
+		v = JGet(m, "base");
+		if (v != NULL && !JIsObject(v))
+			Reject(op_id, "has data or base that is not a JSON object");
+		base = v ? JObject(v) : NULL;
+		CheckColumns(op_id, &t, data);
+		CheckColumns(op_id, &t, pk);
+		v = JGet(m, "hlc");
+		if (v == NULL || v->type != jbvNumeric)
+			Reject(op_id, "has no numeric hlc");
+		hlc = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+		pktext = MemoryContextStrdup(caller, KeyText(op_id, &t, pk));
+
+		/* A later mutation of a row whose earlier mutation was rejected waits for that one. */
+		args[1] = CStringGetTextDatum(t.qualified);
+		args[2] = CStringGetTextDatum(pktext);
+		args[3] = Int64GetDatum(retry_of);
+		nulls[3] = is_retry ? ' ' : 'n';
+		Exec(WritePlan("dependent",
+				  "SELECT 1 FROM ofs.dead_letters WHERE device = $1 AND status = 'open'"
+				  "   AND table_name = $2 AND pk = $3::jsonb AND ($4 IS NULL OR id < $4) LIMIT 1",
+				  4, types), args, nulls, true, 1);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OFS_DEPENDENT),
+					 errmsg("mutation %s depends on a rejected mutation of the same row", op_id),
+					 errdetail("An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.")));
+
+		{
+			Datum		clamped;
+
+			args[0] = Int64GetDatum(hlc);
+			Exec(WritePlan("clamp", "SELECT ofs.clamp_hlc($1)", 1, (Oid[]) {INT8OID}), args, NULL, true, 1);
+			clamped = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			hlc = DatumGetInt64(clamped);
+		}
+		result = WriteAsRole(device, roleid, op_id, &t, op, pktext, data, base, hlc);
+
+		{
+			Oid			utypes[3] = {TEXTOID, JSONBOID, TIDOID};
+			Datum		uargs[3];
+
+			uargs[0] = CStringGetTextDatum(JText(JGet(result, "status")));
+			uargs[1] = JsonbPGetDatum(result);
+			uargs[2] = claim;
+			Exec(WritePlan("finish", "UPDATE ofs.applied_op SET status = $1, result = $2 WHERE ctid = $3",
+					  3, utypes), uargs, NULL, false, 0);
+		}
+		}
+		MemoryContextSwitchTo(caller);
+		result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		ofs_sync_device = NULL;
+		ofs_sync_operation = NULL;
+		ofs_sync_hlc = 0;
+		ofs_sync_columns = NIL;
+
+		SPI_connect();
+		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && edata->constraint_name &&
+			strcmp(edata->constraint_name, "applied_op_pkey") == 0)
+			result = Duplicate(device, op_id);	/* applied by a concurrent push */
+		else
+		{
+			Oid			types[12] = {TEXTOID, TEXTOID, REGCLASSOID, TEXTOID, JSONBOID, JSONBOID,
+			TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+			Datum		args[12];
+			char		nulls[12];
+			bool		isnull;
+
+			memset(nulls, ' ', sizeof(nulls));
+			args[0] = CStringGetTextDatum(device);
+			args[1] = CStringGetTextDatum(op_id);
+			args[2] = ObjectIdGetDatum(relid);
+			nulls[2] = OidIsValid(relid) ? ' ' : 'n';
+			args[3] = pktext ? CStringGetTextDatum(pktext) : (Datum) 0;
+			nulls[3] = pktext ? ' ' : 'n';
+			args[4] = JsonbPGetDatum(m);
+			args[5] = data ? JsonbPGetDatum(data) : (Datum) 0;
+			nulls[5] = data ? ' ' : 'n';
+			args[6] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+			args[7] = CStringGetTextDatum(edata->message);
+			args[8] = edata->constraint_name ? CStringGetTextDatum(edata->constraint_name) : (Datum) 0;
+			nulls[8] = edata->constraint_name ? ' ' : 'n';
+			args[9] = edata->column_name ? CStringGetTextDatum(edata->column_name) : (Datum) 0;
+			nulls[9] = edata->column_name ? ' ' : 'n';
+			args[10] = PG_GETARG_DATUM(1);
+			args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
+			nulls[11] = edata->detail ? ' ' : 'n';
+			Exec(WritePlan("reject",
+					  "SELECT ofs.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+					  12, types), args, nulls, false, 1);
+			result = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		MemoryContextSwitchTo(caller);
+		result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
+		SPI_finish();
+	}
+	PG_END_TRY();
+	PG_RETURN_JSONB_P(result);
+}
