@@ -111,13 +111,18 @@ set_sync_context(PG_FUNCTION_ARGS)
  * ofs.max_clock_skew when the device's is further ahead, so that a device
  * with a wrong clock cannot win every conflict forever.
  */
+int64
+ClampHlc(int64 hlc)
+{
+	int64		bound = HlcNow() + ((int64) ofs_max_clock_skew_ms << 16);
+
+	return hlc > bound ? bound : hlc;
+}
+
 Datum
 clamp_hlc(PG_FUNCTION_ARGS)
 {
-	int64		hlc = PG_GETARG_INT64(0);
-	int64		bound = HlcNow() + ((int64) ofs_max_clock_skew_ms << 16);
-
-	PG_RETURN_INT64(hlc > bound ? bound : hlc);
+	PG_RETURN_INT64(ClampHlc(PG_GETARG_INT64(0)));
 }
 
 /* encode_row(record) renders a row in the feed's JSON encoding (rowjson.c). */

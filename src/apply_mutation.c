@@ -189,10 +189,7 @@ ResolveTarget(const char *op_id, const char *table, Target *t)
 		Reject(op_id, "names no table");
 	args[0] = CStringGetTextDatum(table);
 	Exec(WritePlan("table",
-			  "SELECT s.tbl::oid FROM ofs.synced_table s"
-			  "  JOIN pg_catalog.pg_class c ON c.oid = s.tbl"
-			  "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-			  " WHERE pg_catalog.format('%I.%I', n.nspname, c.relname) = $1 OR s.tbl::text = $1",
+			  "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = pg_catalog.to_regclass($1)",
 			  1, types), args, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -742,14 +739,7 @@ apply_one(PG_FUNCTION_ARGS)
 					 errmsg("mutation %s depends on a rejected mutation of the same row", op_id),
 					 errdetail("An earlier mutation of this device on this row was rejected and is still open in ofs.dead_letters.")));
 
-		{
-			Datum		clamped;
-
-			args[0] = Int64GetDatum(hlc);
-			Exec(WritePlan("clamp", "SELECT ofs.clamp_hlc($1)", 1, (Oid[]) {INT8OID}), args, NULL, true, 1);
-			clamped = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			hlc = DatumGetInt64(clamped);
-		}
+		hlc = ClampHlc(hlc);
 		result = WriteAsRole(device, roleid, op_id, &t, op, pktext, data, base, hlc);
 
 		{

@@ -44,6 +44,7 @@ extern void CaptureInit(void);
 /* src/apply.c */
 extern int	ofs_max_clock_skew_ms;
 extern void ApplyInit(void);
+extern int64 ClampHlc(int64 hlc);
 
 /* src/shmem.c: state shared by all backends (when ofs is preloaded) */
 #include "port/atomics.h"
