@@ -851,7 +851,8 @@ END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
 -- subtransaction, as the device's role (src/apply_mutation.c).
-CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL)
+CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL,
+                              check_dependent boolean DEFAULT true)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'apply_one'
 LANGUAGE C VOLATILE
@@ -865,6 +866,7 @@ DECLARE
   dev ofs.device;
   m jsonb;
   r jsonb;
+  open_letters boolean;
 BEGIN
   SELECT * INTO dev FROM ofs.device d WHERE d.device = apply_batch.device;
   IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
@@ -880,8 +882,13 @@ BEGIN
   -- The batches of one device apply one at a time, each in the device's order.
   PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(device));
   UPDATE ofs.device d SET last_contact = now() WHERE d.device = apply_batch.device;
+  -- Dependent rejections need an open dead letter of this device: look for
+  -- them per mutation only once there may be one.
+  open_letters := EXISTS (SELECT 1 FROM ofs.dead_letters d
+                           WHERE d.device = apply_batch.device AND d.status = 'open');
   FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
-    r := ofs.apply_one(dev.device, dev.role, m);
+    r := ofs.apply_one(dev.device, dev.role, m, NULL, open_letters);
+    open_letters := open_letters OR r->>'status' = 'rejected';
     operation_id := r->>'operation_id';
     status := r->>'status';
     sqlstate := r->>'sqlstate';
@@ -971,7 +978,7 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
     'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb, bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;

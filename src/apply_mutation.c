@@ -15,6 +15,7 @@
 #include "ofs.h"
 
 #include "access/relation.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -31,9 +32,21 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 #include "storage/itemptr.h"
 
 PG_FUNCTION_INFO_V1(apply_one);
+
+/* Columns of ofs.applied_op, in table order. */
+enum
+{
+	AO_DEVICE,
+	AO_OPERATION_ID,
+	AO_STATUS,
+	AO_RESULT,
+	AO_APPLIED_AT,
+	AO_NATTS
+};
 
 /* Plans of the statements of the write path, kept for the session. */
 typedef struct PlanEntry
@@ -44,9 +57,14 @@ typedef struct PlanEntry
 
 static HTAB *plans = NULL;
 
-/* Plan prepares a statement once per session under a key. */
+/*
+ * WritePlan prepares a statement once per session under a key.  Statements
+ * that look rows up in tables that grow (ofs.applied_op, the synced tables)
+ * are planned per execution: a generic plan made while a table was empty
+ * would scan it whole for ever after, since the session keeps its plans.
+ */
 static SPIPlanPtr
-WritePlan(const char *key, const char *sql, int nargs, Oid *types)
+PrepareOnce(const char *key, const char *sql, int nargs, Oid *types, bool per_execution)
 {
 	PlanEntry  *e;
 	bool		found;
@@ -63,7 +81,7 @@ WritePlan(const char *key, const char *sql, int nargs, Oid *types)
 	}
 	if (strlen(key) >= sizeof(((PlanEntry *) 0)->key))
 	{
-		p = SPI_prepare(sql, nargs, types);
+		p = SPI_prepare_cursor(sql, nargs, types, per_execution ? CURSOR_OPT_CUSTOM_PLAN : 0);
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		return p;
@@ -72,7 +90,7 @@ WritePlan(const char *key, const char *sql, int nargs, Oid *types)
 	if (!found || e->plan == NULL)
 	{
 		e->plan = NULL;
-		p = SPI_prepare(sql, nargs, types);
+		p = SPI_prepare_cursor(sql, nargs, types, per_execution ? CURSOR_OPT_CUSTOM_PLAN : 0);
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(p);
@@ -80,6 +98,9 @@ WritePlan(const char *key, const char *sql, int nargs, Oid *types)
 	}
 	return e->plan;
 }
+
+#define WritePlan(key, sql, nargs, types) PrepareOnce(key, sql, nargs, types, false)
+#define LookupPlan(key, sql, nargs, types) PrepareOnce(key, sql, nargs, types, true)
 
 static int
 Exec(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
@@ -397,7 +418,7 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 		/* A delete wins over concurrent updates; deleting a row that is gone is a no-op. */
 		snprintf(key, sizeof(key), "D:%u", t->relid);
 		args[0] = pkdatum;
-		Exec(WritePlan(key, psprintf("DELETE FROM %s t USING pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
+		Exec(LookupPlan(key, psprintf("DELETE FROM %s t USING pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
 								t->qualified, t->qualified, t->keycond), 1, types2),
 			 args, NULL, false, 0);
 	}
@@ -418,7 +439,7 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 
 		snprintf(key, sizeof(key), "L:%u", t->relid);
 		args[0] = pkdatum;
-		Exec(WritePlan(key, psprintf("SELECT ofs.encode_row(t) FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k"
+		Exec(LookupPlan(key, psprintf("SELECT ofs.encode_row(t) FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k"
 								" WHERE %s FOR UPDATE OF t", t->qualified, t->qualified, t->keycond),
 				  1, types2), args, NULL, false, 1);
 		if (SPI_processed == 0)
@@ -542,7 +563,7 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 			snprintf(key, sizeof(key), "U:%u:%s", t->relid, cols);
 			args[0] = DecodeJson(t, JsonbPGetDatum(keptj));
 			args[1] = pkdatum;
-			Exec(WritePlan(key, psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r)"
+			Exec(LookupPlan(key, psprintf("UPDATE %s t SET (%s) = (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r)"
 									" FROM pg_catalog.jsonb_populate_record(NULL::%s, $2) k WHERE %s",
 									t->qualified, cols, ColumnList(keptj, "r.", NULL), t->qualified,
 									t->qualified, t->keycond), 2, types2),
@@ -610,7 +631,7 @@ Duplicate(const char *device, const char *op_id)
 	Datum		args[2] = {CStringGetTextDatum(device), CStringGetTextDatum(op_id)};
 	bool		isnull;
 
-	Exec(WritePlan("duplicate",
+	Exec(LookupPlan("duplicate",
 			  "SELECT result || pg_catalog.jsonb_build_object('status', 'duplicate', 'first_status', status)"
 			  "  FROM ofs.applied_op WHERE device = $1 AND operation_id = $2",
 			  2, types), args, NULL, true, 1);
@@ -631,6 +652,9 @@ apply_one(PG_FUNCTION_ARGS)
 	Jsonb	   *m = PG_GETARG_JSONB_P(2);
 	bool		is_retry = !PG_ARGISNULL(3);
 	int64		retry_of = is_retry ? PG_GETARG_INT64(3) : 0;
+
+	/* The caller knows when the device has no open dead letter to depend on. */
+	bool		check_dependent = PG_NARGS() < 5 || PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
 	char	   *op_id = NULL;
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -659,8 +683,10 @@ apply_one(PG_FUNCTION_ARGS)
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, INT8OID};
 		Datum		args[4];
 		char		nulls[4] = {' ', ' ', ' ', ' '};
-		bool		isnull;
-		Datum		claim;
+		Relation	log;
+		Datum		row[AO_NATTS];
+		bool		rownulls[AO_NATTS] = {false, false, false, false, false};
+		ItemPointerData claim;
 		const char *op;
 		Target		t;
 		Jsonb	   *pk = NULL;
@@ -668,25 +694,18 @@ apply_one(PG_FUNCTION_ARGS)
 		int64		hlc;
 
 		SPI_connect();
-		/* Claim the operation id: the unique index decides what is a duplicate. */
-		args[0] = CStringGetTextDatum(device);
-		args[1] = CStringGetTextDatum(op_id);
-		Exec(WritePlan("claim",
-				  "INSERT INTO ofs.applied_op (device, operation_id, status, result)"
-				  " VALUES ($1, $2, 'applying', '{}')"
-				  " ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING RETURNING ctid",
-				  2, types), args, NULL, false, 0);
-		if (SPI_processed == 0)
-			result = Duplicate(device, op_id);
-		else
-		{
-		claim = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		{
-			ItemPointerData *tid = palloc(sizeof(ItemPointerData));
-
-			*tid = *(ItemPointer) DatumGetPointer(claim);
-			claim = PointerGetDatum(tid);
-		}
+		/*
+		 * Claim the operation id in ofs.applied_op: its unique index decides
+		 * what is a duplicate (a unique violation, caught below), also
+		 * against a concurrent push of the same device.
+		 */
+		log = table_open(OfsRelid("applied_op"), RowExclusiveLock);
+		row[AO_DEVICE] = CStringGetTextDatum(device);
+		row[AO_OPERATION_ID] = CStringGetTextDatum(op_id);
+		row[AO_STATUS] = CStringGetTextDatum("applying");
+		row[AO_RESULT] = JsonbFromText("{}");
+		row[AO_APPLIED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		claim = OfsInsertDirect(log, row, rownulls);
 
 		/* Validate the mutation; nothing it says is executed as SQL. */
 		v = JGet(m, "op");
@@ -725,15 +744,17 @@ apply_one(PG_FUNCTION_ARGS)
 		pktext = MemoryContextStrdup(caller, KeyText(op_id, &t, pk));
 
 		/* A later mutation of a row whose earlier mutation was rejected waits for that one. */
+		args[0] = CStringGetTextDatum(device);
 		args[1] = CStringGetTextDatum(t.qualified);
 		args[2] = CStringGetTextDatum(pktext);
 		args[3] = Int64GetDatum(retry_of);
 		nulls[3] = is_retry ? ' ' : 'n';
-		Exec(WritePlan("dependent",
+		if (check_dependent)
+		Exec(LookupPlan("dependent",
 				  "SELECT 1 FROM ofs.dead_letters WHERE device = $1 AND status = 'open'"
 				  "   AND table_name = $2 AND pk = $3::jsonb AND ($4 IS NULL OR id < $4) LIMIT 1",
 				  4, types), args, nulls, true, 1);
-		if (SPI_processed > 0)
+		if (check_dependent && SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OFS_DEPENDENT),
 					 errmsg("mutation %s depends on a rejected mutation of the same row", op_id),
@@ -742,17 +763,11 @@ apply_one(PG_FUNCTION_ARGS)
 		hlc = ClampHlc(hlc);
 		result = WriteAsRole(device, roleid, op_id, &t, op, pktext, data, base, hlc);
 
-		{
-			Oid			utypes[3] = {TEXTOID, JSONBOID, TIDOID};
-			Datum		uargs[3];
-
-			uargs[0] = CStringGetTextDatum(JText(JGet(result, "status")));
-			uargs[1] = JsonbPGetDatum(result);
-			uargs[2] = claim;
-			Exec(WritePlan("finish", "UPDATE ofs.applied_op SET status = $1, result = $2 WHERE ctid = $3",
-					  3, utypes), uargs, NULL, false, 0);
-		}
-		}
+		row[AO_STATUS] = CStringGetTextDatum(JText(JGet(result, "status")));
+		row[AO_RESULT] = JsonbPGetDatum(result);
+		CommandCounterIncrement();
+		OfsUpdateDirect(log, &claim, row, rownulls);
+		table_close(log, RowExclusiveLock);
 		MemoryContextSwitchTo(caller);
 		result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
 		SPI_finish();

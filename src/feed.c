@@ -152,7 +152,8 @@ changes(PG_FUNCTION_ARGS)
 	{
 		Oid			types[6] = {INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT4OID, BOOLOID};
 
-		plan_page = SPI_prepare(
+		/* Planned per execution: the log grows, and a kept generic plan would not follow. */
+		plan_page = SPI_prepare_cursor(
 			"SELECT seq, tbl, pk, op, data, site, operation_id, hlc, changed"
 			"  FROM ofs.change_log"
 			" WHERE seq > $1"
@@ -161,7 +162,7 @@ changes(PG_FUNCTION_ARGS)
 			"   AND pg_catalog.pg_visible_in_snapshot(xid, $3)"
 			"   AND ($6 OR xid <> $4)"
 			" ORDER BY seq LIMIT $5",
-			6, types);
+			6, types, CURSOR_OPT_CUSTOM_PLAN);
 		if (plan_page == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan_page);

@@ -60,19 +60,14 @@ OfsRelid(const char *relname)
 	return relid;
 }
 
-/*
- * OfsInsertDirect inserts a row into one of ofs's tables (opened with
- * RowExclusiveLock by the caller) with its index entries.
- */
-void
-OfsInsertDirect(Relation rel, Datum *values, bool *nulls)
+/* InsertIndexEntries inserts the index entries of a heap tuple (unique ones checked). */
+static void
+InsertIndexEntries(Relation rel, HeapTuple tup)
 {
-	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	TupleTableSlot *slot;
 	List	   *indexes;
 	ListCell   *lc;
 
-	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(tup, slot, false);
 	indexes = RelationGetIndexList(rel);
@@ -94,5 +89,37 @@ OfsInsertDirect(Relation rel, Datum *values, bool *nulls)
 	}
 	list_free(indexes);
 	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * OfsInsertDirect inserts a row into one of ofs's tables (opened with
+ * RowExclusiveLock by the caller) with its index entries, and returns its
+ * TID.  A unique index raises the usual unique_violation.
+ */
+ItemPointerData
+OfsInsertDirect(Relation rel, Datum *values, bool *nulls)
+{
+	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	ItemPointerData tid;
+
+	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
+	InsertIndexEntries(rel, tup);
+	tid = tup->t_self;
+	heap_freetuple(tup);
+	return tid;
+}
+
+/*
+ * OfsUpdateDirect replaces a row this transaction inserted, by TID, as
+ * catalog code does: a heap update, and index entries unless it was HOT.
+ */
+void
+OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls)
+{
+	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+
+	simple_heap_update(rel, tid, tup);
+	if (!HeapTupleIsHeapOnly(tup))
+		InsertIndexEntries(rel, tup);
 	heap_freetuple(tup);
 }

@@ -78,7 +78,9 @@ extern void HlcShmemStartup(void);
 extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
 extern void OfsRestoreUser(Oid save_uid, int save_sec);
 extern Oid	OfsRelid(const char *relname);
-extern void OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
+#include "storage/itemptr.h"
+extern ItemPointerData OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
+extern void OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls);
 
 /* src/rowjson.c: rows as JSON text */
 #include "access/htup.h"

@@ -2,7 +2,8 @@
 # Write path: 10,000 single-row insert mutations applied through
 # ofs.apply_batch in batches of 1,000 (one transaction each), against the
 # same rows inserted by multi-row INSERT statements of 1,000 rows (one
-# transaction each) into an identical synced table, same run.
+# transaction each) into an identical synced table, same run (twice each,
+# alternating, the faster of each side).
 set -euo pipefail
 . "$OFS_ROOT/test/lib/cluster.sh"
 db=ofs_bench_apply
@@ -36,10 +37,18 @@ SQL
   done
 } >"$OFS_TMP/plain.sql"
 secs() { local s e; s=$(date +%s.%N); ofs_psql -d $db -f "$1" >/dev/null; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'; }
-plain=$(secs "$OFS_TMP/plain.sql")
-applied=$(secs "$OFS_TMP/apply.sql")
+reset() { ofs_psql -d $db -c "DELETE FROM todos_plain" -c "DELETE FROM todos_applied" \
+            -c "DELETE FROM ofs.applied_op" -c "DELETE FROM ofs.change_log" -c "VACUUM" >/dev/null; }
+# Twice each, alternating; the faster of each side counts.
+plain=""; applied=""
+for round in 1 2; do
+  reset
+  p=$(secs "$OFS_TMP/plain.sql"); a=$(secs "$OFS_TMP/apply.sql")
+  plain=$(awk -v x="$plain" -v y="$p" 'BEGIN { print (x == "" || y < x) ? y : x }')
+  applied=$(awk -v x="$applied" -v y="$a" 'BEGIN { print (x == "" || y < x) ? y : x }')
+done
 n=$(ofs_psql -d $db -c "SELECT count(*) FROM todos_applied")
 [ "$n" = 10000 ] || { echo "only $n of 10000 mutations applied" >&2; exit 1; }
 awk -v a="$applied" -v p="$plain" 'BEGIN {
   printf "apply 10,000 insert mutations, batches of 1,000|%.0f rows/s|%.0f rows/s (multi-row INSERT)|%.2f|>= 0.50\n", 10000 / a, 10000 / p, p / a }'
-ofs_psql -d postgres -c "DROP DATABASE $db" >/dev/null
+[ -n "${OFS_BENCH_KEEP:-}" ] || ofs_psql -d postgres -c "DROP DATABASE $db" >/dev/null
