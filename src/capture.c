@@ -385,13 +385,6 @@ ValidateMerge(Oid relid, Jsonb *merge)
 	}
 }
 
-static char *
-QualifiedName(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
-}
-
 static void
 SpiExec(const char *sql, int expected)
 {
@@ -407,8 +400,6 @@ sync_table(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	Jsonb	   *merge;
-	Relation	rel;
-	bool		has_pk;
 	Oid			types[2] = {REGCLASSOID, JSONBOID};
 	Datum		args[2];
 	Oid			save_uid;
@@ -422,22 +413,10 @@ sync_table(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	merge = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 
-	if (get_rel_relkind(relid) != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
-				 errdetail("Only ordinary tables can be synced; partitioned tables are not supported.")));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
-	rel = relation_open(relid, AccessShareLock);
-	has_pk = OidIsValid(RelationGetPrimaryKeyIndex(rel));
-	relation_close(rel, NoLock);
-	if (!has_pk)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" has no primary key", get_rel_name(relid)),
-				 errdetail("Devices and the feed identify rows by their primary key."),
-				 errhint("Add one with ALTER TABLE ... ADD PRIMARY KEY, then sync the table.")));
+	OfsRequireKeyedTable(relid,
+						 "Only ordinary tables can be synced; partitioned tables are not supported.",
+						 "Devices and the feed identify rows by their primary key.",
+						 "Add one with ALTER TABLE ... ADD PRIMARY KEY, then sync the table.");
 
 	SPI_connect();
 	if (merge)
@@ -465,10 +444,10 @@ sync_table(PG_FUNCTION_ARGS)
 
 	/* The trigger's lock waits for writers in progress; the scan then sees them. */
 	SpiExec(psprintf("CREATE TRIGGER ofs_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
-					 " FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()", QualifiedName(relid)),
+					 " FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
 	SpiExec(psprintf("CREATE TRIGGER ofs_refuse_truncate BEFORE TRUNCATE ON %s"
-					 " FOR EACH STATEMENT EXECUTE FUNCTION ofs.refuse_truncate()", QualifiedName(relid)),
+					 " FOR EACH STATEMENT EXECUTE FUNCTION ofs.refuse_truncate()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -507,8 +486,8 @@ unsync_table(PG_FUNCTION_ARGS)
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	OfsRestoreUser(save_uid, save_sec);
-	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_capture ON %s", QualifiedName(relid)), SPI_OK_UTILITY);
-	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_refuse_truncate ON %s", QualifiedName(relid)), SPI_OK_UTILITY);
+	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_capture ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
+	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_refuse_truncate ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

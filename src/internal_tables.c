@@ -13,6 +13,7 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/relation.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/index.h"
@@ -20,6 +21,9 @@
 #include "catalog/pg_namespace.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "catalog/pg_class.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -122,4 +126,42 @@ OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls)
 	if (!HeapTupleIsHeapOnly(tup))
 		InsertIndexEntries(rel, tup);
 	heap_freetuple(tup);
+}
+
+/* OfsQualifiedName is a relation's schema-qualified, quoted name. */
+char *
+OfsQualifiedName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * OfsRequireKeyedTable checks that the caller owns an ordinary table with a
+ * primary key: what syncing a table and defining rules on it need.  The
+ * details say what the caller wanted the table for.
+ */
+void
+OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
+					 const char *no_key_detail, const char *no_key_hint)
+{
+	Relation	rel;
+	bool		has_pk;
+
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
+				 errdetail("%s", not_table_detail)));
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+	rel = relation_open(relid, AccessShareLock);
+	has_pk = OidIsValid(RelationGetPrimaryKeyIndex(rel));
+	relation_close(rel, NoLock);
+	if (!has_pk)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" has no primary key", get_rel_name(relid)),
+				 errdetail("%s", no_key_detail),
+				 errhint("%s", no_key_hint)));
 }

@@ -78,6 +78,9 @@ extern void HlcShmemStartup(void);
 extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
 extern void OfsRestoreUser(Oid save_uid, int save_sec);
 extern Oid	OfsRelid(const char *relname);
+extern char *OfsQualifiedName(Oid relid);
+extern void OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
+								 const char *no_key_detail, const char *no_key_hint);
 #include "storage/itemptr.h"
 extern ItemPointerData OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
 extern void OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls);

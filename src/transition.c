@@ -747,42 +747,14 @@ transition_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/*
- * TransitionTarget checks that the caller owns a plain table with a primary
- * key, and returns the table's name for messages.
- */
-static char *
+/* TransitionTarget checks that the caller owns a plain table with a primary key. */
+static void
 TransitionTarget(Oid relid, const char *what)
 {
-	char		kind = get_rel_relkind(relid);
-	Relation	rel;
-	bool		has_pk;
-
-	if (kind != RELKIND_RELATION)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
-				 errdetail("%s apply to ordinary tables only; partitioned tables are not supported.", what)));
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
-
-	rel = relation_open(relid, AccessShareLock);
-	has_pk = OidIsValid(RelationGetPrimaryKeyIndex(rel));
-	relation_close(rel, NoLock);
-	if (!has_pk)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" has no primary key", get_rel_name(relid)),
-				 errdetail("%s identify rows by their primary key in ofs.transition_log and in sync.", what),
-				 errhint("Add one with ALTER TABLE ... ADD PRIMARY KEY.")));
-	return get_rel_name(relid);
-}
-
-static char *
-QualifiedName(Oid relid)
-{
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									  get_rel_name(relid));
+	OfsRequireKeyedTable(relid,
+						 psprintf("%s apply to ordinary tables only; partitioned tables are not supported.", what),
+						 psprintf("%s identify rows by their primary key in ofs.transition_log and in sync.", what),
+						 "Add one with ALTER TABLE ... ADD PRIMARY KEY.");
 }
 
 /* TransitionEnsureTrigger installs the ofs_transition trigger once per table. */
@@ -803,7 +775,7 @@ TransitionEnsureTrigger(Oid relid)
 	rc = SPI_execute(psprintf("CREATE TRIGGER " TRANSITION_TRIGGER_NAME
 							  " AFTER INSERT OR UPDATE ON %s FOR EACH ROW"
 							  " EXECUTE FUNCTION ofs.transition_trigger()",
-							  QualifiedName(relid)),
+							  OfsQualifiedName(relid)),
 					 false, 0);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "creating trigger failed: %s", SPI_result_code_string(rc));
@@ -825,7 +797,7 @@ TransitionDropTriggerIfUnused(Oid relid)
 	if (SPI_processed > 0)
 		return;
 	rc = SPI_execute(psprintf("DROP TRIGGER IF EXISTS " TRANSITION_TRIGGER_NAME " ON %s",
-							  QualifiedName(relid)),
+							  OfsQualifiedName(relid)),
 					 false, 0);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "dropping trigger failed: %s", SPI_result_code_string(rc));
