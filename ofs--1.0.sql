@@ -305,7 +305,7 @@ CREATE TABLE ofs.change_log (
     seq          bigint PRIMARY KEY,
     xid          xid8 NOT NULL,
     tbl          oid NOT NULL,
-    pk           text COLLATE "C" NOT NULL,
+    pk           jsonb NOT NULL,
     op           "char" NOT NULL,
     data         jsonb,
     changed      text[],
@@ -702,7 +702,7 @@ REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
 
 -- row_versions: the version (HLC, site) of each column of a row, folded
 -- from its feed entries in order.
-CREATE FUNCTION ofs.row_versions(tbl oid, pk text)
+CREATE FUNCTION ofs.row_versions(tbl oid, pk jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -719,30 +719,6 @@ SET search_path = pg_catalog, pg_temp AS $$
            WHERE l.tbl = row_versions.tbl AND l.pk = row_versions.pk
            ORDER BY v.col, l.seq DESC, v.prio DESC) x
 $$;
-
--- pk_text: a primary key object in the canonical text ofs.change_log
--- stores (jsonb's text of the key, each value read through its column's
--- type), so that "1" and 1 name the same integer key.
-CREATE FUNCTION ofs.pk_text(tbl regclass, pk jsonb)
-RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  full_row jsonb;
-  cols text[];
-BEGIN
-  SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO cols
-    FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-   WHERE c.conrelid = tbl AND c.contype = 'p';
-  IF pk IS NULL OR jsonb_typeof(pk) <> 'object' OR NOT pk ?& cols THEN
-    RAISE EXCEPTION 'mutation key % does not name every primary key column of %', pk, tbl
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = format('The primary key of %s is (%s).', tbl, array_to_string(cols, ', '));
-  END IF;
-  EXECUTE format('SELECT ofs.encode_row(r) FROM jsonb_populate_record(NULL::%s, $1) r', tbl)
-     INTO full_row USING pk;
-  RETURN (SELECT jsonb_object_agg(c, full_row->c) FROM unnest(cols) c)::text;
-END $$;
 
 -- decode_json_columns: the feed carries json and jsonb values as strings;
 -- turn them back into JSON before jsonb_populate_record reads them.

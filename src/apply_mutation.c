@@ -274,9 +274,9 @@ CheckColumns(const char *op_id, Target *t, Jsonb *obj)
 }
 
 /*
- * KeyText is the primary key of a mutation in the canonical text of
- * ofs.change_log: each value read through its column's type, rendered as
- * the feed renders it, as jsonb text.
+ * KeyText is the primary key of a mutation as ofs.change_log holds it: each
+ * value read through its column's type and rendered as the feed renders it
+ * (so "1" and 1 name the same integer key), as jsonb text.
  */
 static char *
 KeyText(const char *op_id, Target *t, Jsonb *pk)
@@ -435,7 +435,7 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 		JsonbIteratorToken tok;
 		StringInfoData kept;
 		List	   *keptcols = NIL;
-		Oid			vtypes[2] = {OIDOID, TEXTOID};
+		Oid			vtypes[2] = {OIDOID, JSONBOID};
 
 		snprintf(key, sizeof(key), "L:%u", t->relid);
 		args[0] = pkdatum;
@@ -454,7 +454,7 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 		/* The row is locked; its versions are ofs's own tables, read as the caller. */
 		SetUserIdAndSecContext(save_uid, save_sec);
 		args[0] = ObjectIdGetDatum(t->relid);
-		args[1] = CStringGetTextDatum(pktext);
+		args[1] = pkdatum;
 		Exec(WritePlan("versions", "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
 				  2, vtypes), args, NULL, true, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -127,11 +127,7 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 	values[CL_SEQ] = Int64GetDatum(nextval_internal(OfsRelid("change_seq"), false));
 	values[CL_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[CL_TBL] = ObjectIdGetDatum(RelationGetRelid(rel));
-	/* The key in jsonb's canonical text, so that lookups by key compare text. */
-	values[CL_PK] = DirectFunctionCall1(textin,
-										DirectFunctionCall1(jsonb_out,
-															DirectFunctionCall1(jsonb_in,
-																				CStringGetDatum(RowJsonObject(row, desc, npk, pk)))));
+	values[CL_PK] = DirectFunctionCall1(jsonb_in, CStringGetDatum(RowJsonObject(row, desc, npk, pk)));
 	values[CL_OP] = CharGetDatum(op);
 	if (op == 'D')
 		nulls[CL_DATA] = true;

@@ -199,7 +199,7 @@ changes(PG_FUNCTION_ARGS)
 		memset(nulls, false, sizeof(nulls));
 		values[0] = CStringGetTextDatum(i == n - 1 ? complete : psprintf("%s" INT64_FORMAT, partial, seq));
 		values[1] = CStringGetTextDatum(TableNameOf(names, &nnames, tbl));
-		values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(SPI_getvalue(t, d, 3)));
+		values[2] = SPI_getbinval(t, d, 3, &isnull);
 		values[3] = CStringGetTextDatum(op == 'I' ? "insert" : op == 'U' ? "update" : "delete");
 		values[4] = SPI_getbinval(t, d, 5, &nulls[4]);
 		nulls[5] = strcmp(site, "origin") == 0;
