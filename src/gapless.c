@@ -25,6 +25,9 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
+#include "access/table.h"
+#include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(create_gapless_sequence);
 PG_FUNCTION_INFO_V1(drop_gapless_sequence);
@@ -77,7 +80,6 @@ typedef struct GaplessTaken
 static SPIPlanPtr plan_lookup = NULL;
 static SPIPlanPtr plan_advance = NULL;
 static SPIPlanPtr plan_first = NULL;
-static SPIPlanPtr plan_audit = NULL;
 
 /*
  * GaplessWalkFormat parses a format string.  With out == NULL it only
@@ -304,19 +306,6 @@ GaplessPrepare(void)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan_first);
 	}
-	if (plan_audit == NULL)
-	{
-		Oid			types[6] = {TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID};
-
-		plan_audit = SPI_prepare(
-			"INSERT INTO ofs.gapless_issued"
-			" (sequence_name, sequence_id, period, value, formatted, issued_at, xid)"
-			" VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.pg_current_xact_id())",
-			6, types);
-		if (plan_audit == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan_audit);
-	}
 }
 
 /*
@@ -387,15 +376,28 @@ GaplessTake(text *name_t, TimestampTz at)
 	initStringInfo(&buf);
 	GaplessWalkFormat(format, &info, &buf, &tm, taken.value);
 
-	args[0] = PointerGetDatum(name_t);
-	args[1] = Int64GetDatum(seq_id);
-	args[2] = CStringGetTextDatum(period);
-	args[3] = Int64GetDatum(taken.value);
-	args[4] = CStringGetTextDatum(buf.data);
-	args[5] = TimestampTzGetDatum(at);
-	rc = SPI_execute_plan(plan_audit, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "recording gap-free number failed: %s", SPI_result_code_string(rc));
+	/*
+	 * The audit row is written directly (internal_tables.c): it is written
+	 * while the counter's lock is held, so every microsecond here is one
+	 * every other caller of this sequence waits for.
+	 */
+	{
+		Relation	audit = table_open(OfsRelid("gapless_issued"), RowExclusiveLock);
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+
+		values[0] = PointerGetDatum(name_t);
+		values[1] = Int64GetDatum(seq_id);
+		values[2] = CStringGetTextDatum(period);
+		values[3] = Int64GetDatum(taken.value);
+		values[4] = CStringGetTextDatum(buf.data);
+		values[5] = TimestampTzGetDatum(at);
+		values[6] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+		if (RelationGetDescr(audit)->natts != 7)
+			elog(ERROR, "ofs.gapless_issued has %d columns, expected 7", RelationGetDescr(audit)->natts);
+		OfsInsertDirect(audit, values, nulls);
+		table_close(audit, RowExclusiveLock);
+	}
 
 	taken.formatted = MemoryContextStrdup(caller, buf.data);
 	SPI_finish();
