@@ -34,6 +34,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "storage/itemptr.h"
+#include "storage/proc.h"
 
 PG_FUNCTION_INFO_V1(apply_one);
 
@@ -245,6 +246,41 @@ ResolveTarget(const char *op_id, const char *table, Target *t)
 			t->has_json = true;
 	}
 	relation_close(rel, AccessShareLock);
+}
+
+/*
+ * ResolveTargetCached resolves a table once per transaction: a batch names
+ * the same table over and over, and what sync registration says cannot
+ * change under a transaction that holds the table.
+ */
+static void
+ResolveTargetCached(const char *op_id, const char *table, Target *t)
+{
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static char *cached_name = NULL;
+	static Target cached;
+
+	if (table != NULL && cached_name != NULL && cached_lxid == MyProc->lxid &&
+		strcmp(cached_name, table) == 0)
+	{
+		*t = cached;
+		return;
+	}
+	ResolveTarget(op_id, table, t);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		int			i;
+
+		cached = *t;
+		cached.qualified = pstrdup(t->qualified);
+		cached.keycond = pstrdup(t->keycond);
+		cached.pkcols = palloc(sizeof(char *) * Max(t->npk, 1));
+		for (i = 0; i < t->npk; i++)
+			cached.pkcols[i] = pstrdup(t->pkcols[i]);
+		cached_name = pstrdup(table);
+		cached_lxid = MyProc->lxid;
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* CheckColumns refuses keys of an object that are not columns of the table. */
@@ -714,7 +750,7 @@ apply_one(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("mutation %s has op %s, not insert, update or delete", op_id, op ? op : "NULL")));
-		ResolveTarget(op_id, JText(JGet(m, "table")), &t);
+		ResolveTargetCached(op_id, JText(JGet(m, "table")), &t);
 		relid = t.relid;
 		v = JGet(m, "pk");
 		if (!JIsObject(v))
