@@ -38,7 +38,10 @@ deps:
 # finds it; the throwaway test clusters use the installed PostgreSQL binaries.
 build-install: deps
 	$(MAKE) all
-	$(MAKE) install
+	@if [ ! -w "$$($(PG_CONFIG) --pkglibdir)" ] || [ ! -w "$$($(PG_CONFIG) --sharedir)/extension" ]; then \
+	  echo "ofs: installing into $$($(PG_CONFIG) --pkglibdir) needs root: run 'make install' as root once, or run this target as root" >&2; \
+	  if ! cmp -s ofs.so "$$($(PG_CONFIG) --pkglibdir)/ofs.so" || ! cmp -s ofs--1.0.sql "$$($(PG_CONFIG) --sharedir)/extension/ofs--1.0.sql"; then exit 1; fi; \
+	else $(MAKE) install; fi
 
 test: build-install
 	test/run.sh

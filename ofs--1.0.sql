@@ -205,10 +205,13 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def_id_seq', ''
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
 
+-- The rules and checks are read and evaluated with a fixed search_path, so
+-- that no operator or function of the writer's can change what they mean.
 CREATE FUNCTION ofs.transition_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'transition_trigger'
-LANGUAGE C;
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.transition_trigger() IS
     'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
 
@@ -477,7 +480,7 @@ DECLARE
   purged_max xid8;
 BEGIN
   IF retain IS NULL OR retain < '0'::interval THEN
-    RAISE EXCEPTION 'retention must be a positive interval, not %', retain
+    RAISE EXCEPTION 'retention must not be negative, not %', retain
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   -- One compaction at a time; writers and readers go on.
@@ -487,6 +490,9 @@ BEGIN
   --    newer one holds the full row, and a reader that has not seen the old
   --    one has not seen the new one either.  Column versions of the dropped
   --    entries that the survivor does not overwrite are folded into it.
+  IF to_regclass('pg_temp.ofs_compact_rows') IS NOT NULL THEN
+    DROP TABLE pg_temp.ofs_compact_rows;   -- a second compaction in one transaction
+  END IF;
   CREATE TEMP TABLE ofs_compact_rows ON COMMIT DROP AS
     SELECT tbl, pk, max(seq) AS keep FROM ofs.change_log
      GROUP BY tbl, pk HAVING count(*) > 1;
@@ -580,6 +586,16 @@ BEGIN
     RAISE EXCEPTION 'a device may not act as superuser "%"', role
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'Create an ordinary role for devices and grant it what they may do.';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role AND r.rolbypassrls) THEN
+    RAISE EXCEPTION 'a device may not act as role "%", which bypasses row-level security', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Create an ordinary role for devices and grant it what they may do.';
+  END IF;
+  IF NOT pg_has_role(current_user, create_device_token.role, 'MEMBER') THEN
+    RAISE EXCEPTION 'permission denied to create a device acting as role "%"', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Only members of a role may create devices that act as it.';
   END IF;
   IF valid_for IS NOT NULL AND valid_for <= '0'::interval THEN
     RAISE EXCEPTION 'valid_for must be positive, not %', valid_for
@@ -685,10 +701,6 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
 
-CREATE FUNCTION ofs.set_sync_context(device text, operation_id text, hlc bigint, columns text[] DEFAULT NULL)
-RETURNS void AS 'MODULE_PATHNAME', 'set_sync_context' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION ofs.set_sync_context(text, text, bigint, text[]) IS
-    'Attribute the writes that follow, until the end of the transaction, to a device''s intent (internal)';
 CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
 RETURNS bigint AS 'MODULE_PATHNAME', 'clamp_hlc' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION ofs.clamp_hlc(bigint) IS
@@ -697,7 +709,6 @@ CREATE FUNCTION ofs.encode_row(anyelement)
 RETURNS jsonb AS 'MODULE_PATHNAME', 'encode_row' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
     'A row in the JSON encoding of the changes feed';
-REVOKE ALL ON FUNCTION ofs.set_sync_context(text, text, bigint, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
 
 -- row_versions: the version (HLC, site) of each column of a row, folded
@@ -827,7 +838,7 @@ END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
 -- subtransaction, as the device's role (src/apply_mutation.c).
-CREATE FUNCTION ofs.apply_one(device text, role name, m jsonb, retry_of bigint DEFAULT NULL,
+CREATE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
                               check_dependent boolean DEFAULT true)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'apply_one'
@@ -863,7 +874,7 @@ BEGIN
   open_letters := EXISTS (SELECT 1 FROM ofs.dead_letters d
                            WHERE d.device = apply_batch.device AND d.status = 'open');
   FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
-    r := ofs.apply_one(dev.device, dev.role, m, NULL, open_letters);
+    r := ofs.apply_one(dev.device, m, NULL, open_letters);
     open_letters := open_letters OR r->>'status' = 'rejected';
     operation_id := r->>'operation_id';
     status := r->>'status';
@@ -891,14 +902,16 @@ BEGIN
       USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
   END IF;
   SELECT * INTO dev FROM ofs.device d WHERE d.device = dl.device;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'device "%" of dead letter % no longer exists', dl.device, id
-      USING ERRCODE = 'undefined_object', HINT = 'Discard it with ofs.discard_dead_letter.';
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" of dead letter % is unknown, revoked or expired', dl.device, id
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Discard it with ofs.discard_dead_letter.';
   END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(dl.device));
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
    WHERE d.id = dl.id;
   DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
-  r := ofs.apply_one(dl.device, dev.role, dl.mutation, dl.id);
+  r := ofs.apply_one(dl.device, dl.mutation, dl.id);
   UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
   RETURN r;
 END $$;
@@ -954,7 +967,7 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
     'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.apply_one(text, name, jsonb, bigint, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_one(text, jsonb, bigint, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
@@ -962,7 +975,7 @@ REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;
 
 -- Rules and sync registrations of a dropped table or column go with it.
 CREATE FUNCTION ofs.forget_dropped_rules()
-RETURNS event_trigger LANGUAGE plpgsql
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   DELETE FROM ofs.transition_constraint_def d
@@ -979,3 +992,11 @@ BEGIN
 END $$;
 CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
     EXECUTE FUNCTION ofs.forget_dropped_rules();
+
+-- Internal helpers are not for PUBLIC.
+REVOKE ALL ON FUNCTION ofs.compensation(name, regclass, jsonb, jsonb, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.row_versions(oid, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.decode_json_columns(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.cursor_parse(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.snapshot_text(pg_snapshot) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.hlc_now() FROM PUBLIC;

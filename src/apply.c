@@ -2,9 +2,10 @@
  * apply.c: the C parts of the write path (the rest is ofs.apply_batch, in
  * SQL, in ofs--1.0.sql).
  *
- * ofs.set_sync_context tells the capture trigger and the transition log
- * which device, operation and HLC the current write comes from; it is reset
- * at the end of every transaction so that it can never leak into another
+ * The sync context (ofs_sync_device and friends) tells the capture trigger
+ * and the transition log which device, operation and HLC the current write
+ * comes from; apply_mutation.c sets it around a write, and it is reset at
+ * the end of every transaction so that it can never leak into another
  * one.  ofs.encode_row renders a row in the feed's JSON encoding, for the
  * compensation hint of a rejected mutation.  ofs.max_clock_skew bounds how
  * far ahead of the origin's clock a device's HLC may be.
@@ -25,7 +26,6 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
-PG_FUNCTION_INFO_V1(set_sync_context);
 PG_FUNCTION_INFO_V1(encode_row);
 PG_FUNCTION_INFO_V1(clamp_hlc);
 
@@ -61,49 +61,6 @@ ApplyInit(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	RegisterXactCallback(ApplyXactCallback, NULL);
-}
-
-/*
- * set_sync_context(device, operation_id, hlc, columns) attributes the writes
- * that follow to a device's intent; NULLs return to origin writes.  columns
- * are the columns the intent writes: their version becomes the intent's HLC
- * even where the value does not change, so that lww merges do not depend on
- * arrival order.
- */
-Datum
-set_sync_context(PG_FUNCTION_ARGS)
-{
-	ofs_sync_device = NULL;
-	ofs_sync_operation = NULL;
-	ofs_sync_hlc = 0;
-	ofs_sync_columns = NIL;
-	if (!PG_ARGISNULL(3))
-	{
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-		int			i;
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &nulls, &n);
-		for (i = 0; i < n; i++)
-			if (!nulls[i])
-				ofs_sync_columns = lappend(ofs_sync_columns, TextDatumGetCString(elems[i]));
-		MemoryContextSwitchTo(old);
-	}
-	if (!PG_ARGISNULL(0))
-		ofs_sync_device = MemoryContextStrdup(TopTransactionContext,
-											  text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	if (!PG_ARGISNULL(1))
-		ofs_sync_operation = MemoryContextStrdup(TopTransactionContext,
-												 text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	if (!PG_ARGISNULL(2))
-	{
-		ofs_sync_hlc = PG_GETARG_INT64(2);
-		HlcObserve(ofs_sync_hlc);
-	}
-	PG_RETURN_VOID();
 }
 
 /*

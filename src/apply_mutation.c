@@ -32,6 +32,9 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
+#include "catalog/pg_authid.h"
+#include "access/htup_details.h"
 #include "utils/timestamp.h"
 #include "storage/itemptr.h"
 #include "storage/proc.h"
@@ -383,12 +386,19 @@ DecodeJson(Target *t, Datum data)
 	Datum		args[2];
 	bool		isnull;
 
+	Oid			save_uid;
+	int			save_sec;
+	Datum		decoded;
+
 	if (!t->has_json)
 		return data;
 	args[0] = ObjectIdGetDatum(t->relid);
 	args[1] = data;
+	OfsRunAsOwner(&save_uid, &save_sec);	/* an ofs helper, not the device's */
 	Exec(WritePlan("decode", "SELECT ofs.decode_json_columns($1, $2)", 2, types), args, NULL, true, 1);
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	OfsRestoreUser(save_uid, save_sec);
+	decoded = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return decoded;
 }
 
 static Jsonb *
@@ -659,6 +669,52 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 	return DatumGetJsonbP(JsonbFromText(res.data));
 }
 
+/*
+ * DeviceRole is the role an active device acts as.  It is looked up here,
+ * not taken from the caller, and a role that became a superuser or gained
+ * BYPASSRLS since the token was made is refused.
+ */
+static Oid
+DeviceRole(const char *device, char **rolename)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(device)};
+	Oid			save_uid;
+	int			save_sec;
+	Oid			roleid;
+	HeapTuple	tup;
+	bool		refused;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	OfsRunAsOwner(&save_uid, &save_sec);
+	Exec(WritePlan("device",
+				   "SELECT role::text FROM ofs.device WHERE device = $1 AND revoked_at IS NULL"
+				   "   AND (expires_at IS NULL OR expires_at > now())",
+				   1, types), args, NULL, true, 1);
+	OfsRestoreUser(save_uid, save_sec);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("device \"%s\" may not push: it is unknown, revoked or expired", device),
+				 errhint("Create a device token with ofs.create_device_token.")));
+	*rolename = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	roleid = get_role_oid(*rolename, false);
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", roleid);
+	refused = ((Form_pg_authid) GETSTRUCT(tup))->rolsuper || ((Form_pg_authid) GETSTRUCT(tup))->rolbypassrls;
+	ReleaseSysCache(tup);
+	if (refused)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("device \"%s\" may not act as role \"%s\", which is a superuser or bypasses row-level security",
+						device, *rolename),
+				 errhint("Make the device's role an ordinary role.")));
+	return roleid;
+}
+
 /* Duplicate returns the first result of an operation seen before. */
 static Jsonb *
 Duplicate(const char *device, const char *op_id)
@@ -683,14 +739,15 @@ Duplicate(const char *device, const char *op_id)
 Datum
 apply_one(PG_FUNCTION_ARGS)
 {
-	char	   *device = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			roleid = get_role_oid(NameStr(*PG_GETARG_NAME(1)), false);
-	Jsonb	   *m = PG_GETARG_JSONB_P(2);
-	bool		is_retry = !PG_ARGISNULL(3);
-	int64		retry_of = is_retry ? PG_GETARG_INT64(3) : 0;
+	char	   *device;
+	Oid			roleid;
+	char	   *rolename;
+	Jsonb	   *m;
+	bool		is_retry = !PG_ARGISNULL(2);
+	int64		retry_of = is_retry ? PG_GETARG_INT64(2) : 0;
 
 	/* The caller knows when the device has no open dead letter to depend on. */
-	bool		check_dependent = PG_NARGS() < 5 || PG_ARGISNULL(4) || PG_GETARG_BOOL(4);
+	bool		check_dependent = PG_ARGISNULL(3) || PG_GETARG_BOOL(3);
 	char	   *op_id = NULL;
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -699,6 +756,14 @@ apply_one(PG_FUNCTION_ARGS)
 	char	   *volatile pktext = NULL;
 	Jsonb	   *volatile data = NULL;
 	JsonbValue *v;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("device and mutation must not be null")));
+	device = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	m = PG_GETARG_JSONB_P(1);
+	roleid = DeviceRole(device, &rolename);
 
 	if (JB_ROOT_IS_OBJECT(m) && !JB_ROOT_IS_SCALAR(m))
 	{
@@ -854,7 +919,7 @@ apply_one(PG_FUNCTION_ARGS)
 			nulls[8] = edata->constraint_name ? ' ' : 'n';
 			args[9] = edata->column_name ? CStringGetTextDatum(edata->column_name) : (Datum) 0;
 			nulls[9] = edata->column_name ? ' ' : 'n';
-			args[10] = PG_GETARG_DATUM(1);
+			args[10] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
 			args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
 			nulls[11] = edata->detail ? ' ' : 'n';
 			Exec(WritePlan("reject",

@@ -409,6 +409,12 @@ sync_table(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	merge = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("ofs.sync_table must run in a READ COMMITTED transaction"),
+				 errdetail("It captures the rows committed after its trigger is in place, which a transaction snapshot taken earlier would not see."),
+				 errhint("Run it in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
 	OfsRequireKeyedTable(relid,
 						 "Only ordinary tables can be synced; partitioned tables are not supported.",
 						 "Devices and the feed identify rows by their primary key.",

@@ -150,7 +150,7 @@ changes(PG_FUNCTION_ARGS)
 
 	if (plan_page == NULL)
 	{
-		Oid			types[6] = {INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT4OID, BOOLOID};
+		Oid			types[6] = {INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, BOOLOID};
 
 		/* Planned per execution: the log grows, and a kept generic plan would not follow. */
 		plan_page = SPI_prepare_cursor(
@@ -171,11 +171,33 @@ changes(PG_FUNCTION_ARGS)
 	args[1] = cur_c;
 	args[2] = cur_s;
 	args[3] = FullTransactionIdGetDatum(own);
-	args[4] = Int32GetDatum(max_rows + 1);
+	args[4] = Int64GetDatum((int64) max_rows + 1);
 	args[5] = BoolGetDatum(!FullTransactionIdIsValid(own));
 	rc = SPI_execute_plan(plan_page, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading ofs.change_log failed: %s", SPI_result_code_string(rc));
+
+	/*
+	 * A cursor that stopped inside a batch finds the rest of it gone when
+	 * compaction dropped those entries for newer ones: the batch is over,
+	 * and the next one starts at its snapshot.
+	 */
+	if (SPI_processed == 0 && have_s)
+	{
+		cur_c = cur_s;
+		cur_s = DirectFunctionCall1(pg_current_snapshot, (Datum) 0);
+		cur_last = 0;
+		partial = psprintf("ofs1/%s/%s/%s/", epoch,
+						   DatumGetCString(DirectFunctionCall1(pg_snapshot_out, cur_c)),
+						   SnapshotText(cur_s));
+		complete = psprintf("ofs1/%s/%s", epoch, SnapshotText(cur_s));
+		args[0] = Int64GetDatum(cur_last);
+		args[1] = cur_c;
+		args[2] = cur_s;
+		rc = SPI_execute_plan(plan_page, args, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "reading ofs.change_log failed: %s", SPI_result_code_string(rc));
+	}
 	OfsRestoreUser(save_uid, save_sec);
 
 	page = SPI_tuptable;

@@ -208,9 +208,26 @@ SELECT pg_temp.err($$SELECT ofs.revoke_device('nosuch')$$);
 -- Only administrators apply batches and write attributions.
 SET ROLE ap_rep;
 SELECT pg_temp.err($$SELECT * FROM ofs.apply_batch('tablet-1', '[]')$$);
-SELECT pg_temp.err($$SELECT ofs.set_sync_context('tablet-1', 'forged', 1)$$);
+SELECT pg_temp.err($$SELECT ofs.apply_one('tablet-1', '{"op_id": "forged"}')$$);
 SELECT pg_temp.err($$SELECT ofs.create_device_token('ap_rep', 'mine')$$);
 RESET ROLE;
+
+-- Only a member of a role may create devices acting as it; no device acts
+-- as a superuser or a role that bypasses row-level security, even if the
+-- role became one after its token was made.
+GRANT EXECUTE ON FUNCTION ofs.create_device_token(name, text, interval) TO ap_rep;
+SET ROLE ap_rep;
+SELECT pg_temp.err($$SELECT ofs.create_device_token('ap_manager', 'sneaky')$$);
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION ofs.create_device_token(name, text, interval) FROM ap_rep;
+CREATE ROLE ap_bypass BYPASSRLS;
+SELECT pg_temp.err($$SELECT ofs.create_device_token('ap_bypass', 'x')$$);
+ALTER ROLE ap_manager SUPERUSER;
+SELECT pg_temp.err($$SELECT * FROM ofs.apply_batch('desk-1', jsonb_build_array(jsonb_build_object(
+  'op_id', 'su-1', 'table', 'public.invoices', 'op', 'delete', 'pk', '{"id": "inv-a"}'::jsonb, 'hlc', 1)))$$);
+ALTER ROLE ap_manager NOSUPERUSER;
+SELECT count(*) AS inv_a_still_there FROM invoices WHERE id = 'inv-a';
+DROP ROLE ap_bypass;
 
 DROP TABLE invoices, customers;
 SELECT count(*) AS feed_entries_left FROM ofs.change_log;

@@ -151,6 +151,22 @@ SELECT regexp_replace(pg_temp.err(format('SELECT * FROM ofs.changes(%L)', 'ofs1/
 SELECT pg_temp.err($$SELECT * FROM ofs.changes(NULL, 0)$$);
 SELECT pg_temp.err($$SELECT * FROM ofs.compact_changes('-1 day')$$);
 
+-- A cursor that stopped inside a batch whose rest was compacted away goes
+-- on with the next batch instead of stalling.
+UPDATE pg_temp.last_cursor SET c = ofs.feed_cursor();
+INSERT INTO things (id, label) VALUES (21, 'a'), (22, 'b');
+UPDATE pg_temp.last_cursor SET c = (SELECT cursor FROM ofs.changes(
+  (SELECT c FROM pg_temp.last_cursor), 1));
+UPDATE things SET label = 'b2' WHERE id = 22;
+SELECT superseded > 0 AS compacted FROM ofs.compact_changes();
+SELECT pk, op, data->>'label' AS label FROM pg_temp.read_all();
+-- Two compactions in one transaction, and the largest page size.
+BEGIN;
+SELECT count(*) >= 0 AS ok FROM ofs.compact_changes();
+SELECT count(*) >= 0 AS ok FROM ofs.compact_changes();
+COMMIT;
+SELECT count(*) > 0 AS largest_page_ok FROM ofs.changes(NULL, 2147483647);
+
 -- Registration errors.
 CREATE TABLE no_key (a int);
 CREATE VIEW things_view AS SELECT * FROM things;
@@ -158,6 +174,9 @@ CREATE TABLE orders (id int PRIMARY KEY, qty int, note text, total numeric);
 SELECT pg_temp.err($$SELECT ofs.sync_table('no_key')$$);
 SELECT pg_temp.err($$SELECT ofs.sync_table('things_view')$$);
 SELECT pg_temp.err($$SELECT ofs.sync_table(NULL)$$);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.err($$SELECT ofs.sync_table('orders')$$);
+ROLLBACK;
 SELECT pg_temp.err($$SELECT ofs.sync_table('orders', '["qty"]')$$);
 SELECT pg_temp.err($$SELECT ofs.sync_table('orders', '{"nosuch": "lww"}')$$);
 SELECT pg_temp.err($$SELECT ofs.sync_table('orders', '{"qty": "sum"}')$$);
@@ -191,6 +210,17 @@ SELECT pg_temp.err($$SELECT * FROM ofs.changes()$$);
 SELECT pg_temp.err($$SELECT ofs.sync_table('things')$$);
 RESET ROLE;
 DROP ROLE feed_reader;
+-- Ordinary roles drop their own tables (the cleanup of ofs's rules and
+-- registrations runs as ofs's owner).
+CREATE ROLE feed_owner;
+GRANT CREATE ON SCHEMA public TO feed_owner;
+SET ROLE feed_owner;
+CREATE TABLE owned (id int PRIMARY KEY, a int);
+ALTER TABLE owned DROP COLUMN a;
+DROP TABLE owned;
+RESET ROLE;
+REVOKE CREATE ON SCHEMA public FROM feed_owner;
+DROP ROLE feed_owner;
 DROP VIEW things_view;
 DROP TABLE no_key, orders;
 SELECT ofs.unsync_table('things');
