@@ -205,13 +205,10 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def_id_seq', ''
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
 
--- The rules and checks are read and evaluated with a fixed search_path, so
--- that no operator or function of the writer's can change what they mean.
 CREATE FUNCTION ofs.transition_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'transition_trigger'
-LANGUAGE C
-SET search_path = pg_catalog, pg_temp;
+LANGUAGE C;
 COMMENT ON FUNCTION ofs.transition_trigger() IS
     'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
 

@@ -119,6 +119,9 @@ typedef struct CheckParseArg
 
 static HTAB *rules_cache = NULL;
 
+/* pg_catalog alone: what rules and checks are resolved and run with. */
+static OverrideSearchPath pinned_path = {NIL, true, false, 0};
+
 /* TransitionInvalidate drops cached rules when their table's relcache entry is invalidated. */
 static void
 TransitionInvalidate(Datum arg, Oid relid)
@@ -737,6 +740,13 @@ transition_trigger(PG_FUNCTION_ARGS)
 				 errmsg("ofs.transition_trigger must be an AFTER ROW trigger"),
 				 errhint("Use ofs.add_transition_constraint or ofs.add_transition_check, which install it.")));
 
+	/*
+	 * Rules are read and checks parsed and run with pg_catalog alone on the
+	 * search path (an override, cheap to push per row), so that no operator
+	 * or function of the writer's can change what they mean.  An error pops
+	 * it with the (sub)transaction.
+	 */
+	PushOverrideSearchPath(&pinned_path);
 	SPI_connect();
 	rules = TransitionRulesFor(td->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -744,6 +754,7 @@ transition_trigger(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		TransitionJudgeUpdate(rules, td->tg_relation, td->tg_trigtuple, td->tg_newtuple);
 	SPI_finish();
+	PopOverrideSearchPath();
 	return PointerGetDatum(NULL);
 }
 
