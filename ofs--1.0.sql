@@ -825,11 +825,17 @@ BEGIN
   END;
   res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
                             'message', message, 'hint', hint);
-  INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
-  VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
-  INSERT INTO ofs.applied_op (device, operation_id, status, result)
-  VALUES (device, op_id, 'rejected', res)
-  ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
+  BEGIN
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'rejected', res)
+    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
+  EXCEPTION WHEN OTHERS THEN
+    -- A mutation that cannot even be recorded (say, too large to index) is
+    -- still answered; nothing else of the batch is lost.
+    res := res || jsonb_build_object('recorded', false);
+  END;
   RETURN res;
 END $$;
 
@@ -990,7 +996,11 @@ END $$;
 CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
     EXECUTE FUNCTION ofs.forget_dropped_rules();
 
--- Internal helpers are not for PUBLIC.
+-- Internal helpers and trigger functions are not for PUBLIC (ofs's owner
+-- attaches the triggers).
+REVOKE ALL ON FUNCTION ofs.capture_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.refuse_truncate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.transition_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.compensation(name, regclass, jsonb, jsonb, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.row_versions(oid, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.decode_json_columns(regclass, jsonb) FROM PUBLIC;

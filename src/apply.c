@@ -68,10 +68,14 @@ ApplyInit(void)
  * ofs.max_clock_skew when the device's is further ahead, so that a device
  * with a wrong clock cannot win every conflict forever.
  */
+/*
+ * ClampHlc bounds a device's HLC by the wall clock plus the allowed skew
+ * (not by the origin's HLC, which clamped HLCs themselves move forward).
+ */
 int64
 ClampHlc(int64 hlc)
 {
-	int64		bound = HlcNow() + ((int64) ofs_max_clock_skew_ms << 16);
+	int64		bound = WallHlc() + ((int64) ofs_max_clock_skew_ms << 16);
 
 	return hlc > bound ? bound : hlc;
 }
@@ -86,11 +90,17 @@ clamp_hlc(PG_FUNCTION_ARGS)
 Datum
 encode_row(PG_FUNCTION_ARGS)
 {
-	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
-											  HeapTupleHeaderGetTypMod(rec));
+	HeapTupleHeader rec;
+	TupleDesc	desc;
 	HeapTupleData tuple;
 	char	   *json;
+
+	if (!type_is_rowtype(get_fn_expr_argtype(fcinfo->flinfo, 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("ofs.encode_row needs a row")));
+	rec = PG_GETARG_HEAPTUPLEHEADER(0);
+	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
 	ItemPointerSetInvalid(&tuple.t_self);

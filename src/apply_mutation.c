@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -52,24 +53,29 @@ enum
 	AO_NATTS
 };
 
-/* Plans of the statements of the write path, kept for the session. */
+/*
+ * Plans of the statements of the write path, kept for the session, keyed
+ * by their whole SQL text (which names the table, its key and the columns).
+ */
 typedef struct PlanEntry
 {
-	char		key[1024];
+	uint64		hash;			/* hash key: of the SQL text */
+	char	   *sql;
 	SPIPlanPtr	plan;
 } PlanEntry;
 
 static HTAB *plans = NULL;
 
 /*
- * WritePlan prepares a statement once per session under a key.  Statements
- * that look rows up in tables that grow (ofs.applied_op, the synced tables)
- * are planned per execution: a generic plan made while a table was empty
- * would scan it whole for ever after, since the session keeps its plans.
+ * PrepareOnce prepares a statement once per session.  Statements that look
+ * rows up in tables that grow (ofs.applied_op, the synced tables) are
+ * planned per execution: a generic plan made while a table was empty would
+ * scan it whole for ever after, since the session keeps its plans.
  */
 static SPIPlanPtr
-PrepareOnce(const char *key, const char *sql, int nargs, Oid *types, bool per_execution)
+PrepareOnce(const char *sql, int nargs, Oid *types, bool per_execution)
 {
+	uint64		hash = hash_bytes_extended((const unsigned char *) sql, strlen(sql), 0);
 	PlanEntry  *e;
 	bool		found;
 	SPIPlanPtr	p;
@@ -78,33 +84,27 @@ PrepareOnce(const char *key, const char *sql, int nargs, Oid *types, bool per_ex
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = sizeof(((PlanEntry *) 0)->key);
+		ctl.keysize = sizeof(uint64);
 		ctl.entrysize = sizeof(PlanEntry);
 		ctl.hcxt = TopMemoryContext;
-		plans = hash_create("ofs write plans", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		plans = hash_create("ofs write plans", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	if (strlen(key) >= sizeof(((PlanEntry *) 0)->key))
-	{
-		p = SPI_prepare_cursor(sql, nargs, types, per_execution ? CURSOR_OPT_CUSTOM_PLAN : 0);
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		return p;
-	}
-	e = hash_search(plans, key, HASH_ENTER, &found);
-	if (!found || e->plan == NULL)
-	{
-		e->plan = NULL;
-		p = SPI_prepare_cursor(sql, nargs, types, per_execution ? CURSOR_OPT_CUSTOM_PLAN : 0);
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		e->plan = p;
-	}
-	return e->plan;
+	e = hash_search(plans, &hash, HASH_ENTER, &found);
+	if (found && e->plan != NULL && strcmp(e->sql, sql) == 0)
+		return e->plan;
+	p = SPI_prepare_cursor(sql, nargs, types, per_execution ? CURSOR_OPT_CUSTOM_PLAN : 0);
+	if (p == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (found && e->plan != NULL)
+		return p;				/* another statement of the same hash: not kept */
+	SPI_keepplan(p);
+	e->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	e->plan = p;
+	return p;
 }
 
-#define WritePlan(key, sql, nargs, types) PrepareOnce(key, sql, nargs, types, false)
-#define LookupPlan(key, sql, nargs, types) PrepareOnce(key, sql, nargs, types, true)
+#define WritePlan(key, sql, nargs, types) PrepareOnce(sql, nargs, types, false)
+#define LookupPlan(key, sql, nargs, types) PrepareOnce(sql, nargs, types, true)
 
 static int
 Exec(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
@@ -248,7 +248,7 @@ ResolveTarget(const char *op_id, const char *table, Target *t)
 		if (!a->attisdropped && (a->atttypid == JSONOID || a->atttypid == JSONBOID))
 			t->has_json = true;
 	}
-	relation_close(rel, AccessShareLock);
+	relation_close(rel, NoLock);
 }
 
 /*
@@ -501,8 +501,9 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 		SetUserIdAndSecContext(save_uid, save_sec);
 		args[0] = ObjectIdGetDatum(t->relid);
 		args[1] = pkdatum;
+		/* A fresh snapshot: the versions of the row version just locked. */
 		Exec(WritePlan("versions", "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
-				  2, vtypes), args, NULL, true, 1);
+				  2, vtypes), args, NULL, false, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		versions = DatumGetJsonbPCopy(d);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
@@ -529,15 +530,23 @@ WriteAsRole(const char *device, Oid roleid, const char *op_id, Target *t, const 
 
 			if (strcmp(policy, "counter") == 0 && b != NULL)
 			{
+				Datum		curn;
+				Datum		newn;
+				Datum		basen;
+				Datum		sum;
+
+				if ((v.type != jbvNumeric && v.type != jbvString) ||
+					(b->type != jbvNumeric && b->type != jbvString))
+					Reject(op_id, psprintf("has a value or base of counter column %s that is not a number",
+										   quote_identifier(col)));
 				/* Concurrent increments add up: the device's delta on the origin's value. */
-				Datum		curn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(c) ? JText(c) : "0"),
-													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-				Datum		newn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(&v)),
-													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-				Datum		basen = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(b)),
-														ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-				Datum		sum = DirectFunctionCall2(numeric_add, curn,
-													  DirectFunctionCall2(numeric_sub, newn, basen));
+				curn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(c) ? JText(c) : "0"),
+										   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				newn = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(&v)),
+										   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				basen = DirectFunctionCall3(numeric_in, CStringGetDatum(JText(b)),
+											ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+				sum = DirectFunctionCall2(numeric_add, curn, DirectFunctionCall2(numeric_sub, newn, basen));
 
 				appendStringInfo(&kept, "%s", kept.len ? ", " : "");
 				escape_json(&kept, col);
@@ -771,6 +780,11 @@ apply_one(PG_FUNCTION_ARGS)
 		if (v && v->type == jbvString && v->val.string.len > 0)
 			op_id = JText(v);
 	}
+	if (op_id != NULL && strlen(op_id) > 256)
+		PG_RETURN_JSONB_P(DatumGetJsonbP(JsonbFromText(
+			"{\"operation_id\": null, \"status\": \"rejected\", \"sqlstate\": \"22023\","
+			" \"message\": \"an op_id must not be longer than 256 bytes\","
+			" \"hint\": {\"kind\": \"invalid_mutation\"}}")));
 	if (op_id == NULL)
 		PG_RETURN_JSONB_P(DatumGetJsonbP(JsonbFromText(
 			"{\"operation_id\": null, \"status\": \"rejected\", \"sqlstate\": \"22023\","
@@ -801,6 +815,9 @@ apply_one(PG_FUNCTION_ARGS)
 		 * against a concurrent push of the same device.
 		 */
 		log = table_open(OfsRelid("applied_op"), RowExclusiveLock);
+		if (RelationGetDescr(log)->natts != AO_NATTS)
+			elog(ERROR, "ofs.applied_op has %d columns, expected %d",
+				 RelationGetDescr(log)->natts, AO_NATTS);
 		row[AO_DEVICE] = CStringGetTextDatum(device);
 		row[AO_OPERATION_ID] = CStringGetTextDatum(op_id);
 		row[AO_STATUS] = CStringGetTextDatum("applying");
@@ -842,7 +859,13 @@ apply_one(PG_FUNCTION_ARGS)
 		if (v == NULL || v->type != jbvNumeric)
 			Reject(op_id, "has no numeric hlc");
 		hlc = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
-		pktext = MemoryContextStrdup(caller, KeyText(op_id, &t, pk));
+		{
+			char	   *key = KeyText(op_id, &t, pk);
+
+			if (strlen(key) > 1024)
+				Reject(op_id, "has a key longer than 1024 bytes");
+			pktext = MemoryContextStrdup(caller, key);
+		}
 
 		/* A later mutation of a row whose earlier mutation was rejected waits for that one. */
 		args[0] = CStringGetTextDatum(device);
@@ -891,6 +914,20 @@ apply_one(PG_FUNCTION_ARGS)
 		ofs_sync_hlc = 0;
 		ofs_sync_columns = NIL;
 
+		/*
+		 * What says nothing about the mutation is not its rejection: a
+		 * cancel, a timeout, a deadlock, a serialization failure, running
+		 * out of resources.  The batch fails, and the device sends it again.
+		 */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
+			ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+			edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		ofs_sync_operation = NULL;
+		ofs_sync_hlc = 0;
+		ofs_sync_columns = NIL;
+
 		SPI_connect();
 		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && edata->constraint_name &&
 			strcmp(edata->constraint_name, "applied_op_pkey") == 0)
@@ -914,7 +951,7 @@ apply_one(PG_FUNCTION_ARGS)
 			args[5] = data ? JsonbPGetDatum(data) : (Datum) 0;
 			nulls[5] = data ? ' ' : 'n';
 			args[6] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-			args[7] = CStringGetTextDatum(edata->message);
+			args[7] = CStringGetTextDatum(edata->message ? edata->message : "missing error text");
 			args[8] = edata->constraint_name ? CStringGetTextDatum(edata->constraint_name) : (Datum) 0;
 			nulls[8] = edata->constraint_name ? ' ' : 'n';
 			args[9] = edata->column_name ? CStringGetTextDatum(edata->column_name) : (Datum) 0;

@@ -32,6 +32,7 @@
 #include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -286,10 +287,12 @@ CaptureExisting(Oid relid)
 	int			npk;
 	AttrNumber *pk = PrimaryKeyAtts(rel, &npk);
 	int64		count = 0;
+	MemoryContext rowcxt;
 	char	   *query = psprintf("SELECT * FROM ONLY %s",
 								 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 															RelationGetRelationName(rel)));
 
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "ofs capture row", ALLOCSET_DEFAULT_SIZES);
 	portal = SPI_cursor_open_with_args(NULL, query, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -299,7 +302,14 @@ CaptureExisting(Oid relid)
 		if (SPI_processed == 0)
 			break;
 		for (i = 0; i < SPI_processed; i++)
+		{
+			/* A table of any size: what one row allocates goes with it. */
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
 			CaptureEntry(rel, log, SPI_tuptable->vals[i], 'I', npk, pk, NULL);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+		}
 		count += SPI_processed;
 		SPI_freetuptable(SPI_tuptable);
 	}
@@ -444,13 +454,19 @@ sync_table(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 
-	/* The trigger's lock waits for writers in progress; the scan then sees them. */
+	/*
+	 * The trigger's lock waits for writers in progress; the scan then sees
+	 * them.  ofs's owner creates the triggers: its trigger functions are not
+	 * for PUBLIC, so that nobody attaches them to tables of their own.
+	 */
+	OfsRunAsOwner(&save_uid, &save_sec);
 	SpiExec(psprintf("CREATE TRIGGER ofs_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
 	SpiExec(psprintf("CREATE TRIGGER ofs_refuse_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION ofs.refuse_truncate()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
+	OfsRestoreUser(save_uid, save_sec);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	CaptureExisting(relid);
@@ -487,9 +503,9 @@ unsync_table(PG_FUNCTION_ARGS)
 							   1, types, args, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	OfsRestoreUser(save_uid, save_sec);
 	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_capture ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
 	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_refuse_truncate ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
+	OfsRestoreUser(save_uid, save_sec);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -39,7 +39,7 @@ PG_FUNCTION_INFO_V1(hlc_now);
 static int64 local_last = 0;
 
 /* WallHlc is the wall clock as an HLC with a zero counter. */
-static int64
+int64
 WallHlc(void)
 {
 	TimestampTz now = GetCurrentTimestamp();

@@ -83,6 +83,11 @@ InsertIndexEntries(Relation rel, HeapTuple tup)
 		Datum		ivalues[INDEX_MAX_KEYS];
 		bool		inulls[INDEX_MAX_KEYS];
 
+		if (!info->ii_ReadyForInserts)
+		{
+			index_close(idx, RowExclusiveLock);	/* being built concurrently */
+			continue;
+		}
 		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
 			elog(ERROR, "index \"%s\" on ofs.%s has expressions, which ofs does not maintain",
 				 RelationGetRelationName(idx), RelationGetRelationName(rel));

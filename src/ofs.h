@@ -70,6 +70,7 @@ extern void OfsUnregisterLatch(Latch *latch);
 
 /* src/hlc.c: hybrid logical clock */
 extern int64 HlcNow(void);
+extern int64 WallHlc(void);
 extern void HlcObserve(int64 remote);
 extern void HlcShmemStartup(void);
 

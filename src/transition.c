@@ -119,6 +119,11 @@ typedef struct CheckParseArg
 
 static HTAB *rules_cache = NULL;
 
+static void TransitionXactCallback(XactEvent event, void *arg);
+
+/* Bumped by every invalidation, so a load that raced one is not trusted. */
+static uint64 inval_generation = 0;
+
 /* pg_catalog alone: what rules and checks are resolved and run with. */
 static OverrideSearchPath pinned_path = {NIL, true, false, 0};
 
@@ -129,6 +134,7 @@ TransitionInvalidate(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	TableRules *entry;
 
+	inval_generation++;
 	if (rules_cache == NULL)
 		return;
 	hash_seq_init(&status, rules_cache);
@@ -152,6 +158,7 @@ TransitionInitCache(void)
 	rules_cache = hash_create("ofs transition rules", 16, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(TransitionInvalidate, (Datum) 0);
+	RegisterXactCallback(TransitionXactCallback, NULL);
 }
 
 /*
@@ -285,7 +292,9 @@ TransitionLoad(TableRules *entry, Relation rel)
 	Bitmapset  *pkattrs;
 	int			attno;
 	CheckParseArg *parg;
+	uint64		generation;
 
+	generation = inval_generation;
 	cxt = AllocSetContextCreate(CacheMemoryContext, "ofs transition rules",
 								ALLOCSET_SMALL_SIZES);
 	entry->cxt = cxt;
@@ -415,22 +424,79 @@ TransitionLoad(TableRules *entry, Relation rel)
 			entry->nchecks++;
 		}
 	}
-	entry->valid = true;
+	entry->valid = (inval_generation == generation);
+}
+
+/*
+ * Cached rules may be replaced while a trigger further up the stack still
+ * uses them (a check that calls a function that updates the same table,
+ * with an invalidation in between).  Old rules are then kept as zombies and
+ * freed when no trigger runs, or at the end of the transaction.
+ */
+typedef struct ZombieRules
+{
+	MemoryContext cxt;
+	List	   *plans;
+} ZombieRules;
+
+static int	trigger_depth = 0;
+static List *zombies = NIL;
+
+static void
+TransitionFreeZombies(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, zombies)
+	{
+		ZombieRules *z = lfirst(lc);
+		ListCell   *pc;
+
+		foreach(pc, z->plans)
+			SPI_freeplan((SPIPlanPtr) lfirst(pc));
+		MemoryContextDelete(z->cxt);
+	}
+	list_free_deep(zombies);
+	zombies = NIL;
 }
 
 static void
 TransitionFreeEntry(TableRules *entry)
 {
 	int			i;
+	ZombieRules *z;
+	MemoryContext old;
 
+	if (entry->cxt == NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	z = palloc0(sizeof(ZombieRules));
+	z->cxt = entry->cxt;
 	for (i = 0; i < entry->nchecks; i++)
 		if (entry->checks[i].plan)
-			SPI_freeplan(entry->checks[i].plan);
-	if (entry->cxt)
-		MemoryContextDelete(entry->cxt);
+			z->plans = lappend(z->plans, entry->checks[i].plan);
+	zombies = lappend(zombies, z);
+	MemoryContextSwitchTo(old);
 	entry->cxt = NULL;
 	entry->nchecks = 0;
 	entry->ncons = 0;
+	/* Only the trigger asking for the reload runs: nobody uses the old rules. */
+	if (trigger_depth <= 1)
+		TransitionFreeZombies();
+}
+
+/* At the end of a transaction no trigger runs: free what waited. */
+static void
+TransitionXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		trigger_depth = 0;
+		if (zombies != NIL)
+			TransitionFreeZombies();
+	}
 }
 
 /* TransitionRulesFor returns the valid cached rules of a table, loading them if needed. */
@@ -747,6 +813,7 @@ transition_trigger(PG_FUNCTION_ARGS)
 	 * it with the (sub)transaction.
 	 */
 	PushOverrideSearchPath(&pinned_path);
+	trigger_depth++;
 	SPI_connect();
 	rules = TransitionRulesFor(td->tg_relation);
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -755,6 +822,8 @@ transition_trigger(PG_FUNCTION_ARGS)
 		TransitionJudgeUpdate(rules, td->tg_relation, td->tg_trigtuple, td->tg_newtuple);
 	SPI_finish();
 	PopOverrideSearchPath();
+	if (--trigger_depth == 0 && zombies != NIL)
+		TransitionFreeZombies();
 	return PointerGetDatum(NULL);
 }
 
@@ -772,6 +841,8 @@ TransitionTarget(Oid relid, const char *what)
 static void
 TransitionEnsureTrigger(Oid relid)
 {
+	Oid			save_uid;
+	int			save_sec;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
 	int			rc;
@@ -783,11 +854,14 @@ TransitionEnsureTrigger(Oid relid)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
 		return;
+	/* ofs's owner creates it: the trigger function is not for PUBLIC. */
+	OfsRunAsOwner(&save_uid, &save_sec);
 	rc = SPI_execute(psprintf("CREATE TRIGGER " TRANSITION_TRIGGER_NAME
 							  " AFTER INSERT OR UPDATE ON %s FOR EACH ROW"
 							  " EXECUTE FUNCTION ofs.transition_trigger()",
 							  OfsQualifiedName(relid)),
 					 false, 0);
+	OfsRestoreUser(save_uid, save_sec);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "creating trigger failed: %s", SPI_result_code_string(rc));
 }
@@ -796,6 +870,8 @@ TransitionEnsureTrigger(Oid relid)
 static void
 TransitionDropTriggerIfUnused(Oid relid)
 {
+	Oid			save_uid;
+	int			save_sec;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1] = {ObjectIdGetDatum(relid)};
 	int			rc;
@@ -807,9 +883,11 @@ TransitionDropTriggerIfUnused(Oid relid)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
 		return;
+	OfsRunAsOwner(&save_uid, &save_sec);
 	rc = SPI_execute(psprintf("DROP TRIGGER IF EXISTS " TRANSITION_TRIGGER_NAME " ON %s",
 							  OfsQualifiedName(relid)),
 					 false, 0);
+	OfsRestoreUser(save_uid, save_sec);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "dropping trigger failed: %s", SPI_result_code_string(rc));
 }

@@ -183,6 +183,22 @@ SELECT operation_id, status, sqlstate, hint->>'kind' AS kind, hint->'row' AS row
   jsonb_build_object('op_id', 'd-3', 'table', 'public.invoices', 'op', 'update', 'pk', '{"id": "inv-m"}'::jsonb,
     'data', '{"amount": "1"}'::jsonb, 'hlc', :h + 10)));
 
+-- Hostile input is rejected, never a crash: nulls and objects where numbers
+-- belong, an oversized operation id or key, a non-row for encode_row.
+INSERT INTO invoices (id, invoice_number, customer_id, owner, amount) VALUES ('inv-h1', 'INV-H1', 'cust-1', 'ap_manager', 1);
+SELECT operation_id, status, sqlstate, hint->>'kind' AS kind FROM ofs.apply_batch('desk-1', jsonb_build_array(
+  jsonb_build_object('op_id', 'h-1', 'table', 'public.invoices', 'op', 'update', 'pk', '{"id": "inv-h1"}'::jsonb,
+    'data', '{"qty": null}'::jsonb, 'base', '{"qty": 0}'::jsonb, 'hlc', :h + 11),
+  jsonb_build_object('op_id', 'h-2', 'table', 'public.invoices', 'op', 'update', 'pk', '{"id": "inv-h1"}'::jsonb,
+    'data', '{"qty": {"x": 1}}'::jsonb, 'base', '{"qty": null}'::jsonb, 'hlc', :h + 12),
+  jsonb_build_object('op_id', repeat('x', 300), 'table', 'public.invoices', 'op', 'delete',
+    'pk', '{"id": "inv-h1"}'::jsonb, 'hlc', :h + 13),
+  jsonb_build_object('op_id', 'h-4', 'table', 'public.invoices', 'op', 'delete',
+    'pk', jsonb_build_object('id', repeat('k', 2000)), 'hlc', :h + 14),
+  jsonb_build_object('op_id', 'h-5', 'table', 'public.invoices', 'op', 'update', 'pk', '{"id": "inv-h1"}'::jsonb,
+    'data', '{"amount": "2.00"}'::jsonb, 'hlc', 99999999999999999999999)));
+SELECT pg_temp.err($$SELECT ofs.encode_row(1)$$);
+
 -- Clock sanity: an HLC too far ahead is clamped to the origin's clock plus
 -- ofs.max_clock_skew, so a wrong clock cannot win every conflict forever.
 SELECT operation_id, status FROM ofs.apply_batch('desk-1', jsonb_build_array(

@@ -212,13 +212,27 @@ RESET ROLE;
 DROP ROLE feed_reader;
 -- Ordinary roles drop their own tables (the cleanup of ofs's rules and
 -- registrations runs as ofs's owner).
+-- A table owner granted the functions syncs and constrains their own table;
+-- ofs's owner attaches the triggers, whose functions are not for PUBLIC.
 CREATE ROLE feed_owner;
 GRANT CREATE ON SCHEMA public TO feed_owner;
+GRANT EXECUTE ON FUNCTION ofs.sync_table(regclass, jsonb), ofs.unsync_table(regclass),
+  ofs.add_transition_constraint(regclass, text, name, text, text[]) TO feed_owner;
 SET ROLE feed_owner;
-CREATE TABLE owned (id int PRIMARY KEY, a int);
+CREATE TABLE owned (id int PRIMARY KEY, a int, state text NOT NULL DEFAULT 'new');
+SELECT ofs.sync_table('owned');
+SELECT ofs.add_transition_constraint('owned', 'flow', 'state', $$'new' -> 'done'$$);
+INSERT INTO owned VALUES (1, 1);
+UPDATE owned SET state = 'done';
+SELECT pg_temp.err($$CREATE TRIGGER mine AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()$$);
 ALTER TABLE owned DROP COLUMN a;
 DROP TABLE owned;
 RESET ROLE;
+SELECT count(*) AS owned_entries_left FROM ofs.change_log l
+ WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.tbl);
+DELETE FROM ofs.transition_log WHERE table_name = 'public.owned';
+REVOKE EXECUTE ON FUNCTION ofs.sync_table(regclass, jsonb), ofs.unsync_table(regclass),
+  ofs.add_transition_constraint(regclass, text, name, text, text[]) FROM feed_owner;
 REVOKE CREATE ON SCHEMA public FROM feed_owner;
 DROP ROLE feed_owner;
 DROP VIEW things_view;
