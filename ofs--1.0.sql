@@ -493,28 +493,13 @@ BEGIN
   CREATE TEMP TABLE ofs_compact_rows ON COMMIT DROP AS
     SELECT tbl, pk, max(seq) AS keep FROM ofs.change_log
      GROUP BY tbl, pk HAVING count(*) > 1;
-  WITH colver AS (
-    SELECT r.keep, v.col, l.seq, v.prio, v.hlc, v.site
-      FROM ofs_compact_rows r
-      JOIN ofs.change_log l ON l.tbl = r.tbl AND l.pk = r.pk
-      CROSS JOIN LATERAL (
-        SELECT c, 1, l.hlc, l.site
-          FROM unnest(coalesce(l.changed, ARRAY(SELECT jsonb_object_keys(l.data)))) AS c
-         WHERE l.op <> 'D'
-        UNION ALL
-        SELECT key, 0, (value->>0)::bigint, value->>1
-          FROM jsonb_each(coalesce(l.versions, '{}'))
-      ) AS v(col, prio, hlc, site)
-  ),
-  latest AS (
-    SELECT DISTINCT ON (keep, col) keep, col, hlc, site
-      FROM colver ORDER BY keep, col, seq DESC, prio DESC
-  ),
-  folded AS (
-    SELECT l.keep, jsonb_object_agg(l.col, jsonb_build_array(l.hlc, l.site)) AS versions
-      FROM latest l JOIN ofs.change_log k ON k.seq = l.keep
-     WHERE k.op = 'U' AND NOT l.col = ANY (k.changed)
-     GROUP BY l.keep
+  WITH folded AS (
+    SELECT r.keep,
+           (SELECT jsonb_object_agg(v.key, v.value)
+              FROM jsonb_each(ofs.row_versions(r.tbl, r.pk)) v
+             WHERE NOT v.key = ANY (k.changed)) AS versions
+      FROM ofs_compact_rows r JOIN ofs.change_log k ON k.seq = r.keep
+     WHERE k.op = 'U'
   )
   UPDATE ofs.change_log k SET versions = f.versions
     FROM folded f WHERE k.seq = f.keep;
