@@ -391,15 +391,6 @@ ValidateMerge(Oid relid, Jsonb *merge)
 	}
 }
 
-static void
-SpiExec(const char *sql, int expected)
-{
-	int			rc = SPI_execute(sql, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute failed for \"%s\": %s", sql, SPI_result_code_string(rc));
-}
-
 /* sync_table registers a table in the feed and captures the rows it holds. */
 Datum
 sync_table(PG_FUNCTION_ARGS)
@@ -460,10 +451,10 @@ sync_table(PG_FUNCTION_ARGS)
 	 * for PUBLIC, so that nobody attaches them to tables of their own.
 	 */
 	OfsRunAsOwner(&save_uid, &save_sec);
-	SpiExec(psprintf("CREATE TRIGGER ofs_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
+	OfsSpiExec(psprintf("CREATE TRIGGER ofs_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
-	SpiExec(psprintf("CREATE TRIGGER ofs_refuse_truncate BEFORE TRUNCATE ON %s"
+	OfsSpiExec(psprintf("CREATE TRIGGER ofs_refuse_truncate BEFORE TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION ofs.refuse_truncate()", OfsQualifiedName(relid)),
 			SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
@@ -503,8 +494,8 @@ unsync_table(PG_FUNCTION_ARGS)
 							   1, types, args, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_capture ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
-	SpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_refuse_truncate ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
+	OfsSpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_capture ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
+	OfsSpiExec(psprintf("DROP TRIGGER IF EXISTS ofs_refuse_truncate ON %s", OfsQualifiedName(relid)), SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
 	SPI_finish();
 	PG_RETURN_VOID();
@@ -527,10 +518,10 @@ rebuild_feed(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	OfsRunAsOwner(&save_uid, &save_sec);
-	SpiExec("DELETE FROM ofs.change_log", SPI_OK_DELETE);
-	SpiExec("UPDATE ofs.feed_state SET horizon = '0', compacted_at = NULL,"
+	OfsSpiExec("DELETE FROM ofs.change_log", SPI_OK_DELETE);
+	OfsSpiExec("UPDATE ofs.feed_state SET horizon = '0', compacted_at = NULL,"
 			" epoch = lpad(to_hex((random() * 4294967295)::bigint), 8, '0')", SPI_OK_UPDATE);
-	SpiExec("SELECT tbl::oid FROM ofs.synced_table ORDER BY tbl", SPI_OK_SELECT);
+	OfsSpiExec("SELECT tbl::oid FROM ofs.synced_table ORDER BY tbl", SPI_OK_SELECT);
 	n = SPI_processed;
 	tables = palloc(sizeof(Oid) * Max(n, 1));
 	for (i = 0; i < n; i++)

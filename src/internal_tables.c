@@ -20,6 +20,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "catalog/pg_class.h"
 #include "utils/acl.h"
@@ -170,4 +171,14 @@ OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
 				 errmsg("table \"%s\" has no primary key", get_rel_name(relid)),
 				 errdetail("%s", no_key_detail),
 				 errhint("%s", no_key_hint)));
+}
+
+/* OfsSpiExec runs a statement through SPI and insists on its result code. */
+void
+OfsSpiExec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute failed for \"%s\": %s", sql, SPI_result_code_string(rc));
 }

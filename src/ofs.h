@@ -80,6 +80,7 @@ extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
 extern void OfsRestoreUser(Oid save_uid, int save_sec);
 extern Oid	OfsRelid(const char *relname);
 extern char *OfsQualifiedName(Oid relid);
+extern void OfsSpiExec(const char *sql, int expected);
 extern void OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
 								 const char *no_key_detail, const char *no_key_hint);
 #include "storage/itemptr.h"

@@ -856,14 +856,11 @@ TransitionEnsureTrigger(Oid relid)
 		return;
 	/* ofs's owner creates it: the trigger function is not for PUBLIC. */
 	OfsRunAsOwner(&save_uid, &save_sec);
-	rc = SPI_execute(psprintf("CREATE TRIGGER " TRANSITION_TRIGGER_NAME
-							  " AFTER INSERT OR UPDATE ON %s FOR EACH ROW"
-							  " EXECUTE FUNCTION ofs.transition_trigger()",
-							  OfsQualifiedName(relid)),
-					 false, 0);
+	OfsSpiExec(psprintf("CREATE TRIGGER " TRANSITION_TRIGGER_NAME
+						" AFTER INSERT OR UPDATE ON %s FOR EACH ROW"
+						" EXECUTE FUNCTION ofs.transition_trigger()",
+						OfsQualifiedName(relid)), SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
-	if (rc != SPI_OK_UTILITY)
-		elog(ERROR, "creating trigger failed: %s", SPI_result_code_string(rc));
 }
 
 /* TransitionDropTriggerIfUnused removes the trigger when a table has no rule left. */
@@ -884,12 +881,9 @@ TransitionDropTriggerIfUnused(Oid relid)
 	if (SPI_processed > 0)
 		return;
 	OfsRunAsOwner(&save_uid, &save_sec);
-	rc = SPI_execute(psprintf("DROP TRIGGER IF EXISTS " TRANSITION_TRIGGER_NAME " ON %s",
-							  OfsQualifiedName(relid)),
-					 false, 0);
+	OfsSpiExec(psprintf("DROP TRIGGER IF EXISTS " TRANSITION_TRIGGER_NAME " ON %s",
+						OfsQualifiedName(relid)), SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
-	if (rc != SPI_OK_UTILITY)
-		elog(ERROR, "dropping trigger failed: %s", SPI_result_code_string(rc));
 }
 
 /* State validation context: where in the list the state being checked is. */
