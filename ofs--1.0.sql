@@ -543,7 +543,9 @@ CREATE TABLE ofs.device (
     expires_at    timestamptz,
     revoked_at    timestamptz,
     last_contact  timestamptz,
-    last_cursor   text
+    last_cursor   text,
+    page_seq      bigint NOT NULL DEFAULT 0,
+    caught_up_at  timestamptz
 );
 COMMENT ON TABLE ofs.device IS
     'Devices and the roles they act as; write it through ofs.create_device_token and ofs.revoke_device only';
@@ -612,9 +614,13 @@ CREATE VIEW ofs.devices AS
 SELECT device, role, created_at, expires_at, revoked_at, last_contact,
        CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
             WHEN expires_at < now() THEN 'expired'
-            ELSE 'active' END AS status
-  FROM ofs.device;
-COMMENT ON VIEW ofs.devices IS 'Devices: role, creation, expiry, revocation, last contact and status';
+            ELSE 'active' END AS status,
+       caught_up_at,
+       (SELECT count(*) FROM ofs.change_log c
+         WHERE c.captured_at > coalesce(d.caught_up_at, '-infinity')) AS changes_behind
+  FROM ofs.device d;
+COMMENT ON VIEW ofs.devices IS
+    'Devices: role, creation, expiry, revocation, last contact, status, when the device last had read the whole feed and how many changes (of any table) were captured since';
 
 REVOKE ALL ON FUNCTION ofs.create_device_token(name, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.revoke_device(text) FROM PUBLIC;
@@ -992,3 +998,507 @@ REVOKE ALL ON FUNCTION ofs.decode_json_columns(regclass, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.cursor_parse(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.snapshot_text(pg_snapshot) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.hlc_now() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Shapes and the scoped pull (docs/DESIGN.md: "Scoped pull")
+-------------------------------------------------------------------------------
+
+-- A device's shapes on one table: the filters (rewritten by
+-- ofs.shape_filter; '' is the whole table) whose union it receives.  A row
+-- with no filters is an unsubscribed table whose rows the device must still
+-- be told to remove.  version orders changes of shapes; a pull that sees a
+-- version newer than its cursor's re-snapshots the table.
+CREATE TABLE ofs.device_shape (
+    device  text NOT NULL REFERENCES ofs.device ON DELETE CASCADE,
+    tbl     oid NOT NULL,
+    filters text[] NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (device, tbl)
+);
+COMMENT ON TABLE ofs.device_shape IS
+    'The shapes each device subscribes to, per table; write it through ofs.subscribe, ofs.unsubscribe and ofs.set_subscriptions only';
+CREATE SEQUENCE ofs.shape_version;
+
+-- The rows each device has been sent and not told to remove: what makes a
+-- removal possible without ever naming a row the device was not allowed to
+-- see.  gen is the snapshot generation that last sent the row (a snapshot
+-- removes the rows of older generations it did not send again); gone_page
+-- is set when the device was told to remove the row, in that page, and the
+-- entry is forgotten once the device confirms a later page.
+CREATE TABLE ofs.device_row (
+    device    text NOT NULL REFERENCES ofs.device ON DELETE CASCADE,
+    tbl       oid NOT NULL,
+    pk        jsonb NOT NULL,
+    gen       bigint NOT NULL,
+    gone_page bigint,
+    PRIMARY KEY (device, tbl, pk)
+);
+CREATE INDEX device_row_gone ON ofs.device_row (device, gone_page) WHERE gone_page IS NOT NULL;
+COMMENT ON TABLE ofs.device_row IS
+    'The rows each device holds (or was just told to remove); maintained by ofs.pull';
+
+CREATE VIEW ofs.subscriptions AS
+SELECT s.device, s.tbl::regclass AS table_name, nullif(f, '') AS filter
+  FROM ofs.device_shape s, unnest(s.filters) AS f;
+COMMENT ON VIEW ofs.subscriptions IS 'The shapes devices subscribe to: device, table and filter (NULL: the whole table)';
+
+CREATE FUNCTION ofs.shape_filter(tbl regclass, filter text)
+RETURNS text AS 'MODULE_PATHNAME', 'shape_filter'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION ofs.shape_filter(regclass, text) IS
+    'Check a shape filter against the grammar of docs/PROTOCOL.md and the table, and return it rewritten from its parse tree (NULL: the whole table)';
+
+CREATE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_rows'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_page'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.scope_page(oid, oid, text, jsonb, int) FROM PUBLIC;
+
+-- The schema-qualified, quoted name of a table, as the feed prints it.
+CREATE FUNCTION ofs.table_name(tbl oid)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce((SELECT format('%I.%I', n.nspname, c.relname)
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = tbl), tbl::text)
+$$;
+
+-- The union of a table's shapes as one SQL condition (NULL: every row).
+CREATE FUNCTION ofs.shape_condition(filters text[])
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE WHEN '' = ANY (filters) THEN NULL
+              WHEN cardinality(filters) = 0 THEN 'FALSE'
+              ELSE '(' || array_to_string(filters, ') OR (') || ')' END
+$$;
+
+-- The device, if it may connect; otherwise an error saying why.
+CREATE FUNCTION ofs.device_check(device text)
+RETURNS ofs.device LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = device_check.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" is %', device,
+          CASE WHEN NOT FOUND THEN 'unknown' WHEN dev.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  END IF;
+  RETURN dev;
+END $$;
+
+-- ofs.authenticate_device finds the device of a token; unknown, expired and
+-- revoked tokens are refused with SQLSTATE 28000.
+CREATE FUNCTION ofs.authenticate_device(token text)
+RETURNS ofs.device LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.token_sha256 = sha256(convert_to(coalesce(token, ''), 'UTF8'));
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown device token'
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  ELSIF dev.revoked_at IS NOT NULL THEN
+    RAISE EXCEPTION 'device "%" was revoked at %', dev.device, dev.revoked_at
+      USING ERRCODE = 'invalid_authorization_specification';
+  ELSIF dev.expires_at < now() THEN
+    RAISE EXCEPTION 'the token of device "%" expired at %', dev.device, dev.expires_at
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a new token with ofs.create_device_token.';
+  END IF;
+  UPDATE ofs.device d SET last_contact = now() WHERE d.device = dev.device;
+  RETURN dev;
+END $$;
+COMMENT ON FUNCTION ofs.authenticate_device(text) IS
+    'The device a token belongs to; refuses unknown, expired and revoked tokens (SQLSTATE 28000)';
+
+-- ofs.shape_table resolves a table a device names: synced and readable by
+-- its role, or not found (without saying which).
+CREATE FUNCTION ofs.shape_table(role name, tbl text)
+RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+BEGIN
+  rel := to_regclass(tbl);
+  IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
+    rel := to_regclass('public.' || tbl);
+  END IF;
+  IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
+     OR NOT has_table_privilege(role, rel, 'SELECT') THEN
+    RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role
+      USING ERRCODE = 'undefined_table',
+            HINT = 'Tables are synced with ofs.sync_table and made readable with GRANT SELECT.';
+  END IF;
+  RETURN rel;
+END $$;
+
+CREATE FUNCTION ofs.subscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  rel regclass := ofs.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+  VALUES (dev.device, rel, ARRAY[f], nextval('ofs.shape_version'))
+  ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+     SET filters = s.filters || f, version = EXCLUDED.version
+   WHERE NOT f = ANY (s.filters);
+  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+COMMENT ON FUNCTION ofs.subscribe(text, text, text) IS
+    'Subscribe a device to a shape: a synced table its role may read and a filter (docs/PROTOCOL.md); the next pull sends the rows in scope';
+
+CREATE FUNCTION ofs.unsubscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  rel regclass := ofs.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  UPDATE ofs.device_shape s SET filters = array_remove(s.filters, f), version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND s.tbl = rel AND f = ANY (s.filters);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'device "%" is not subscribed to that shape of %', dev.device, ofs.table_name(rel)
+      USING ERRCODE = 'undefined_object',
+            HINT = 'ofs.subscriptions lists the shapes of each device.';
+  END IF;
+  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+COMMENT ON FUNCTION ofs.unsubscribe(text, text, text) IS
+    'Drop one shape of a device; the next pull removes the rows no other shape keeps';
+
+-- ofs.set_subscriptions makes a device's shapes exactly subs (a JSON array
+-- of {table, filter}); tables whose shapes do not change are left alone.
+CREATE FUNCTION ofs.set_subscriptions(device text, subs jsonb)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  e jsonb;
+  rel regclass;
+  wanted jsonb := '{}';
+  t text;
+  fs text[];
+BEGIN
+  IF jsonb_typeof(subs) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'subscriptions must be a JSON array of {"table", "filter"} objects'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOR e IN SELECT value FROM jsonb_array_elements(subs) LOOP
+    IF jsonb_typeof(e) IS DISTINCT FROM 'object' OR jsonb_typeof(e->'table') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(coalesce(e->'filter', 'null')) NOT IN ('string', 'null') THEN
+      RAISE EXCEPTION 'each subscription must be an object with a string "table" and an optional string "filter"'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rel := ofs.shape_table(dev.role, e->>'table');
+    wanted := jsonb_set(wanted, ARRAY[rel::oid::text],
+                        coalesce(wanted->(rel::oid::text), '[]')
+                        || to_jsonb(coalesce(ofs.shape_filter(rel, e->>'filter'), '')));
+  END LOOP;
+  -- Tables no longer wanted keep an empty shape, so the next pull removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0 AND NOT wanted ? s.tbl::text;
+  FOR t IN SELECT jsonb_object_keys(wanted) LOOP
+    fs := ARRAY(SELECT DISTINCT x FROM jsonb_array_elements_text(wanted->t) x ORDER BY x);
+    INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+    VALUES (dev.device, t::oid, fs, nextval('ofs.shape_version'))
+    ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+       SET filters = EXCLUDED.filters, version = EXCLUDED.version
+     WHERE ARRAY(SELECT x FROM unnest(s.filters) x ORDER BY x) IS DISTINCT FROM EXCLUDED.filters;
+  END LOOP;
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+                                    ORDER BY s.tbl, f), '[]')
+            FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+END $$;
+COMMENT ON FUNCTION ofs.set_subscriptions(text, jsonb) IS
+    'Make a device''s shapes exactly the given list of {"table", "filter"}; returns them normalized';
+
+-- ofs.pull: the changes a device should apply next, scoped to its role and
+-- its shapes (docs/DESIGN.md, "Scoped pull"; docs/PROTOCOL.md, "pull").
+-- since is the last cursor the device stored (NULL: it has nothing);
+-- confirmed, when given, is the last cursor the device is known to have
+-- stored, if that is older (a live connection's sent-but-unacknowledged
+-- pages).  Returns {cursor, changes, more, snapshot}.
+CREATE FUNCTION ofs.pull(device text, since text DEFAULT NULL, max_rows int DEFAULT 1000,
+                         confirmed text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  roleid oid;
+  cur jsonb;
+  next_cursor text;
+  feedc text;
+  v bigint := 0;
+  since_page bigint := 0;
+  conf_page bigint;
+  new_page bigint;
+  snaps jsonb := '[]';
+  snap jsonb;
+  t oid;
+  g bigint;
+  cond text;
+  fs text[];
+  out jsonb[] := '{}';
+  room int;
+  cnt int;
+  want int;
+  last_pk jsonb;
+  resnap boolean := false;
+  more boolean := false;
+  progress jsonb;
+  r record;
+  f_cursor text[];
+  f_tbl oid[];
+  f_pk jsonb[];
+  vis jsonb;
+  held jsonb;
+  seen jsonb;
+  key text;
+  i int;
+  rounds int := 0;
+BEGIN
+  IF max_rows IS NULL OR max_rows < 1 THEN
+    RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  room := least(max_rows, 1000);
+  roleid := (SELECT oid FROM pg_roles WHERE rolname = dev.role);
+  -- The pulls of one device happen one at a time.
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(dev.device));
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dev.device;
+  new_page := dev.page_seq + 1;
+
+  IF since IS NULL THEN
+    resnap := true;
+  ELSE
+    BEGIN
+      cur := since::jsonb;
+      feedc := cur->>'f';
+      v := (cur->>'v')::bigint;
+      since_page := (cur->>'p')::bigint;
+      snaps := cur->'s';
+      IF feedc IS NULL OR v IS NULL OR since_page IS NULL OR jsonb_typeof(snaps) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+      END IF;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range
+                   OR invalid_parameter_value OR datatype_mismatch THEN
+      RAISE EXCEPTION 'invalid pull cursor'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A cursor is the opaque text of a "changes" answer.',
+              HINT = 'Send the cursor of the last changes the device applied, or none to start afresh.';
+    END;
+    BEGIN
+      PERFORM ofs.cursor_parse(feedc);
+    EXCEPTION WHEN SQLSTATE 'OF010' THEN
+      resnap := true;
+    END;
+  END IF;
+
+  IF resnap THEN
+    -- Everything afresh: every table of the device, from the feed's present.
+    feedc := ofs.feed_cursor();
+    v := nextval('ofs.shape_version');
+    snaps := (SELECT coalesce(jsonb_agg(jsonb_build_object('t', s.tbl, 'g', v) ORDER BY s.tbl), '[]')
+                FROM ofs.device_shape s WHERE s.device = dev.device);
+  ELSE
+    -- Tables whose shapes changed since the cursor are snapshot anew.
+    FOR r IN SELECT s.tbl, s.version FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.version > v ORDER BY s.version LOOP
+      snaps := (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(snaps) e
+                 WHERE (e->>'t')::oid <> r.tbl)
+               || jsonb_build_array(jsonb_build_object('t', r.tbl, 'g', r.version));
+      v := greatest(v, r.version);
+    END LOOP;
+  END IF;
+
+  -- Removals the device confirmed are forgotten; removals sent after its
+  -- cursor may have been lost with the connection, and are sent again.
+  conf_page := since_page;
+  IF confirmed IS NOT NULL THEN
+    BEGIN
+      conf_page := least(since_page, (confirmed::jsonb->>'p')::bigint);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+      conf_page := 0;
+    END;
+  END IF;
+  DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.gone_page <= coalesce(conf_page, 0);
+  FOR r IN SELECT d.tbl, d.pk FROM ofs.device_row d
+            WHERE d.device = dev.device AND d.gone_page > since_page
+            ORDER BY d.gone_page, d.tbl, d.pk LIMIT room LOOP
+    out := out || jsonb_build_object('table', ofs.table_name(r.tbl), 'op', 'delete', 'pk', r.pk);
+    UPDATE ofs.device_row d SET gone_page = new_page
+     WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = r.pk;
+  END LOOP;
+  more := cardinality(out) >= room;
+
+  -- Snapshots first: each table's rows in scope in key order, then the
+  -- removal of the rows of older generations not sent again.
+  WHILE cardinality(out) < room AND jsonb_array_length(snaps) > 0 LOOP
+    snap := snaps->0;
+    t := (snap->>'t')::oid;
+    g := (snap->>'g')::bigint;
+    SELECT s.filters INTO fs FROM ofs.device_shape s WHERE s.device = dev.device AND s.tbl = t;
+    IF NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = t) THEN
+      fs := '{}';
+    END IF;
+    cond := ofs.shape_condition(coalesce(fs, '{}'));
+    IF NOT coalesce((snap->>'stale')::boolean, false) THEN
+      IF cond = 'FALSE' THEN
+        snap := snap || '{"stale": true}';
+      ELSE
+        IF NOT snap ? 'n' THEN
+          snap := snap || jsonb_build_object('n', (SELECT count(*) FROM ofs.scope_page(roleid, t, cond, NULL, 2147483647)), 'd', 0);
+        END IF;
+        want := room - cardinality(out);
+        cnt := 0;
+        FOR r IN SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) LOOP
+          out := out || jsonb_build_object('table', ofs.table_name(t), 'op', 'upsert', 'pk', r.pk, 'row', r."row");
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, t, r.pk, g)
+          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = g, gone_page = NULL;
+          cnt := cnt + 1;
+          last_pk := r.pk;
+        END LOOP;
+        snap := snap || jsonb_build_object('d', (snap->>'d')::bigint + cnt);
+        IF cnt < want THEN
+          snap := (snap - 'a') || '{"stale": true}';
+        ELSE
+          snap := snap || jsonb_build_object('a', last_pk);
+        END IF;
+        progress := jsonb_build_object('table', ofs.table_name(t), 'rows_done', snap->'d',
+                                       'rows_total', greatest((snap->>'n')::bigint, (snap->>'d')::bigint));
+      END IF;
+    END IF;
+    IF (snap->>'stale')::boolean AND cardinality(out) < room THEN
+      want := room - cardinality(out);
+      cnt := 0;
+      FOR r IN SELECT d.pk FROM ofs.device_row d
+                WHERE d.device = dev.device AND d.tbl = t AND d.gen < g AND d.gone_page IS NULL
+                ORDER BY d.pk LIMIT want LOOP
+        out := out || jsonb_build_object('table', ofs.table_name(t), 'op', 'delete', 'pk', r.pk);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = t AND d.pk = r.pk;
+        cnt := cnt + 1;
+      END LOOP;
+      IF cnt < want THEN
+        snaps := snaps - 0;
+        CONTINUE;
+      END IF;
+    END IF;
+    snaps := jsonb_set(snaps, '{0}', snap);
+  END LOOP;
+  more := more OR jsonb_array_length(snaps) > 0;
+
+  -- Then the feed: each change of a subscribed table becomes the row as the
+  -- role sees it now (an upsert), or the removal of a row the device holds.
+  WHILE NOT more AND cardinality(out) < room AND rounds < 20 LOOP
+    rounds := rounds + 1;
+    want := room - cardinality(out);
+    SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
+           array_agg(c.pk ORDER BY c.ord)
+      INTO f_cursor, f_tbl, f_pk
+      FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                          operation_id, hlc, changed_columns, ord);
+    EXIT WHEN f_cursor IS NULL;
+    vis := '{}';
+    held := '{}';
+    FOR r IN SELECT s.tbl, s.filters FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.tbl = ANY (f_tbl) AND cardinality(s.filters) > 0
+                AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl) LOOP
+      vis := vis || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || x.pk::text, x."row"), '{}')
+                       FROM ofs.scope_rows(roleid, r.tbl, ofs.shape_condition(r.filters),
+                                           (SELECT jsonb_agg(DISTINCT f_pk[j]) FROM generate_subscripts(f_tbl, 1) j
+                                             WHERE f_tbl[j] = r.tbl)) x);
+      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || d.pk::text, true), '{}')
+                         FROM ofs.device_row d
+                        WHERE d.device = dev.device AND d.tbl = r.tbl AND d.gone_page IS NULL
+                          AND d.pk = ANY (SELECT f_pk[j] FROM generate_subscripts(f_tbl, 1) j WHERE f_tbl[j] = r.tbl));
+    END LOOP;
+    seen := '{}';
+    FOR i IN 1 .. cardinality(f_cursor) LOOP
+      key := f_tbl[i] || ':' || f_pk[i]::text;
+      CONTINUE WHEN seen ? key;
+      seen := seen || jsonb_build_object(key, true);
+      IF vis ? key THEN
+        out := out || jsonb_build_object('table', ofs.table_name(f_tbl[i]), 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
+        IF NOT held ? key THEN
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, f_tbl[i], f_pk[i], v)
+          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+        END IF;
+      ELSIF held ? key THEN
+        out := out || jsonb_build_object('table', ofs.table_name(f_tbl[i]), 'op', 'delete', 'pk', f_pk[i]);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
+      END IF;
+    END LOOP;
+    feedc := f_cursor[cardinality(f_cursor)];
+    more := cardinality(f_cursor) >= want;
+  END LOOP;
+
+  IF cardinality(out) > 0 THEN
+    since_page := new_page;
+  END IF;
+  next_cursor := jsonb_build_object('f', feedc, 'v', v, 'p', since_page, 's', snaps)::text;
+  UPDATE ofs.device d
+     SET page_seq = greatest(d.page_seq, since_page), last_contact = now(), last_cursor = next_cursor,
+         caught_up_at = CASE WHEN more THEN d.caught_up_at ELSE now() END
+   WHERE d.device = dev.device;
+  RETURN jsonb_build_object('cursor', next_cursor, 'changes', to_jsonb(out), 'more', more)
+         || CASE WHEN progress IS NULL THEN '{}' ELSE jsonb_build_object('snapshot', progress) END;
+END $$;
+COMMENT ON FUNCTION ofs.pull(text, text, int, text) IS
+    'The next changes for a device after its cursor, scoped to its role (GRANTs, row-level security) and shapes: {cursor, changes, more, snapshot}';
+
+-- ofs.device_schema: what a device needs to create its local tables and to
+-- check transitions offline (docs/PROTOCOL.md, "schema").
+CREATE FUNCTION ofs.device_schema(device text)
+RETURNS jsonb LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+BEGIN
+  RETURN jsonb_build_object(
+    'tables', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'name', ofs.table_name(s.tbl),
+        'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
+                                                        'nullable', NOT a.attnotnull) ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = s.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+        'primary_key', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
+                          FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
+                         WHERE i.indrelid = s.tbl AND i.indisprimary AND a.attrelid = s.tbl AND a.attnum = k.attnum),
+        'merge', st.merge,
+        'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'name', c.name, 'column', c.col, 'initial', to_jsonb(c.initial),
+                             'edges', (SELECT coalesce(jsonb_agg(jsonb_build_object('from', e.from_state, 'to', e.to_state,
+                                                                                    'role', e.role) ORDER BY e.ord), '[]')
+                                         FROM ofs.transition_edge e WHERE e.constraint_id = c.id)) ORDER BY c.name), '[]')
+                          FROM ofs.transition_constraint_def c WHERE c.tbl = s.tbl)) ORDER BY s.tbl), '[]')
+                 FROM ofs.device_shape s JOIN ofs.synced_table st ON st.tbl = s.tbl
+                WHERE s.device = dev.device AND cardinality(s.filters) > 0
+                  AND has_table_privilege(dev.role, s.tbl, 'SELECT')),
+    'roles', (SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r
+               WHERE pg_has_role(dev.role, r.oid, 'MEMBER')));
+END $$;
+COMMENT ON FUNCTION ofs.device_schema(text) IS
+    'The subscribed tables of a device (columns, types, primary key, merge policy, transition rules) and its role memberships';
+
+REVOKE ALL ON FUNCTION ofs.shape_filter(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_check(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.authenticate_device(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.shape_table(name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.subscribe(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.unsubscribe(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.set_subscriptions(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.pull(text, text, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_schema(text) FROM PUBLIC;

@@ -98,7 +98,7 @@ CaptureInit(void)
 }
 
 /* PrimaryKeyAtts returns the primary key columns of a table, in attnum order. */
-static AttrNumber *
+AttrNumber *
 PrimaryKeyAtts(Relation rel, int *npk)
 {
 	Bitmapset  *pkattrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);

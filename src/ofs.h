@@ -40,6 +40,8 @@ extern List *ofs_sync_columns;
 
 /* src/capture.c */
 extern void CaptureInit(void);
+#include "utils/relcache.h"
+extern AttrNumber *PrimaryKeyAtts(Relation rel, int *npk);
 
 /* src/apply.c */
 extern int	ofs_max_clock_skew_ms;

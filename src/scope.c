@@ -1,0 +1,178 @@
+/*
+ * scope.c: reading rows as a device's role (ofs.scope_rows, ofs.scope_page).
+ *
+ * What a device receives is decided by PostgreSQL itself: the rows are
+ * read with the device's role as the current user, so GRANTs and row-level
+ * security policies apply exactly as they would to that role in psql, and
+ * the filter of its shapes (already rewritten by ofs.shape_filter) narrows
+ * them further.  ofs.pull (SQL) calls these for the rows a batch of the
+ * feed touched and for the pages of a snapshot.  Both return each row's key
+ * and the row, encoded like the changes feed.
+ */
+#include "ofs.h"
+
+#include "access/relation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(scope_rows);
+PG_FUNCTION_INFO_V1(scope_page);
+
+/* KeyList renders the key columns as "a, b" (quoted). */
+static char *
+KeyList(Relation rel, int npk, AttrNumber *pk, const char *prefix)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < npk; i++)
+		appendStringInfo(&buf, "%s%s%s", i ? ", " : "", prefix,
+						 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(rel), pk[i] - 1)->attname)));
+	return buf.data;
+}
+
+/*
+ * ScopeQuery runs sql (with one or two arguments) as role and returns
+ * (pk, row) of each row it yields.
+ */
+static void
+ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber *pk,
+		   const char *sql, int nargs, Oid *types, Datum *args, const char *argnulls)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			save_uid;
+	int			save_sec;
+	volatile int rc = 0;
+	uint64		i;
+
+	AttrNumber *respk = palloc(sizeof(AttrNumber) * npk);
+	int			k;
+
+	/* SELECT * leaves dropped columns out: find the key in the result. */
+	for (k = 0; k < npk; k++)
+	{
+		AttrNumber	a;
+
+		respk[k] = 0;
+		for (a = 1; a <= pk[k]; a++)
+			if (!TupleDescAttr(RelationGetDescr(rel), a - 1)->attisdropped)
+				respk[k]++;
+	}
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, types, args, argnulls, true, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading %s as a device failed: %s",
+			 RelationGetRelationName(rel), SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(RowJsonObject(t, d, npk, respk)));
+		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(RowJsonObject(t, d, 0, NULL)));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+}
+
+static Oid
+CheckRole(Oid role)
+{
+	if (!OidIsValid(role) || superuser_arg(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rows are read for devices as an ordinary role")));
+	return role;
+}
+
+/*
+ * scope_rows(role oid, tbl oid, filter text, pks jsonb) returns the rows of
+ * tbl with a key in pks (a JSON array of key objects) that role may see and
+ * that match filter (NULL: all).
+ */
+Datum
+scope_rows(PG_FUNCTION_ARGS)
+{
+	Oid			role = CheckRole(PG_GETARG_OID(0));
+	Oid			relid = PG_GETARG_OID(1);
+	Relation	rel = relation_open(relid, AccessShareLock);
+	int			npk;
+	AttrNumber *pk = PrimaryKeyAtts(rel, &npk);
+	char	   *name = OfsQualifiedName(relid);
+	char	   *keys = KeyList(rel, npk, pk, "");
+	Oid			types[1] = {JSONBOID};
+	Datum		args[1];
+	char	   *sql;
+
+	if (npk == 0 || PG_ARGISNULL(3))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("scope_rows needs a keyed table and keys")));
+	args[0] = PG_GETARG_DATUM(3);
+	sql = psprintf("SELECT * FROM ONLY %s t WHERE (%s) IN (SELECT %s FROM pg_catalog.jsonb_populate_recordset(NULL::%s, $1))%s%s%s",
+				   name, KeyList(rel, npk, pk, "t."), keys, name,
+				   PG_ARGISNULL(2) ? "" : " AND (",
+				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+				   PG_ARGISNULL(2) ? "" : ")");
+	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 1, types, args, NULL);
+	relation_close(rel, AccessShareLock);
+	return (Datum) 0;
+}
+
+/*
+ * scope_page(role oid, tbl oid, filter text, after jsonb, max int) returns
+ * up to max rows of tbl in key order after the key "after" (NULL: from the
+ * start) that role may see and that match filter (NULL: all).
+ */
+Datum
+scope_page(PG_FUNCTION_ARGS)
+{
+	Oid			role = CheckRole(PG_GETARG_OID(0));
+	Oid			relid = PG_GETARG_OID(1);
+	Relation	rel = relation_open(relid, AccessShareLock);
+	int			npk;
+	AttrNumber *pk = PrimaryKeyAtts(rel, &npk);
+	char	   *name = OfsQualifiedName(relid);
+	char	   *tkeys = KeyList(rel, npk, pk, "t.");
+	Oid			types[2] = {JSONBOID, INT4OID};
+	Datum		args[2];
+	char		argnulls[2] = {' ', ' '};
+	char	   *sql;
+
+	if (npk == 0 || PG_ARGISNULL(4))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("scope_page needs a keyed table and a page size")));
+	args[0] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	argnulls[0] = PG_ARGISNULL(3) ? 'n' : ' ';
+	args[1] = PG_GETARG_DATUM(4);
+	sql = psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s%s%s ORDER BY %s LIMIT $2",
+				   name, tkeys, KeyList(rel, npk, pk, ""), name,
+				   PG_ARGISNULL(2) ? "" : " AND (",
+				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+				   PG_ARGISNULL(2) ? "" : ")",
+				   tkeys);
+	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 2, types, args, argnulls);
+	relation_close(rel, AccessShareLock);
+	return (Datum) 0;
+}
