@@ -6,7 +6,8 @@ EXTENSION  = ofs
 MODULE_big = ofs
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
 DATA       = ofs--1.0.sql
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker
+SHLIB_LINK = -lwebsockets -ljansson -luv
 PG_CFLAGS  = -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
              -Wno-missing-field-initializers -Wno-sign-compare -Werror
 

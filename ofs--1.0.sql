@@ -597,13 +597,20 @@ END $$;
 COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
     'Create (or replace) a device acting as a role; returns its token, shown only this once';
 
+CREATE FUNCTION ofs.notify_device_change()
+RETURNS void AS 'MODULE_PATHNAME', 'notify_device_change' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
+
 CREATE FUNCTION ofs.revoke_device(device text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   UPDATE ofs.device d SET revoked_at = now() WHERE d.device = revoke_device.device AND d.revoked_at IS NULL;
-  IF NOT FOUND THEN
+  IF FOUND THEN
+    -- At commit, the sync workers close the device's connections.
+    PERFORM ofs.notify_device_change();
+  ELSE
     RAISE EXCEPTION 'device "%" does not exist or is already revoked', device
       USING ERRCODE = 'undefined_object', HINT = 'Devices are listed in ofs.devices.';
   END IF;
@@ -1502,3 +1509,50 @@ REVOKE ALL ON FUNCTION ofs.unsubscribe(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.set_subscriptions(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.pull(text, text, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.device_schema(text) FROM PUBLIC;
+
+-- ofs.hello: a device's hello (docs/PROTOCOL.md): authenticates its token,
+-- sets its subscriptions when it sends them, and returns the welcome.
+CREATE FUNCTION ofs.hello(token text, subscriptions jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.authenticate_device(token);
+  subs jsonb;
+BEGIN
+  IF subscriptions IS NOT NULL THEN
+    subs := ofs.set_subscriptions(dev.device, subscriptions);
+  ELSE
+    subs := (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+                                       ORDER BY s.tbl, f), '[]')
+               FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+  END IF;
+  RETURN jsonb_build_object('device', dev.device, 'role', dev.role,
+                            'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
+                            'hlc', ofs.hlc_now(), 'subscriptions', subs);
+END $$;
+REVOKE ALL ON FUNCTION ofs.hello(text, jsonb) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Metrics
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION ofs.worker_stats(
+    OUT connected_devices bigint, OUT sessions bigint, OUT messages_in bigint, OUT messages_out bigint,
+    OUT bytes_in bigint, OUT bytes_out bigint, OUT mutations_applied bigint, OUT mutations_duplicate bigint,
+    OUT mutations_rejected bigint, OUT conflicts bigint, OUT rows_sent bigint, OUT errors bigint,
+    OUT last_error text, OUT last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'worker_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW ofs.stats AS
+SELECT w.connected_devices, w.sessions, w.messages_in, w.messages_out, w.bytes_in, w.bytes_out,
+       w.mutations_applied, w.mutations_duplicate, w.mutations_rejected,
+       w.conflicts AS conflicts_detected,
+       (SELECT count(*) FROM ofs.conflicts c WHERE c.status = 'open') AS conflicts_open,
+       (SELECT count(*) FROM ofs.dead_letters d WHERE d.status = 'open') AS dead_letters,
+       w.rows_sent,
+       (SELECT max(now() - d.caught_up_at) FROM ofs.devices d
+         WHERE d.status = 'active' AND d.changes_behind > 0) AS pull_lag,
+       w.errors, w.last_error, w.last_error_at
+  FROM ofs.worker_stats() w;
+COMMENT ON VIEW ofs.stats IS
+    'Sync metrics: connected devices, sessions, messages and bytes each way, mutations applied, duplicate and rejected, conflicts, open dead letters, rows sent, pull lag (longest an active device has been behind the feed), errors and the last one (worker counters start at zero when PostgreSQL starts)';

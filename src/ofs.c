@@ -19,4 +19,5 @@ _PG_init(void)
 		OfsShmemInit();
 	CaptureInit();
 	ApplyInit();
+	WorkerInit();
 }

@@ -11,12 +11,19 @@
  */
 #include "ofs.h"
 
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
 OfsShared  *ofs_shared = NULL;
+
+static void WakeWorkers(void);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -44,6 +51,9 @@ OfsShmemStartup(void)
 		memset(ofs_shared, 0, sizeof(OfsShared));
 		SpinLockInit(&ofs_shared->mutex);
 		pg_atomic_init_u64(&ofs_shared->feed_commits, 0);
+		pg_atomic_init_u64(&ofs_shared->device_changes, 0);
+		for (int i = 0; i < OFS_STAT_COUNT; i++)
+			pg_atomic_init_u64(&ofs_shared->counters[i], 0);
 		HlcShmemStartup();
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -63,16 +73,10 @@ OfsShmemInit(void)
 void
 OfsNotifyFeed(void)
 {
-	int			i;
-
 	if (ofs_shared == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&ofs_shared->feed_commits, 1);
-	SpinLockAcquire(&ofs_shared->mutex);
-	for (i = 0; i < OFS_MAX_WORKER_LATCHES; i++)
-		if (ofs_shared->latches[i])
-			SetLatch(ofs_shared->latches[i]);
-	SpinLockRelease(&ofs_shared->mutex);
+	WakeWorkers();
 }
 
 /* OfsRegisterLatch asks for a SetLatch on every commit with changes. */
@@ -110,4 +114,109 @@ OfsUnregisterLatch(Latch *latch)
 		if (ofs_shared->latches[i] == latch)
 			ofs_shared->latches[i] = NULL;
 	SpinLockRelease(&ofs_shared->mutex);
+}
+
+/* WakeWorkers sets the latch of every sync worker. */
+static void
+WakeWorkers(void)
+{
+	SpinLockAcquire(&ofs_shared->mutex);
+	for (int i = 0; i < OFS_MAX_WORKER_LATCHES; i++)
+		if (ofs_shared->latches[i])
+			SetLatch(ofs_shared->latches[i]);
+	SpinLockRelease(&ofs_shared->mutex);
+}
+
+/* OfsCount adds to one of the workers' counters. */
+void
+OfsCount(OfsCounter counter, int64 delta)
+{
+	if (ofs_shared == NULL)
+		return;
+	if (delta >= 0)
+		pg_atomic_fetch_add_u64(&ofs_shared->counters[counter], (uint64) delta);
+	else
+		pg_atomic_fetch_sub_u64(&ofs_shared->counters[counter], (uint64) -delta);
+}
+
+/* OfsRecordError counts an error and keeps its message as the last one. */
+void
+OfsRecordError(const char *message)
+{
+	if (ofs_shared == NULL)
+		return;
+	OfsCount(OFS_STAT_ERRORS, 1);
+	SpinLockAcquire(&ofs_shared->mutex);
+	strlcpy(ofs_shared->last_error, message, sizeof(ofs_shared->last_error));
+	ofs_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&ofs_shared->mutex);
+}
+
+static bool devices_changed = false;
+static bool devices_callback = false;
+
+static void
+DevicesXactCallback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && devices_changed && ofs_shared != NULL)
+	{
+		pg_atomic_fetch_add_u64(&ofs_shared->device_changes, 1);
+		WakeWorkers();
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		devices_changed = false;
+}
+
+PG_FUNCTION_INFO_V1(notify_device_change);
+PG_FUNCTION_INFO_V1(worker_stats);
+
+/*
+ * notify_device_change() tells the sync workers, when the current
+ * transaction commits, that devices were revoked, so that they close the
+ * connections of those devices at once.
+ */
+Datum
+notify_device_change(PG_FUNCTION_ARGS)
+{
+	if (!devices_callback)
+	{
+		RegisterXactCallback(DevicesXactCallback, NULL);
+		devices_callback = true;
+	}
+	devices_changed = true;
+	PG_RETURN_VOID();
+}
+
+/* worker_stats() returns the workers' counters (zero without preloading). */
+Datum
+worker_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[OFS_STAT_COUNT + 2];
+	bool		nulls[OFS_STAT_COUNT + 2];
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "worker_stats must return a record");
+	memset(nulls, false, sizeof(nulls));
+	for (int i = 0; i < OFS_STAT_COUNT; i++)
+		values[i] = Int64GetDatum(ofs_shared ? (int64) pg_atomic_read_u64(&ofs_shared->counters[i]) : 0);
+	nulls[OFS_STAT_COUNT] = nulls[OFS_STAT_COUNT + 1] = true;
+	if (ofs_shared)
+	{
+		char		last[sizeof(ofs_shared->last_error)];
+		TimestampTz at;
+
+		SpinLockAcquire(&ofs_shared->mutex);
+		memcpy(last, ofs_shared->last_error, sizeof(last));
+		at = ofs_shared->last_error_at;
+		SpinLockRelease(&ofs_shared->mutex);
+		if (at != 0)
+		{
+			values[OFS_STAT_COUNT] = CStringGetTextDatum(last);
+			values[OFS_STAT_COUNT + 1] = TimestampTzGetDatum(at);
+			nulls[OFS_STAT_COUNT] = nulls[OFS_STAT_COUNT + 1] = false;
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }

@@ -1,0 +1,270 @@
+/*
+ * session.c: the WebSocket side of a device connection.
+ *
+ * One libwebsockets protocol callback: a connection becomes a Session (in
+ * libwebsockets' per-session memory), its text messages are gathered from
+ * fragments up to ofs.max_message_bytes and handed to protocol.c, and its
+ * answers wait in a queue written only from the WRITEABLE callback.  The
+ * limits that protect the worker from one device live here: message size,
+ * messages per second, queued bytes for a device that does not read, and a
+ * deadline for hello.  A close is queued like a message, so that an error
+ * reaches the device before the close frame.
+ */
+#include "postgres.h"
+
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include "ofs.h"
+#include "worker.h"
+
+static void
+SessionLink(Session *s)
+{
+	s->prev = NULL;
+	s->next = sessions;
+	if (sessions)
+		sessions->prev = s;
+	sessions = s;
+	nsessions++;
+}
+
+static void
+SessionUnlink(Session *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else if (sessions == s)
+		sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+	nsessions--;
+}
+
+static void
+SessionFree(Session *s)
+{
+	OutMsg	   *m = s->out_head;
+
+	while (m)
+	{
+		OutMsg	   *next = m->next;
+
+		free(m);
+		m = next;
+	}
+	s->out_head = s->out_tail = NULL;
+	s->out_bytes = 0;
+	free(s->rx);
+	free(s->device);
+	free(s->cursor);
+	free(s->acked);
+	s->rx = s->device = s->cursor = s->acked = NULL;
+}
+
+/* SessionSetString replaces a malloc'd string field with a copy of value. */
+void
+SessionSetString(char **field, const char *value)
+{
+	free(*field);
+	*field = value ? strdup(value) : NULL;
+}
+
+/*
+ * SessionSend queues a text message.  A device whose unsent answers exceed
+ * the limit does not read: it is cut off rather than let to grow memory.
+ */
+void
+SessionSend(Session *s, const char *text, size_t len)
+{
+	OutMsg	   *m;
+
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (s->out_bytes + len > OFS_MAX_QUEUED_BYTES)
+	{
+		SessionClose(s, 4009, "the device does not read its messages");
+		return;
+	}
+	m = malloc(sizeof(OutMsg) + LWS_PRE + len);
+	if (m == NULL)
+	{
+		SessionClose(s, 1011, "out of memory");
+		return;
+	}
+	m->next = NULL;
+	m->len = len;
+	memcpy(m->data + LWS_PRE, text, len);
+	if (s->out_tail)
+		s->out_tail->next = m;
+	else
+		s->out_head = m;
+	s->out_tail = m;
+	s->out_bytes += len;
+	OfsCount(OFS_STAT_MESSAGES_OUT, 1);
+	OfsCount(OFS_STAT_BYTES_OUT, (int64) len);
+	lws_callback_on_writable(s->wsi);
+}
+
+/* SessionClose closes the connection once what is queued has been sent. */
+void
+SessionClose(Session *s, int code, const char *reason)
+{
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (s->device)
+		OfsCount(OFS_STAT_CONNECTED, -1);
+	s->state = SESSION_CLOSING;
+	s->live = false;
+	s->close_code = code;
+	strlcpy(s->close_reason, reason, sizeof(s->close_reason));
+	lws_callback_on_writable(s->wsi);
+}
+
+/* SessionReceive gathers a message's fragments and hands it on. */
+static void
+SessionReceive(Session *s, const char *in, size_t len)
+{
+	struct lws *wsi = s->wsi;
+	int64_t		now;
+
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (lws_is_first_fragment(wsi))
+	{
+		s->rx_len = 0;
+		s->rx_binary = lws_frame_is_binary(wsi);
+	}
+	if (s->rx_len + len > (size_t) ofs_max_message_bytes)
+	{
+		ProtocolSendError(s, NULL, "too_big",
+						  psprintf("a message may have at most %d bytes", ofs_max_message_bytes),
+						  NULL, false);
+		SessionClose(s, 1009, "message too big");
+		return;
+	}
+	if (s->rx_len + len + 1 > s->rx_cap)
+	{
+		size_t		cap = Max(s->rx_cap * 2, s->rx_len + len + 1);
+		char	   *rx = realloc(s->rx, Max(cap, 1024));
+
+		if (rx == NULL)
+		{
+			SessionClose(s, 1011, "out of memory");
+			return;
+		}
+		s->rx = rx;
+		s->rx_cap = Max(cap, 1024);
+	}
+	memcpy(s->rx + s->rx_len, in, len);
+	s->rx_len += len;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
+		return;
+	s->rx[s->rx_len] = '\0';
+	OfsCount(OFS_STAT_MESSAGES_IN, 1);
+	OfsCount(OFS_STAT_BYTES_IN, (int64) s->rx_len);
+
+	/* A flood is cut off: the worker serves every device in turn. */
+	now = WorkerNowMs();
+	if (now - s->window_ms >= 1000)
+	{
+		s->window_ms = now;
+		s->window_msgs = 0;
+	}
+	if (++s->window_msgs > ofs_max_messages_per_second)
+	{
+		ProtocolSendError(s, NULL, "rate_limited",
+						  psprintf("more than %d messages in a second", ofs_max_messages_per_second),
+						  NULL, false);
+		SessionClose(s, 4008, "too many messages");
+		return;
+	}
+	if (s->rx_binary)
+		ProtocolSendError(s, NULL, "invalid_message", "binary messages are not part of the protocol; send JSON text",
+						  NULL, false);
+	else
+		ProtocolHandle(s, s->rx, s->rx_len);
+	/* Large buffers are not kept for idle connections. */
+	if (s->rx_cap > 65536)
+	{
+		free(s->rx);
+		s->rx = NULL;
+		s->rx_cap = 0;
+	}
+	s->rx_len = 0;
+}
+
+static int
+SessionWriteable(Session *s)
+{
+	OutMsg	   *m = s->out_head;
+
+	if (m)
+	{
+		int			n = lws_write(s->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+
+		if (n < (int) m->len)
+			return -1;
+		s->out_head = m->next;
+		if (s->out_head == NULL)
+			s->out_tail = NULL;
+		s->out_bytes -= m->len;
+		free(m);
+		if (s->out_head || s->close_code)
+			lws_callback_on_writable(s->wsi);
+		else if (s->live && s->live_pending)
+			WorkerScheduleLive();
+		return 0;
+	}
+	if (s->close_code)
+	{
+		/*
+		 * The close frame is written here: lws_close_reason() followed by
+		 * returning -1 drops the connection without one in this version.
+		 */
+		unsigned char frame[LWS_PRE + 125];
+		size_t		n = strlen(s->close_reason);
+
+		if (n > 123)
+			n = 123;
+		frame[LWS_PRE] = (unsigned char) (s->close_code >> 8);
+		frame[LWS_PRE + 1] = (unsigned char) (s->close_code & 0xff);
+		memcpy(frame + LWS_PRE + 2, s->close_reason, n);
+		(void) lws_write(s->wsi, frame + LWS_PRE, n + 2, (enum lws_write_protocol) 4);	/* close */
+		return -1;
+	}
+	return 0;
+}
+
+/* SessionCallback is the libwebsockets callback of protocol "ofs.v1". */
+int
+SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+	Session    *s = (Session *) user;
+
+	switch ((enum lws_callback_reasons) reason)
+	{
+		case LWS_CALLBACK_ESTABLISHED:
+			memset(s, 0, sizeof(*s));
+			s->wsi = wsi;
+			s->state = SESSION_AWAIT_HELLO;
+			s->connected_ms = s->window_ms = WorkerNowMs();
+			SessionLink(s);
+			break;
+		case LWS_CALLBACK_RECEIVE:
+			SessionReceive(s, in, len);
+			break;
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			return SessionWriteable(s);
+		case LWS_CALLBACK_CLOSED:
+			if (s->state != SESSION_CLOSING && s->device)
+				OfsCount(OFS_STAT_CONNECTED, -1);
+			SessionUnlink(s);
+			SessionFree(s);
+			break;
+		default:
+			break;
+	}
+	return 0;
+}

@@ -1,0 +1,524 @@
+/*
+ * worker.c: the sync worker, a background worker serving devices.
+ *
+ * ofs.workers processes each listen on ofs.port (the kernel spreads new
+ * connections over them: SO_REUSEPORT), so that one slow statement stalls
+ * only the devices of one worker; each statement is bounded by
+ * ofs.statement_timeout (docs/DESIGN.md, "The sync worker").
+ *
+ * The event loop is libuv's, run by libwebsockets as a foreign loop, and
+ * driven from a PostgreSQL wait event set that watches the loop's backend
+ * fd, the process latch and postmaster death.  The latch is set by a
+ * backend that commits captured changes (src/shmem.c) or revokes a device,
+ * so live devices hear of new changes at once, without polling.  Signal
+ * handlers only set flags; the loop acts on them.
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#include <libwebsockets.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "ofs.h"
+#include "worker.h"
+
+char	   *ofs_listen_addresses = NULL;
+int			ofs_port = 7878;
+char	   *ofs_database = NULL;
+int			ofs_workers = 2;
+int			ofs_max_message_bytes = 1024 * 1024;
+char	   *ofs_tls_cert_file = NULL;
+char	   *ofs_tls_key_file = NULL;
+int			ofs_statement_timeout_ms = 30000;
+int			ofs_max_messages_per_second = 200;
+
+Session    *sessions = NULL;
+int			nsessions = 0;
+
+static volatile sig_atomic_t shutdown_requested = false;
+static bool live_scheduled = false;
+
+PGDLLEXPORT void ofs_worker_main(Datum arg);
+
+int64_t
+WorkerNowMs(void)
+{
+	return (int64_t) (GetCurrentTimestamp() / 1000);
+}
+
+/* WorkerScheduleLive asks the loop to push to live devices without waiting. */
+void
+WorkerScheduleLive(void)
+{
+	live_scheduled = true;
+}
+
+static void
+WorkerSigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	shutdown_requested = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+LwsLog(int level, const char *line)
+{
+	char		buf[256];
+	size_t		n;
+
+	strlcpy(buf, line, sizeof(buf));
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	ereport(level == LLL_ERR ? WARNING : LOG,
+			(errmsg_internal("ofs sync worker: libwebsockets: %s", buf)));
+}
+
+static const struct lws_protocols protocols[] = {
+	{"ofs.v1", (lws_callback_function *) SessionCallback, sizeof(Session), 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+static const struct lws_extension extensions[] = {
+	{"permessage-deflate", lws_extension_callback_pm_deflate,
+	"permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+	{NULL, NULL, NULL}
+};
+
+/* Unanswered pings close half-open connections. */
+static const lws_retry_bo_t idle_policy = {
+	.secs_since_valid_ping = 30,
+	.secs_since_valid_hangup = 60,
+};
+
+/*
+ * The worker listens on sockets of its own, with SO_REUSEPORT, so that
+ * every worker has one on the same port and the kernel spreads new
+ * connections over them; each accepted connection is handed to
+ * libwebsockets.  One vhost serves them all.
+ */
+#define MAX_LISTENERS 16
+
+typedef struct Listener
+{
+	uv_poll_t	poll;
+	int			fd;
+} Listener;
+
+static Listener listeners[MAX_LISTENERS];
+static int	nlisteners = 0;
+static struct lws_vhost *vhost = NULL;
+static bool use_tls = false;
+
+static void
+OnAccept(uv_poll_t *handle, int status, int events)
+{
+	Listener   *l = (Listener *) handle->data;
+
+	for (;;)
+	{
+		int			c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		lws_sock_file_fd_type fd;
+
+		if (c < 0)
+			break;
+		fd.sockfd = c;
+		if (lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET |
+									   (use_tls ? LWS_ADOPT_ALLOW_SSL : 0),
+									   fd, NULL, NULL) == NULL)
+			close(c);
+	}
+}
+
+static void
+CloseListeners(void)
+{
+	for (int i = 0; i < nlisteners; i++)
+	{
+		uv_poll_stop(&listeners[i].poll);
+		uv_close((uv_handle_t *) &listeners[i].poll, NULL);
+		close(listeners[i].fd);
+	}
+	nlisteners = 0;
+}
+
+/* ListenOn binds every address host resolves to; false if one fails. */
+static bool
+ListenOn(uv_loop_t *loop, const char *host)
+{
+	struct addrinfo hints;
+	struct addrinfo *res;
+	struct addrinfo *ai;
+	char		port[16];
+	int			rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(port, sizeof(port), "%d", ofs_port);
+	rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
+	if (rc != 0)
+	{
+		ereport(LOG,
+				(errmsg("ofs sync worker could not resolve listen address \"%s\": %s", host, gai_strerror(rc)),
+				 errhint("Check ofs.listen_addresses; the worker tries again every 5 seconds.")));
+		return false;
+	}
+	for (ai = res; ai; ai = ai->ai_next)
+	{
+		int			fd;
+		int			one = 1;
+
+		if (nlisteners == MAX_LISTENERS)
+			break;
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0)
+		{
+			int			save = errno;
+
+			close(fd);
+			freeaddrinfo(res);
+			errno = save;
+			ereport(LOG,
+					(errcode_for_socket_access(),
+					 errmsg("ofs sync worker could not listen on %s port %d: %m", host, ofs_port),
+					 errhint("Another program may use the port: change ofs.port or ofs.listen_addresses. The worker tries again every 5 seconds.")));
+			return false;
+		}
+		listeners[nlisteners].fd = fd;
+		uv_poll_init(loop, &listeners[nlisteners].poll, fd);
+		listeners[nlisteners].poll.data = &listeners[nlisteners];
+		uv_poll_start(&listeners[nlisteners].poll, UV_READABLE, OnAccept);
+		nlisteners++;
+	}
+	freeaddrinfo(res);
+	return true;
+}
+
+/* Listen opens the listening sockets of ofs.listen_addresses. */
+static bool
+Listen(uv_loop_t *loop)
+{
+	char	   *list = pstrdup(ofs_listen_addresses ? ofs_listen_addresses : "127.0.0.1");
+	char	   *save = NULL;
+	char	   *addr;
+
+	for (addr = strtok_r(list, ", ", &save); addr; addr = strtok_r(NULL, ", ", &save))
+		if (!ListenOn(loop, addr))
+		{
+			CloseListeners();
+			return false;
+		}
+	return nlisteners > 0;
+}
+
+/* CreateVhost makes the one vhost that serves adopted connections. */
+static struct lws_vhost *
+CreateVhost(struct lws_context *ctx)
+{
+	struct lws_context_creation_info info;
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.extensions = extensions;
+	info.vhost_name = "ofs";
+	info.retry_and_idle_policy = &idle_policy;
+	if (use_tls)
+	{
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = ofs_tls_cert_file;
+		info.ssl_private_key_filepath = ofs_tls_key_file;
+	}
+	return lws_create_vhost(ctx, &info);
+}
+
+/* WaitForExtension waits until ofs is installed in ofs.database. */
+static void
+WaitForExtension(void)
+{
+	bool		logged = false;
+
+	for (;;)
+	{
+		SqlResult	res;
+		bool		found;
+
+		WorkerSql("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'ofs'", 0, NULL, &res);
+		found = res.ok && res.nvalues == 1 && strcmp(res.values[0], "1") == 0;
+		SqlResultFree(&res);
+		if (found)
+			return;
+		if (!logged)
+			ereport(LOG,
+					(errmsg("ofs sync worker is waiting for the ofs extension in database \"%s\"", ofs_database),
+					 errhint("Run CREATE EXTENSION ofs in that database, or set ofs.database.")));
+		logged = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (shutdown_requested)
+			proc_exit(1);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/* LiveRound pushes new changes to the live devices that may have some. */
+static void
+LiveRound(void)
+{
+	Session    *s;
+	Session    *next;
+
+	live_scheduled = false;
+	for (s = sessions; s; s = next)
+	{
+		next = s->next;
+		if (s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL)
+			ProtocolLive(s);
+	}
+	for (s = sessions; s; s = s->next)
+		if (s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL)
+			live_scheduled = true;
+}
+
+/* Housekeeping closes connections that never said hello. */
+static void
+Housekeeping(int64_t now)
+{
+	Session    *s;
+
+	for (s = sessions; s; s = s->next)
+		if (s->state == SESSION_AWAIT_HELLO && now - s->connected_ms > OFS_HELLO_TIMEOUT_MS)
+		{
+			ProtocolSendError(s, NULL, "unauthenticated", "no hello within 10 seconds", NULL, false);
+			SessionClose(s, 4001, "no hello");
+		}
+}
+
+static void
+Shutdown(struct lws_context *ctx, uv_loop_t *loop, WaitEventSet *set)
+{
+	Session    *s;
+	int64_t		deadline = WorkerNowMs() + 2000;
+
+	CloseListeners();
+
+	for (s = sessions; s; s = s->next)
+	{
+		ProtocolSendError(s, NULL, "shutting_down", "the sync worker is stopping; reconnect later", NULL, true);
+		SessionClose(s, 1001, "server shutting down");
+	}
+	while (nsessions > 0 && WorkerNowMs() < deadline)
+	{
+		WaitEvent	ev;
+
+		uv_run(loop, UV_RUN_NOWAIT);
+		(void) WaitEventSetWait(set, 50, &ev, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	lws_context_destroy(ctx);
+	for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++)
+		;
+}
+
+void
+ofs_worker_main(Datum arg)
+{
+	int			worker = DatumGetInt32(arg);
+	struct lws_context_creation_info info;
+	struct lws_context *ctx = NULL;
+	uv_loop_t  *loop;
+	void	   *foreign[1];
+	WaitEventSet *set;
+	bool		listening = false;
+	int64_t		next_bind = 0;
+	int64_t		next_house = 0;
+	int64_t		next_devices = 0;
+	uint64		seen_feed;
+	uint64		seen_devices;
+
+	pqsignal(SIGTERM, WorkerSigterm);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(ofs_database, NULL, 0);
+	pgstat_report_appname("ofs sync worker");
+	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+
+	WaitForExtension();
+	OfsRegisterLatch(MyLatch);
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, LwsLog);
+	loop = malloc(sizeof(uv_loop_t));
+	if (loop == NULL || uv_loop_init(loop) != 0)
+		ereport(FATAL, (errmsg("ofs sync worker could not create its event loop (uv_loop_init)")));
+	foreign[0] = loop;
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+		LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	use_tls = ofs_tls_cert_file && ofs_tls_cert_file[0];
+	if (use_tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.foreign_loops = foreign;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	ctx = lws_create_context(&info);
+	if (ctx == NULL)
+		ereport(FATAL, (errmsg("ofs sync worker could not create its libwebsockets context (lws_create_context)")));
+	vhost = CreateVhost(ctx);
+	if (vhost == NULL)
+		ereport(FATAL,
+				(errmsg("ofs sync worker could not create its WebSocket server (lws_create_vhost)"),
+				 errhint("With TLS, check that ofs.tls_cert_file and ofs.tls_key_file are readable by the server.")));
+
+	set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(set, WL_SOCKET_READABLE, uv_backend_fd(loop), NULL, NULL);
+
+	seen_feed = pg_atomic_read_u64(&ofs_shared->feed_commits);
+	seen_devices = pg_atomic_read_u64(&ofs_shared->device_changes);
+	ereport(LOG, (errmsg("ofs sync worker %d started for database \"%s\"", worker, ofs_database)));
+
+	for (;;)
+	{
+		WaitEvent	ev;
+		int			timeout;
+		int64_t		now;
+		uint64		feed;
+		uint64		devices;
+
+		uv_run(loop, UV_RUN_NOWAIT);
+		if (shutdown_requested)
+			break;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = WorkerNowMs();
+		if (!listening && now >= next_bind)
+		{
+			listening = Listen(loop);
+			if (listening)
+				ereport(LOG, (errmsg("ofs sync worker %d listening on %s port %d", worker,
+									 ofs_listen_addresses, ofs_port)));
+			next_bind = now + 5000;
+		}
+		feed = pg_atomic_read_u64(&ofs_shared->feed_commits);
+		if (feed != seen_feed)
+		{
+			Session    *s;
+
+			seen_feed = feed;
+			for (s = sessions; s; s = s->next)
+				if (s->live)
+					s->live_pending = true;
+			live_scheduled = true;
+		}
+		devices = pg_atomic_read_u64(&ofs_shared->device_changes);
+		if (devices != seen_devices || now >= next_devices)
+		{
+			seen_devices = devices;
+			next_devices = now + 10000;
+			ProtocolCheckDevices();
+		}
+		if (now >= next_house)
+		{
+			Housekeeping(now);
+			next_house = now + 1000;
+		}
+		if (live_scheduled)
+			LiveRound();
+		uv_run(loop, UV_RUN_NOWAIT);
+
+		timeout = uv_backend_timeout(loop);
+		if (timeout < 0 || timeout > 1000)
+			timeout = 1000;
+		if (live_scheduled)
+			timeout = 0;
+		(void) WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	Shutdown(ctx, loop, set);
+	OfsUnregisterLatch(MyLatch);
+	ereport(LOG, (errmsg("ofs sync worker %d stopped", worker)));
+	/* Exit 1: the postmaster restarts a worker stopped on its own. */
+	proc_exit(1);
+}
+
+/* WorkerInit defines the worker's GUCs and, when preloading, registers it. */
+void
+WorkerInit(void)
+{
+	DefineCustomStringVariable("ofs.listen_addresses",
+							   "Addresses the sync worker listens on (comma separated; * for all).",
+							   NULL, &ofs_listen_addresses, "127.0.0.1",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.port", "TCP port of the sync worker's WebSocket server.",
+							NULL, &ofs_port, 7878, 1, 65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ofs.database", "Database the sync worker serves (it must have the ofs extension).",
+							   NULL, &ofs_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.workers", "Number of sync worker processes (0: none).",
+							NULL, &ofs_workers, 2, 0, OFS_MAX_WORKER_LATCHES, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.max_message_bytes", "Largest message a device may send.",
+							NULL, &ofs_max_message_bytes, 1024 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomStringVariable("ofs.tls_cert_file", "TLS certificate of the sync worker (empty: no TLS).",
+							   NULL, &ofs_tls_cert_file, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ofs.tls_key_file", "TLS private key of the sync worker.",
+							   NULL, &ofs_tls_key_file, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.statement_timeout", "Longest a device's request may run in SQL (0: no limit).",
+							NULL, &ofs_statement_timeout_ms, 30000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.max_messages_per_second", "Messages per second a device may send before it is cut off.",
+							NULL, &ofs_max_messages_per_second, 200, 1, 1000000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	for (int i = 0; i < ofs_workers; i++)
+	{
+		BackgroundWorker worker = {
+			.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+			.bgw_start_time = BgWorkerStart_RecoveryFinished,
+			.bgw_restart_time = 1,
+			.bgw_main_arg = Int32GetDatum(i),
+		};
+
+		strlcpy(worker.bgw_library_name, "ofs", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "ofs_worker_main", BGW_MAXLEN);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ofs sync worker %d", i);
+		strlcpy(worker.bgw_type, "ofs sync worker", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
+}

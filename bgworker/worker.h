@@ -1,0 +1,113 @@
+/*
+ * worker.h: declarations shared by the files of the sync worker.
+ *
+ * worker.c runs the event loop (libuv, driven from a PostgreSQL wait event
+ * set) and owns the sessions; session.c is the WebSocket protocol callback
+ * and each connection's queues and limits; protocol.c reads a device's
+ * messages (jansson) and answers them; sql.c runs the extension's SQL
+ * functions in a transaction of their own, catching every error so that
+ * none unwinds through libwebsockets.
+ */
+#ifndef OFS_WORKER_H
+#define OFS_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lws;
+
+/* The GUCs of the worker (worker.c). */
+extern char *ofs_listen_addresses;
+extern int	ofs_port;
+extern char *ofs_database;
+extern int	ofs_workers;
+extern int	ofs_max_message_bytes;
+extern char *ofs_tls_cert_file;
+extern char *ofs_tls_key_file;
+extern int	ofs_statement_timeout_ms;
+extern int	ofs_max_messages_per_second;
+
+#define OFS_MAX_BATCH			1000
+#define OFS_MAX_ROWS			1000
+#define OFS_MAX_QUEUED_BYTES	(8 * 1024 * 1024)
+#define OFS_HELLO_TIMEOUT_MS	10000
+
+typedef enum SessionState
+{
+	SESSION_AWAIT_HELLO,		/* connected, not yet authenticated */
+	SESSION_READY,				/* a device; requests are answered */
+	SESSION_CLOSING				/* a close is queued; input is ignored */
+} SessionState;
+
+/* One queued outgoing message, with the headroom libwebsockets needs. */
+typedef struct OutMsg
+{
+	struct OutMsg *next;
+	size_t		len;
+	unsigned char data[];		/* LWS_PRE bytes, then len bytes of text */
+} OutMsg;
+
+/* One WebSocket connection.  Lives in libwebsockets' per-session memory. */
+typedef struct Session
+{
+	struct lws *wsi;
+	struct Session *prev;
+	struct Session *next;
+	SessionState state;
+	char	   *device;			/* malloc'd, once authenticated */
+	bool		live;			/* changes are pushed as they commit */
+	bool		live_pending;	/* there may be changes to push */
+	char	   *cursor;			/* live: cursor of the last changes sent */
+	char	   *acked;			/* live: last cursor the device stored */
+	OutMsg	   *out_head;
+	OutMsg	   *out_tail;
+	size_t		out_bytes;
+	char	   *rx;				/* the message being received */
+	size_t		rx_len;
+	size_t		rx_cap;
+	bool		rx_binary;
+	int64_t		connected_ms;
+	int64_t		window_ms;		/* start of the rate-limit window */
+	int			window_msgs;
+	int			errors;
+	int			close_code;		/* non-zero: close after the queue drains */
+	char		close_reason[96];
+} Session;
+
+/* worker.c */
+extern Session *sessions;
+extern int	nsessions;
+extern int64_t WorkerNowMs(void);
+extern void WorkerScheduleLive(void);
+
+/* session.c */
+extern int	SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len);
+extern void SessionSend(Session *s, const char *text, size_t len);
+extern void SessionClose(Session *s, int code, const char *reason);
+extern void SessionSetString(char **field, const char *value);
+
+/* protocol.c */
+extern void ProtocolHandle(Session *s, const char *text, size_t len);
+extern void ProtocolSendError(Session *s, const void *id, const char *code,
+							  const char *message, const char *sqlstate, bool retry);
+extern void ProtocolLive(Session *s);
+extern void ProtocolCheckDevices(void);
+
+/* sql.c */
+#define SQL_MAX_VALUES 6
+typedef struct SqlResult
+{
+	bool		ok;
+	int			nvalues;
+	char	   *values[SQL_MAX_VALUES];	/* malloc'd text of the first row, or NULL */
+	char		sqlstate[6];
+	char	   *message;		/* malloc'd, on failure */
+	char	   *detail;
+	bool		retry;			/* the same request may succeed later */
+} SqlResult;
+
+extern void WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res);
+extern void SqlResultFree(SqlResult *res);
+
+#endif							/* OFS_WORKER_H */
