@@ -1556,3 +1556,148 @@ SELECT w.connected_devices, w.sessions, w.messages_in, w.messages_out, w.bytes_i
   FROM ofs.worker_stats() w;
 COMMENT ON VIEW ofs.stats IS
     'Sync metrics: connected devices, sessions, messages and bytes each way, mutations applied, duplicate and rejected, conflicts, open dead letters, rows sent, pull lag (longest an active device has been behind the feed), errors and the last one (worker counters start at zero when PostgreSQL starts)';
+
+-- ofs.pull_live: ofs.pull for many live devices at once, which is what a
+-- commit wakes the sync worker for.  Devices whose cursor is in the steady
+-- state (no snapshot under way, no shape changed, no removal to resend) are
+-- served together: the feed is read once per distinct cursor, rows are read
+-- once per role, table and shape, and the bookkeeping of held rows is one
+-- statement for all (docs/DESIGN.md, "Live fan-out").  The others go
+-- through ofs.pull one by one.  Returns one result per device that has
+-- changes (ord is the device's position in the arrays); a device that may no
+-- longer connect gets {"error": ..., "sqlstate": ...}.
+CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
+RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
+DECLARE
+  r record;
+  d record;
+  room int := least(greatest(max_rows, 1), 1000);
+BEGIN
+  CREATE TEMP TABLE IF NOT EXISTS ofs_live_dev (
+    ord int, device text, role oid, f text, v bigint, p bigint, conf bigint, new_page bigint,
+    fast boolean, since text, confirmed text) ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS ofs_live_change (
+    f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb) ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS ofs_live_feed (f text, last_cursor text, n int) ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS ofs_live_vis (role oid, tbl oid, cond text, pk jsonb, "row" jsonb) ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS ofs_live_out (
+    ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean) ON COMMIT DELETE ROWS;
+
+  -- The pulls of one device happen one at a time (in key order: no deadlock).
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(x))
+     FROM (SELECT DISTINCT unnest(devices) AS x ORDER BY 1) u;
+
+  INSERT INTO ofs_live_dev
+  SELECT a.i, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint,
+         coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint),
+         dv.page_seq + 1,
+         jsonb_array_length(c->'s') = 0
+           AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
+           AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                            WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint),
+         a.since, a.confirmed
+    FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+    JOIN ofs.device dv ON dv.device = a.device
+                      AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
+    JOIN pg_roles ro ON ro.rolname = dv.role
+    CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\{.*\}$' THEN NULL
+                                    ELSE a.since::jsonb END AS c) cc
+   WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
+     AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$';
+
+  -- The feed, once per distinct cursor; a cursor the feed no longer serves
+  -- sends its devices the slow way (ofs.pull re-snapshots them).
+  FOR r IN SELECT DISTINCT l.f FROM ofs_live_dev l WHERE l.fast LOOP
+    BEGIN
+      INSERT INTO ofs_live_change
+      SELECT r.f, c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk
+        FROM ofs.changes(r.f, room) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                          operation_id, hlc, changed_columns, ord);
+    EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
+      UPDATE ofs_live_dev l SET fast = false WHERE l.f = r.f;
+    END;
+  END LOOP;
+  INSERT INTO ofs_live_feed
+  SELECT c.f, (array_agg(c.cursor ORDER BY c.idx DESC))[1], count(*) FROM ofs_live_change c GROUP BY c.f;
+  -- One row change per batch: the first mention carries the row as it is now.
+  DELETE FROM ofs_live_change c
+   WHERE EXISTS (SELECT 1 FROM ofs_live_change e
+                  WHERE e.f = c.f AND e.tbl = c.tbl AND e.pk = c.pk AND e.idx < c.idx);
+
+  -- Rows as each role and shape sees them, once per (role, table, shape).
+  FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
+             FROM ofs_live_dev l
+             JOIN ofs.device_shape s ON s.device = l.device AND cardinality(s.filters) > 0
+            WHERE l.fast
+              AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+              AND EXISTS (SELECT 1 FROM ofs_live_change c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
+    INSERT INTO ofs_live_vis
+    SELECT r.role, r.tbl, r.cond, x.pk, x."row"
+      FROM ofs.scope_rows(r.role, r.tbl, r.cond,
+                          (SELECT jsonb_agg(DISTINCT c.pk) FROM ofs_live_change c
+                            WHERE c.tbl = r.tbl
+                              AND c.f IN (SELECT l.f FROM ofs_live_dev l WHERE l.fast AND l.role = r.role))) x;
+  END LOOP;
+
+  -- What each device gets: the row if it is in scope, its removal if the
+  -- device holds it and it is not.
+  INSERT INTO ofs_live_out
+  SELECT l.ord, c.idx, c.tbl, c.tname, c.pk,
+         CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL
+    FROM ofs_live_dev l
+    JOIN ofs_live_change c ON c.f = l.f
+    JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
+    LEFT JOIN ofs_live_vis v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
+                            AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
+    LEFT JOIN ofs.device_row h ON h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL
+   WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL);
+
+  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen)
+  SELECT l.device, o.tbl, o.pk, l.v FROM ofs_live_out o JOIN ofs_live_dev l ON l.ord = o.ord
+   WHERE o.op = 'upsert' AND NOT o.held
+  ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+  UPDATE ofs.device_row h SET gone_page = l.new_page
+    FROM ofs_live_out o JOIN ofs_live_dev l ON l.ord = o.ord
+   WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
+  DELETE FROM ofs.device_row h USING ofs_live_dev l
+   WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
+
+  UPDATE ofs.device dv
+     SET page_seq = CASE WHEN EXISTS (SELECT 1 FROM ofs_live_out o WHERE o.ord = l.ord) THEN l.new_page
+                         ELSE dv.page_seq END,
+         last_contact = now(),
+         last_cursor = jsonb_build_object('f', coalesce(fd.last_cursor, l.f), 'v', l.v,
+                                          'p', CASE WHEN EXISTS (SELECT 1 FROM ofs_live_out o WHERE o.ord = l.ord)
+                                                    THEN l.new_page ELSE l.p END, 's', '[]'::jsonb)::text,
+         caught_up_at = CASE WHEN coalesce(fd.n, 0) < room THEN now() ELSE dv.caught_up_at END
+    FROM ofs_live_dev l LEFT JOIN ofs_live_feed fd ON fd.f = l.f
+   WHERE l.fast AND dv.device = l.device AND fd.f IS NOT NULL;
+
+  RETURN QUERY
+  SELECT l.ord::int,
+         jsonb_build_object('cursor', dv.last_cursor, 'more', coalesce(fd.n, 0) >= room,
+                            'changes', coalesce((SELECT jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
+                                                        || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row")
+                                                                ELSE '{}' END
+                                                        ORDER BY o.idx)
+                                                   FROM ofs_live_out o WHERE o.ord = l.ord), '[]'))
+    FROM ofs_live_dev l JOIN ofs_live_feed fd ON fd.f = l.f JOIN ofs.device dv ON dv.device = l.device
+   WHERE l.fast;
+
+  -- The rest, one by one.
+  FOR d IN SELECT a.i, a.device, a.since, a.confirmed
+             FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+            WHERE NOT EXISTS (SELECT 1 FROM ofs_live_dev l WHERE l.ord = a.i AND l.fast) LOOP
+    BEGIN
+      ord := d.i;
+      result := ofs.pull(d.device, d.since, room, d.confirmed);
+      RETURN NEXT;
+    EXCEPTION WHEN OTHERS THEN
+      ord := d.i;
+      result := jsonb_build_object('error', SQLERRM, 'sqlstate', SQLSTATE);
+      RETURN NEXT;
+    END;
+  END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION ofs.pull_live(text[], text[], text[], int) FROM PUBLIC;

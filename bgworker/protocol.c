@@ -276,12 +276,17 @@ HandlePush(Session *s, json_t *id, json_t *msg)
 	text = json_dumps(muts, JSON_COMPACT);
 	args[0] = s->device;
 	args[1] = text;
-	WorkerSql("SELECT jsonb_build_object('results', coalesce(jsonb_agg(jsonb_strip_nulls(to_jsonb(r))), '[]'))::text,"
+	WorkerSql("SELECT jsonb_build_object('results', coalesce(jsonb_agg("
+			  "         jsonb_build_object('operation_id', r.operation_id, 'status', r.status)"
+			  "         || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message))"
+			  "         || CASE WHEN r.hint IS NULL THEN '{}' ELSE jsonb_build_object('hint', r.hint) END"
+			  "         ORDER BY r.ord), '[]'))::text,"
 			  "       count(*) FILTER (WHERE r.status = 'applied'),"
 			  "       count(*) FILTER (WHERE r.status = 'duplicate'),"
 			  "       count(*) FILTER (WHERE r.status = 'rejected'),"
 			  "       count(*) FILTER (WHERE r.status = 'conflict')"
-			  "  FROM ofs.apply_batch($1, $2::jsonb) r", 2, args, &res);
+			  "  FROM ofs.apply_batch($1, $2::jsonb) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord)",
+			  2, args, &res);
 	free(text);
 	if (res.ok && res.nvalues == 5)
 	{
@@ -399,6 +404,97 @@ ProtocolLive(Session *s)
 	if (!s->live || s->state != SESSION_READY || s->out_bytes > OFS_MAX_QUEUED_BYTES / 4)
 		return;
 	Pull(s, NULL, s->cursor, OFS_MAX_ROWS, s->acked, false);
+}
+
+typedef struct LiveBatch
+{
+	Session   **list;
+	int			n;
+} LiveBatch;
+
+/* LiveResult sends one device's share of a batch of live pulls. */
+static void
+LiveResult(void *arg, char **cols, int ncols)
+{
+	LiveBatch  *b = (LiveBatch *) arg;
+	int			ord = ncols >= 2 && cols[0] ? atoi(cols[0]) : 0;
+	Session    *s;
+	json_t	   *res;
+	json_t	   *changes;
+
+	if (ord < 1 || ord > b->n || cols[1] == NULL)
+		return;
+	s = b->list[ord - 1];
+	res = json_loads(cols[1], 0, NULL);
+	if (res == NULL)
+		return;
+	if (json_is_string(json_object_get(res, "error")))
+	{
+		const char *state = json_string_value(json_object_get(res, "sqlstate"));
+
+		OfsRecordError(json_string_value(json_object_get(res, "error")));
+		if (state && strcmp(state, "28000") == 0)
+		{
+			ProtocolSendError(s, NULL, "revoked", json_string_value(json_object_get(res, "error")),
+							  state, false);
+			SessionClose(s, 4003, "device revoked");
+		}
+		s->live_pending = false;
+		json_decref(res);
+		return;
+	}
+	changes = json_object_get(res, "changes");
+	SessionSetString(&s->cursor, json_string_value(json_object_get(res, "cursor")));
+	s->live_pending = json_is_true(json_object_get(res, "more"));
+	if (json_array_size(changes) > 0)
+	{
+		Reply(s, "changes", NULL, cols[1]);
+		OfsCount(OFS_STAT_ROWS_SENT, (int64) json_array_size(changes));
+	}
+	json_decref(res);
+}
+
+/*
+ * ProtocolLiveBatch pulls for many live devices in one call of
+ * ofs.pull_live, which reads the feed and the rows once for all of them.
+ */
+void
+ProtocolLiveBatch(Session **list, int n)
+{
+	json_t	   *devices = json_array();
+	json_t	   *cursors = json_array();
+	json_t	   *acked = json_array();
+	const char *args[3];
+	char	   *texts[3];
+	SqlResult	res;
+	LiveBatch	b = {list, n};
+
+	for (int i = 0; i < n; i++)
+	{
+		json_array_append_new(devices, json_string(list[i]->device));
+		json_array_append_new(cursors, list[i]->cursor ? json_string(list[i]->cursor) : json_null());
+		json_array_append_new(acked, list[i]->acked ? json_string(list[i]->acked) : json_null());
+		/* A device with nothing new is not asked again until the next commit. */
+		list[i]->live_pending = false;
+	}
+	texts[0] = json_dumps(devices, JSON_COMPACT);
+	texts[1] = json_dumps(cursors, JSON_COMPACT);
+	texts[2] = json_dumps(acked, JSON_COMPACT);
+	json_decref(devices);
+	json_decref(cursors);
+	json_decref(acked);
+	for (int i = 0; i < 3; i++)
+		args[i] = texts[i];
+	WorkerSqlRows("SELECT ord, result::text FROM ofs.pull_live("
+				  "ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
+				  "ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
+				  "ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))",
+				  3, args, LiveResult, &b, &res);
+	if (!res.ok)
+		OfsRecordError(res.message);
+	SqlResultFree(&res);
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
 }
 
 /* ProtocolHandle answers one message of a device. */

@@ -44,6 +44,17 @@ Transient(const char *sqlstate)
 void
 WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res)
 {
+	WorkerSqlRows(sql, nargs, args, NULL, NULL, res);
+}
+
+/*
+ * WorkerSqlRows is WorkerSql that also hands every row's columns to fn,
+ * inside the transaction; fn must not raise errors.
+ */
+void
+WorkerSqlRows(const char *sql, int nargs, const char *const *args,
+			  SqlRowFn fn, void *arg, SqlResult *res)
+{
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	memset(res, 0, sizeof(*res));
@@ -70,10 +81,24 @@ WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res)
 			values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
 			nulls[i] = args[i] ? ' ' : 'n';
 		}
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 1);
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, fn ? 0 : 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "%s failed: %s", sql, SPI_result_code_string(rc));
-		if (SPI_processed == 1)
+		if (fn)
+		{
+			uint64		row;
+
+			for (row = 0; row < SPI_processed; row++)
+			{
+				char	   *cols[SQL_MAX_VALUES];
+				int			ncols = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
+
+				for (i = 0; i < ncols; i++)
+					cols[i] = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, i + 1);
+				fn(arg, cols, ncols);
+			}
+		}
+		else if (SPI_processed == 1)
 		{
 			res->nvalues = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
 			for (i = 0; i < res->nvalues; i++)

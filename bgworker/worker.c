@@ -290,20 +290,44 @@ WaitForExtension(void)
 	}
 }
 
-/* LiveRound pushes new changes to the live devices that may have some. */
+/*
+ * LiveRound pushes new changes to the live devices that may have some, in
+ * batches (ofs.pull_live).  A device whose last push is still queued waits:
+ * a slow reader is not fed faster than it reads.
+ */
+#define LIVE_BATCH 500
+
 static void
 LiveRound(void)
 {
+	Session    *batch[LIVE_BATCH];
+	int			n = 0;
 	Session    *s;
-	Session    *next;
 
 	live_scheduled = false;
-	for (s = sessions; s; s = next)
+	for (s = sessions; s; s = s->next)
 	{
-		next = s->next;
-		if (s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL)
-			ProtocolLive(s);
+		bool		dup = false;
+
+		if (!(s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL))
+			continue;
+		/* A device connected twice is pulled for once per batch. */
+		for (int i = 0; i < n && !dup; i++)
+			dup = strcmp(batch[i]->device, s->device) == 0;
+		if (dup)
+		{
+			live_scheduled = true;
+			continue;
+		}
+		batch[n++] = s;
+		if (n == LIVE_BATCH)
+		{
+			ProtocolLiveBatch(batch, n);
+			n = 0;
+		}
 	}
+	if (n > 0)
+		ProtocolLiveBatch(batch, n);
 	for (s = sessions; s; s = s->next)
 		if (s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL)
 			live_scheduled = true;

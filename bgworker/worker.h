@@ -92,6 +92,7 @@ extern void ProtocolHandle(Session *s, const char *text, size_t len);
 extern void ProtocolSendError(Session *s, const void *id, const char *code,
 							  const char *message, const char *sqlstate, bool retry);
 extern void ProtocolLive(Session *s);
+extern void ProtocolLiveBatch(Session **list, int n);
 extern void ProtocolCheckDevices(void);
 
 /* sql.c */
@@ -107,7 +108,11 @@ typedef struct SqlResult
 	bool		retry;			/* the same request may succeed later */
 } SqlResult;
 
+typedef void (*SqlRowFn) (void *arg, char **cols, int ncols);
+
 extern void WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res);
+extern void WorkerSqlRows(const char *sql, int nargs, const char *const *args,
+						  SqlRowFn fn, void *arg, SqlResult *res);
 extern void SqlResultFree(SqlResult *res);
 
 #endif							/* OFS_WORKER_H */

@@ -46,7 +46,11 @@ count_pg_regress() {
   echo "$ok $failed"
 }
 
-ofs_cluster_init "$TMP/cluster" >"$TMP/init.log" 2>&1 || {
+# The sync workers serve database ofs_e2e (created by the end-to-end tests)
+# on a port of their own.
+OFS_WS_PORT=$(ofs_free_port); export OFS_WS_PORT
+ofs_cluster_init "$TMP/cluster" "ofs.port = $OFS_WS_PORT" "ofs.database = 'ofs_e2e'" \
+  >"$TMP/init.log" 2>&1 || {
   cat "$TMP/init.log"; echo "could not start the test cluster"; echo "0 passed, 1 failed"; exit 1; }
 
 if wants regress; then
