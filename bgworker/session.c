@@ -119,6 +119,8 @@ SessionClose(Session *s, int code, const char *reason)
 	s->live = false;
 	s->close_code = code;
 	strlcpy(s->close_reason, reason, sizeof(s->close_reason));
+	/* A device that does not read never lets the close go out: drop it. */
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
 	lws_callback_on_writable(s->wsi);
 }
 

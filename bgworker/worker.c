@@ -528,8 +528,28 @@ WorkerInit(void)
 							NULL, &ofs_max_messages_per_second, 200, 1, 1000000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("ofs.compact_interval", "How often the maintenance worker compacts the changes feed (0: never).",
+							NULL, &ofs_compact_interval_s, 600, 0, INT_MAX / 1000, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("ofs.feed_retention", "How long the changes feed keeps superseded entries and deletions.",
+							   NULL, &ofs_feed_retention, "7 days", PGC_SIGHUP, 0, NULL, NULL, NULL);
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	if (ofs_workers > 0)
+	{
+		BackgroundWorker worker = {
+			.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+			.bgw_start_time = BgWorkerStart_RecoveryFinished,
+			.bgw_restart_time = 10,
+		};
+
+		strlcpy(worker.bgw_library_name, "ofs", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "ofs_maintenance_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "ofs maintenance", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "ofs maintenance", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
 	for (int i = 0; i < ofs_workers; i++)
 	{
 		BackgroundWorker worker = {

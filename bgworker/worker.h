@@ -27,6 +27,8 @@ extern char *ofs_tls_cert_file;
 extern char *ofs_tls_key_file;
 extern int	ofs_statement_timeout_ms;
 extern int	ofs_max_messages_per_second;
+extern int	ofs_compact_interval_s;
+extern char *ofs_feed_retention;
 
 #define OFS_MAX_BATCH			1000
 #define OFS_MAX_ROWS			1000
