@@ -1340,14 +1340,21 @@ BEGIN
     END;
   END IF;
   DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.gone_page <= coalesce(conf_page, 0);
+  -- Removals owed are marked with the largest page number until a page
+  -- carries them: one that does not fit in this page stays owed.
+  UPDATE ofs.device_row d SET gone_page = 9223372036854775807
+   WHERE d.device = dev.device AND d.gone_page > since_page AND d.gone_page < 9223372036854775807;
   FOR r IN SELECT d.tbl, d.pk FROM ofs.device_row d
-            WHERE d.device = dev.device AND d.gone_page > since_page
-            ORDER BY d.gone_page, d.tbl, d.pk LIMIT room LOOP
+            WHERE d.device = dev.device AND d.gone_page = 9223372036854775807
+            ORDER BY d.tbl, d.pk LIMIT room + 1 LOOP
+    IF cardinality(out) >= room THEN
+      more := true;
+      EXIT;
+    END IF;
     out := out || jsonb_build_object('table', ofs.table_name(r.tbl), 'op', 'delete', 'pk', r.pk);
     UPDATE ofs.device_row d SET gone_page = new_page
      WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = r.pk;
   END LOOP;
-  more := cardinality(out) >= room;
 
   -- Snapshots first: each table's rows in scope in key order, then the
   -- removal of the rows of older generations not sent again.
