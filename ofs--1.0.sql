@@ -592,6 +592,8 @@ BEGIN
   ON CONFLICT ON CONSTRAINT device_pkey DO UPDATE
      SET role = EXCLUDED.role, token_sha256 = EXCLUDED.token_sha256, created_at = now(),
          expires_at = EXCLUDED.expires_at, revoked_at = NULL;
+  -- A device that changes role sees other rows: it re-snapshots everything.
+  PERFORM ofs.resnapshot_device(device);
   RETURN token;
 END $$;
 COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
@@ -1044,6 +1046,19 @@ CREATE INDEX device_row_gone ON ofs.device_row (device, gone_page) WHERE gone_pa
 COMMENT ON TABLE ofs.device_row IS
     'The rows each device holds (or was just told to remove); maintained by ofs.pull';
 
+-- ofs.resnapshot_device makes a device's next pull re-read every table it
+-- subscribes to, removing the rows no longer in its scope: for changes of
+-- scope that change no row (a new role, a changed policy or membership).
+CREATE FUNCTION ofs.resnapshot_device(device text)
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+  UPDATE ofs.device_shape s SET version = nextval('ofs.shape_version')
+   WHERE s.device = resnapshot_device.device
+$$;
+COMMENT ON FUNCTION ofs.resnapshot_device(text) IS
+    'Make a device re-read all its shapes at its next pull (after a change of policy, membership or role that changes no row)';
+REVOKE ALL ON FUNCTION ofs.resnapshot_device(text) FROM PUBLIC;
+
 CREATE VIEW ofs.subscriptions AS
 SELECT s.device, s.tbl::regclass AS table_name, nullif(f, '') AS filter
   FROM ofs.device_shape s, unnest(s.filters) AS f;
@@ -1134,10 +1149,14 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel regclass;
 BEGIN
-  rel := to_regclass(tbl);
-  IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
-    rel := to_regclass('public.' || tbl);
-  END IF;
+  BEGIN
+    rel := to_regclass(tbl);
+    IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
+      rel := to_regclass('public.' || tbl);
+    END IF;
+  EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
+    rel := NULL;
+  END;
   IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
      OR NOT has_table_privilege(role, rel, 'SELECT') THEN
     RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role
@@ -1275,6 +1294,7 @@ DECLARE
   key text;
   i int;
   rounds int := 0;
+  feed_more boolean;
 BEGIN
   IF max_rows IS NULL OR max_rows < 1 THEN
     RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';
@@ -1285,6 +1305,12 @@ BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(dev.device));
   SELECT * INTO dev FROM ofs.device d WHERE d.device = dev.device;
   new_page := dev.page_seq + 1;
+  -- Tables the device may no longer read (unsynced, dropped, SELECT
+  -- revoked) lose their shapes: the snapshot below removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0
+     AND (NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+          OR coalesce(NOT has_table_privilege(roleid, s.tbl, 'SELECT'), true));
 
   IF since IS NULL THEN
     resnap := true;
@@ -1295,7 +1321,10 @@ BEGIN
       v := (cur->>'v')::bigint;
       since_page := (cur->>'p')::bigint;
       snaps := cur->'s';
-      IF feedc IS NULL OR v IS NULL OR since_page IS NULL OR jsonb_typeof(snaps) IS DISTINCT FROM 'array' THEN
+      IF feedc IS NULL OR v IS NULL OR since_page IS NULL OR jsonb_typeof(snaps) IS DISTINCT FROM 'array'
+         OR EXISTS (SELECT 1 FROM jsonb_array_elements(snaps) e
+                     WHERE jsonb_typeof(e) IS DISTINCT FROM 'object'
+                        OR coalesce(e->>'t', '') !~ '^[0-9]+$' OR coalesce(e->>'g', '') !~ '^[0-9]+$') THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
       END IF;
     EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range
@@ -1415,7 +1444,8 @@ BEGIN
 
   -- Then the feed: each change of a subscribed table becomes the row as the
   -- role sees it now (an upsert), or the removal of a row the device holds.
-  WHILE NOT more AND cardinality(out) < room AND rounds < 20 LOOP
+  feed_more := NOT more;
+  WHILE feed_more AND cardinality(out) < room AND rounds < 20 LOOP
     rounds := rounds + 1;
     want := room - cardinality(out);
     SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
@@ -1423,7 +1453,10 @@ BEGIN
       INTO f_cursor, f_tbl, f_pk
       FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
                                                           operation_id, hlc, changed_columns, ord);
-    EXIT WHEN f_cursor IS NULL;
+    IF f_cursor IS NULL THEN
+      feed_more := false;
+      EXIT;
+    END IF;
     vis := '{}';
     held := '{}';
     FOR r IN SELECT s.tbl, s.filters FROM ofs.device_shape s
@@ -1456,8 +1489,9 @@ BEGIN
       END IF;
     END LOOP;
     feedc := f_cursor[cardinality(f_cursor)];
-    more := cardinality(f_cursor) >= want;
+    feed_more := cardinality(f_cursor) >= want;
   END LOOP;
+  more := more OR feed_more;
 
   IF cardinality(out) > 0 THEN
     since_page := new_page;
@@ -1639,12 +1673,17 @@ BEGIN
             WHERE l.fast
               AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
               AND EXISTS (SELECT 1 FROM ofs_live_change c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
-    INSERT INTO ofs_live_vis
-    SELECT r.role, r.tbl, r.cond, x.pk, x."row"
-      FROM ofs.scope_rows(r.role, r.tbl, r.cond,
-                          (SELECT jsonb_agg(DISTINCT c.pk) FROM ofs_live_change c
-                            WHERE c.tbl = r.tbl
-                              AND c.f IN (SELECT l.f FROM ofs_live_dev l WHERE l.fast AND l.role = r.role))) x;
+    BEGIN
+      INSERT INTO ofs_live_vis
+      SELECT r.role, r.tbl, r.cond, x.pk, x."row"
+        FROM ofs.scope_rows(r.role, r.tbl, r.cond,
+                            (SELECT jsonb_agg(DISTINCT c.pk) FROM ofs_live_change c
+                              WHERE c.tbl = r.tbl
+                                AND c.f IN (SELECT l.f FROM ofs_live_dev l WHERE l.fast AND l.role = r.role))) x;
+    EXCEPTION WHEN OTHERS THEN
+      -- The role may no longer read the table (say): ofs.pull sorts it out.
+      UPDATE ofs_live_dev l SET fast = false WHERE l.role = r.role;
+    END;
   END LOOP;
 
   -- What each device gets: the row if it is in scope, its removal if the

@@ -214,13 +214,15 @@ changes(PG_FUNCTION_ARGS)
 		Oid			tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
 		char		op = DatumGetChar(SPI_getbinval(t, d, 4, &isnull));
 		char	   *site;
+		/* the name cache lives as long as the call, not in rowcxt */
+		char	   *tname = TableNameOf(names, &nnames, tbl);
 		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
 		site = SPI_getvalue(t, d, 6);
 
 		memset(nulls, false, sizeof(nulls));
 		values[0] = CStringGetTextDatum(i == n - 1 ? complete : psprintf("%s" INT64_FORMAT, partial, seq));
-		values[1] = CStringGetTextDatum(TableNameOf(names, &nnames, tbl));
+		values[1] = CStringGetTextDatum(tname);
 		values[2] = SPI_getbinval(t, d, 3, &isnull);
 		values[3] = CStringGetTextDatum(op == 'I' ? "insert" : op == 'U' ? "update" : "delete");
 		values[4] = SPI_getbinval(t, d, 5, &nulls[4]);

@@ -12,6 +12,7 @@
 #include "ofs.h"
 
 #include "access/relation.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -21,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(scope_rows);
 PG_FUNCTION_INFO_V1(scope_page);
@@ -100,7 +102,18 @@ ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber 
 static Oid
 CheckRole(Oid role)
 {
-	if (!OidIsValid(role) || superuser_arg(role))
+	HeapTuple	tup = OidIsValid(role) ? SearchSysCache1(AUTHOID, ObjectIdGetDatum(role)) : NULL;
+	bool		refused = true;
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_authid a = (Form_pg_authid) GETSTRUCT(tup);
+
+		/* Row-level security must apply: no superuser, no BYPASSRLS. */
+		refused = a->rolsuper || a->rolbypassrls;
+		ReleaseSysCache(tup);
+	}
+	if (refused)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("rows are read for devices as an ordinary role")));

@@ -13,6 +13,7 @@
 #include "ofs.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/pg_attribute.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -265,6 +266,20 @@ shape_filter(PG_FUNCTION_ARGS)
 	ShapeWalk	w;
 	SPIPlanPtr	plan;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the table of a filter must not be null")));
+	/* The table must exist, and stay until the end of the transaction. */
+	{
+		Relation	rel = try_relation_open(relid, AccessShareLock);
+
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+		relation_close(rel, NoLock);
+	}
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	filter = text_to_cstring(PG_GETARG_TEXT_PP(1));

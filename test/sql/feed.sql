@@ -238,4 +238,5 @@ DROP ROLE feed_owner;
 DROP VIEW things_view;
 DROP TABLE no_key, orders;
 SELECT ofs.unsync_table('things');
+DROP FUNCTION pg_temp.thing(jsonb);
 DROP TABLE things;
