@@ -1,0 +1,78 @@
+/*
+ * internal.h: what the files of libofs share.
+ *
+ * store.c: the device database (ofs's tables, meta, SQL functions, local
+ * tables and their triggers from the origin's schema); outbox.c: intents
+ * to push and what the origin answered; reconcile.c: applying the origin's
+ * changes and replaying pending intents on top; transport.c: the WebSocket
+ * connection; sync.c: the sync cycle and live mode; hlc.c: the clock, ids
+ * and backoff.
+ */
+#ifndef OFS_INTERNAL_H
+#define OFS_INTERNAL_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "libofs.h"
+
+struct ofs_db
+{
+	sqlite3    *sql;
+	char		err[1024];
+	ofs_callbacks cb;
+	void	   *user;
+	int			capturing;		/* 0 while origin changes are applied */
+	int64_t		hlc_last;
+	volatile sig_atomic_t stop;
+	char	   *status_text;	/* returned by ofs_status */
+	char	   *rejected_text;	/* returned by ofs_rejected */
+	/* Statements that write local rows, by their SQL (see reconcile.c). */
+	struct
+	{
+		char	   *sql;
+		sqlite3_stmt *st;
+	}			stmts[32];
+	int			nstmts;
+};
+
+/* store.c */
+ofs_rc		ofs_fail(ofs_db *db, ofs_rc rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+ofs_rc		ofs_sqlfail(ofs_db *db, const char *what);
+ofs_rc		ofs_exec(ofs_db *db, const char *sql);
+char	   *ofs_meta_get(ofs_db *db, const char *key);	/* malloc'd, NULL if absent */
+ofs_rc		ofs_meta_set(ofs_db *db, const char *key, const char *value);
+ofs_rc		ofs_install_schema(ofs_db *db, json_t *schema);
+/* The local name of an origin table, or NULL if the device has no such table (malloc'd). */
+char	   *ofs_local_table(ofs_db *db, const char *origin);
+
+/* outbox.c */
+json_t	   *ofs_outbox_batch(ofs_db *db, int max);
+ofs_rc		ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *stats);
+int64_t		ofs_outbox_count(ofs_db *db);
+
+/* reconcile.c */
+ofs_rc		ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor);
+ofs_rc		ofs_upsert_row(ofs_db *db, const char *local, json_t *row);
+ofs_rc		ofs_delete_row(ofs_db *db, const char *local, json_t *pk);
+ofs_rc		ofs_replay_pending(ofs_db *db, json_t *touched);
+void		ofs_free_statements(ofs_db *db);
+
+/* transport.c */
+typedef struct ofs_conn ofs_conn;
+ofs_rc		ofs_conn_open(ofs_db *db, const char *url, int timeout_ms, ofs_conn **out);
+/* Sends msg (stolen) with a fresh id and waits for its answer (*answer owned by the caller). */
+ofs_rc		ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms);
+ofs_rc		ofs_conn_send(ofs_conn *c, json_t *msg);	/* msg stolen; no answer expected */
+/* Waits up to timeout_ms for a message the origin sent on its own; *msg NULL on timeout. */
+ofs_rc		ofs_conn_next(ofs_conn *c, int timeout_ms, json_t **msg);
+int			ofs_conn_closed(ofs_conn *c, int *code);
+void		ofs_conn_close(ofs_conn *c);
+
+/* hlc.c */
+int64_t		ofs_now_ms(void);
+void		ofs_op_id(char out[33]);
+
+#endif							/* OFS_INTERNAL_H */

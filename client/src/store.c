@@ -1,0 +1,718 @@
+/*
+ * store.c: the device database.
+ *
+ * ofs keeps its own state in tables prefixed _ofs_ in the application's
+ * SQLite file: meta (url, token, cursor, clock, roles), the shapes, the
+ * synced tables and their origin schema, the outbox of intents, rejected
+ * intents, conflicts, and the transition rules received from the origin.
+ * Local tables are created from the origin's schema; triggers on them
+ * capture every write as an intent in the same transaction, and refuse a
+ * forbidden transition at once.  The triggers call SQL functions that only
+ * a connection opened by ofs_open has, so that no other connection can
+ * write a synced table without its intent.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const ofs_tables_sql =
+	"PRAGMA journal_mode = WAL;"
+	"PRAGMA synchronous = NORMAL;"
+	"CREATE TABLE IF NOT EXISTS _ofs_meta (key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE TABLE IF NOT EXISTS _ofs_shapes (tbl TEXT NOT NULL, filter TEXT NOT NULL DEFAULT '',"
+	"  PRIMARY KEY (tbl, filter));"
+	"CREATE TABLE IF NOT EXISTS _ofs_tables (origin TEXT PRIMARY KEY, local TEXT NOT NULL UNIQUE,"
+	"  pk TEXT NOT NULL, columns TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS _ofs_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL,"
+	"  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS _ofs_outbox_row ON _ofs_outbox (tbl, pk);"
+	"CREATE TABLE IF NOT EXISTS _ofs_rejected (op_id TEXT PRIMARY KEY, tbl TEXT, op TEXT, pk TEXT,"
+	"  data TEXT, sqlstate TEXT, message TEXT, hint TEXT, at INTEGER);"
+	"CREATE TABLE IF NOT EXISTS _ofs_conflicts (op_id TEXT PRIMARY KEY, tbl TEXT, pk TEXT, data TEXT, at INTEGER);"
+	"CREATE TABLE IF NOT EXISTS _ofs_rules (tbl TEXT NOT NULL, col TEXT NOT NULL, from_state TEXT,"
+	"  to_state TEXT NOT NULL, role TEXT);";
+
+ofs_rc
+ofs_fail(ofs_db *db, ofs_rc rc, const char *fmt, ...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(db->err, sizeof(db->err), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+ofs_rc
+ofs_sqlfail(ofs_db *db, const char *what)
+{
+	return ofs_fail(db, OFS_ERROR, "%s: %s", what, sqlite3_errmsg(db->sql));
+}
+
+ofs_rc
+ofs_exec(ofs_db *db, const char *sql)
+{
+	char	   *msg = NULL;
+
+	if (sqlite3_exec(db->sql, sql, NULL, NULL, &msg) != SQLITE_OK)
+	{
+		ofs_fail(db, OFS_ERROR, "%s", msg ? msg : sqlite3_errmsg(db->sql));
+		sqlite3_free(msg);
+		return OFS_ERROR;
+	}
+	return OFS_OK;
+}
+
+char *
+ofs_meta_get(ofs_db *db, const char *key)
+{
+	sqlite3_stmt *st;
+	char	   *v = NULL;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT value FROM _ofs_meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = strdup((const char *) sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+ofs_rc
+ofs_meta_set(ofs_db *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st;
+	int			rc;
+
+	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_meta (key, value) VALUES (?1, ?2)"
+						   " ON CONFLICT (key) DO UPDATE SET value = excluded.value", -1, &st, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "meta");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (value)
+		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? OFS_OK : ofs_sqlfail(db, "meta");
+}
+
+/* SQL function ofs_capturing(): 1 unless origin changes are being applied. */
+static void
+FnCapturing(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	ofs_db	   *db = sqlite3_user_data(ctx);
+
+	(void) argc;
+	(void) argv;
+	sqlite3_result_int(ctx, db->capturing);
+}
+
+/* SQL function ofs_hlc(): the next value of the device's clock. */
+static void
+FnHlc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	ofs_db	   *db = sqlite3_user_data(ctx);
+
+	(void) argc;
+	(void) argv;
+	db->hlc_last = ofs_hlc_next(db->hlc_last, ofs_now_ms());
+	sqlite3_result_int64(ctx, db->hlc_last);
+}
+
+/* SQL function ofs_opid(): a new operation id. */
+static void
+FnOpId(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	char		id[33];
+
+	(void) argc;
+	(void) argv;
+	ofs_op_id(id);
+	sqlite3_result_text(ctx, id, -1, SQLITE_TRANSIENT);
+}
+
+/* HasRole: is role among the device role's memberships (as the origin said)? */
+static int
+HasRole(ofs_db *db, const char *role)
+{
+	sqlite3_stmt *st;
+	int			yes = 0;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT 1 FROM _ofs_meta m, json_each(m.value) r"
+						   " WHERE m.key = 'roles' AND json_valid(m.value) AND r.value = ?1", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
+	yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
+/* AllowedStates lists the states reachable from `from` (for messages). */
+static char *
+AllowedStates(ofs_db *db, const char *tbl, const char *col, const char *from)
+{
+	sqlite3_stmt *st;
+	char	   *list = NULL;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT group_concat(to_state || CASE WHEN role IS NULL THEN ''"
+						   " ELSE ' (by ' || role || ')' END, ', ') FROM _ofs_rules"
+						   " WHERE tbl = ?1 AND col = ?2 AND from_state IS ?3", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+	if (from)
+		sqlite3_bind_text(st, 3, from, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		list = strdup((const char *) sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return list;
+}
+
+/*
+ * SQL function ofs_check_transition(tbl, col, old, new): raises the
+ * origin's kind of error when the rules received from the origin do not
+ * allow old -> new (or new as an initial state when old is NULL and the
+ * row is inserted), or when the edge needs a role the device lacks.
+ */
+static void
+FnCheckTransition(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	ofs_db	   *db = sqlite3_user_data(ctx);
+	const char *tbl = (const char *) sqlite3_value_text(argv[0]);
+	const char *col = (const char *) sqlite3_value_text(argv[1]);
+	const char *from = sqlite3_value_type(argv[2]) == SQLITE_NULL ? NULL : (const char *) sqlite3_value_text(argv[2]);
+	const char *to = sqlite3_value_type(argv[3]) == SQLITE_NULL ? NULL : (const char *) sqlite3_value_text(argv[3]);
+	int			inserting = argc > 4 && sqlite3_value_int(argv[4]);
+	sqlite3_stmt *st;
+	int			edges = 0;
+	int			found = 0;
+	char	   *role = NULL;
+	char	   *allowed;
+	char	   *msg;
+
+	if (!tbl || !col)
+		return;
+	if (sqlite3_prepare_v2(db->sql, "SELECT count(*), max(from_state IS ?3 AND to_state IS ?4),"
+						   " max(CASE WHEN from_state IS ?3 AND to_state IS ?4 THEN coalesce(role, '') END)"
+						   " FROM _ofs_rules WHERE tbl = ?1 AND col = ?2 AND (from_state IS NULL) = ?5",
+						   -1, &st, NULL) != SQLITE_OK)
+	{
+		sqlite3_result_error(ctx, sqlite3_errmsg(db->sql), -1);
+		return;
+	}
+	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+	if (from && !inserting)
+		sqlite3_bind_text(st, 3, from, -1, SQLITE_STATIC);
+	if (to)
+		sqlite3_bind_text(st, 4, to, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, inserting);
+	if (sqlite3_step(st) == SQLITE_ROW)
+	{
+		edges = sqlite3_column_int(st, 0);
+		found = sqlite3_column_int(st, 1);
+		if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+			role = strdup((const char *) sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	if (edges == 0)
+	{
+		/* No rules (or no initial states) for this column: anything goes. */
+		free(role);
+		sqlite3_result_int(ctx, 1);
+		return;
+	}
+	if (found && (role == NULL || role[0] == '\0' || HasRole(db, role)))
+	{
+		free(role);
+		sqlite3_result_int(ctx, 1);
+		return;
+	}
+	allowed = AllowedStates(db, tbl, col, inserting ? NULL : from);
+	if (found)
+		msg = sqlite3_mprintf("transition of %s.%s from \"%s\" to \"%s\" requires role %s (ofs OF002); allowed next states: %s",
+							  tbl, col, from ? from : "NULL", to ? to : "NULL", role, allowed ? allowed : "none");
+	else if (inserting)
+		msg = sqlite3_mprintf("\"%s\" is not an initial state of %s.%s (ofs OF004); allowed: %s",
+							  to ? to : "NULL", tbl, col, allowed ? allowed : "none");
+	else
+		msg = sqlite3_mprintf("transition of %s.%s from \"%s\" to \"%s\" is not allowed (ofs OF001); allowed next states: %s",
+							  tbl, col, from ? from : "NULL", to ? to : "NULL", allowed ? allowed : "none");
+	sqlite3_result_error(ctx, msg ? msg : "transition not allowed", -1);
+	sqlite3_result_error_code(ctx, SQLITE_CONSTRAINT);
+	sqlite3_free(msg);
+	free(allowed);
+	free(role);
+}
+
+ofs_rc
+ofs_open(const char *path, ofs_db **out)
+{
+	ofs_db	   *db = calloc(1, sizeof(ofs_db));
+	char	   *last;
+
+	*out = db;
+	if (db == NULL)
+		return OFS_ERROR;
+	db->capturing = 1;
+	if (path == NULL)
+		return ofs_fail(db, OFS_MISUSE, "no database path");
+	if (sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "cannot open the device database");
+	sqlite3_busy_timeout(db->sql, 5000);
+	if (sqlite3_create_function(db->sql, "ofs_capturing", 0, SQLITE_UTF8, db, FnCapturing, NULL, NULL) != SQLITE_OK ||
+		sqlite3_create_function(db->sql, "ofs_hlc", 0, SQLITE_UTF8, db, FnHlc, NULL, NULL) != SQLITE_OK ||
+		sqlite3_create_function(db->sql, "ofs_opid", 0, SQLITE_UTF8, db, FnOpId, NULL, NULL) != SQLITE_OK ||
+		sqlite3_create_function(db->sql, "ofs_check_transition", 5, SQLITE_UTF8, db, FnCheckTransition, NULL, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "cannot register ofs's SQL functions");
+	if (ofs_exec(db, ofs_tables_sql) != OFS_OK)
+		return OFS_ERROR;
+	/* The clock resumes after the last value it handed out. */
+	last = ofs_meta_get(db, "hlc");
+	if (last)
+		db->hlc_last = strtoll(last, NULL, 10);
+	free(last);
+	{
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(db->sql, "SELECT max(hlc) FROM _ofs_outbox", -1, &st, NULL) == SQLITE_OK)
+		{
+			if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > db->hlc_last)
+				db->hlc_last = sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+		}
+	}
+	return OFS_OK;
+}
+
+void
+ofs_close(ofs_db *db)
+{
+	if (db == NULL)
+		return;
+	if (db->sql)
+	{
+		char		buf[32];
+
+		snprintf(buf, sizeof(buf), "%lld", (long long) db->hlc_last);
+		if (db->hlc_last)
+			ofs_meta_set(db, "hlc", buf);
+		ofs_free_statements(db);
+		sqlite3_close_v2(db->sql);
+	}
+	free(db->status_text);
+	free(db->rejected_text);
+	free(db);
+}
+
+sqlite3 *
+ofs_sqlite(ofs_db *db)
+{
+	return db ? db->sql : NULL;
+}
+
+const char *
+ofs_errmsg(ofs_db *db)
+{
+	return db ? db->err : "out of memory";
+}
+
+void
+ofs_set_callbacks(ofs_db *db, const ofs_callbacks *callbacks, void *user)
+{
+	if (callbacks)
+		db->cb = *callbacks;
+	else
+		memset(&db->cb, 0, sizeof(db->cb));
+	db->user = user;
+}
+
+ofs_rc
+ofs_configure(ofs_db *db, const char *url, const char *token)
+{
+	if (url == NULL || token == NULL ||
+		(strncmp(url, "ws://", 5) != 0 && strncmp(url, "wss://", 6) != 0))
+		return ofs_fail(db, OFS_MISUSE, "a URL (ws:// or wss://) and a token are needed");
+	if (ofs_meta_set(db, "url", url) != OFS_OK || ofs_meta_set(db, "token", token) != OFS_OK)
+		return OFS_ERROR;
+	return OFS_OK;
+}
+
+static ofs_rc
+ShapeChange(ofs_db *db, const char *table, const char *filter, int add)
+{
+	sqlite3_stmt *st;
+	int			rc;
+
+	if (table == NULL || table[0] == '\0')
+		return ofs_fail(db, OFS_MISUSE, "a table name is needed");
+	if (sqlite3_prepare_v2(db->sql, add ? "INSERT OR IGNORE INTO _ofs_shapes (tbl, filter) VALUES (?1, ?2)"
+						   : "DELETE FROM _ofs_shapes WHERE tbl = ?1 AND filter = ?2", -1, &st, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "shapes");
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, filter ? filter : "", -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ofs_sqlfail(db, "shapes");
+	if (!add && sqlite3_changes(db->sql) == 0)
+		return ofs_fail(db, OFS_MISUSE, "not subscribed to that shape of %s", table);
+	return OFS_OK;
+}
+
+ofs_rc
+ofs_subscribe(ofs_db *db, const char *table, const char *filter)
+{
+	return ShapeChange(db, table, filter, 1);
+}
+
+ofs_rc
+ofs_unsubscribe(ofs_db *db, const char *table, const char *filter)
+{
+	return ShapeChange(db, table, filter, 0);
+}
+
+char *
+ofs_local_table(ofs_db *db, const char *origin)
+{
+	sqlite3_stmt *st;
+	char	   *local = NULL;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT local FROM _ofs_tables WHERE origin = ?1", -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		local = strdup((const char *) sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return local;
+}
+
+/* LocalName: "public.todos" is "todos" on the device; other schemas keep theirs ("sales.x"). */
+static char *
+LocalName(const char *origin)
+{
+	const char *dot = strchr(origin, '.');
+	char	   *s;
+	char	   *w;
+
+	if (strncmp(origin, "public.", 7) == 0)
+		origin += 7;
+	else if (dot == NULL)
+		return strdup(origin);
+	/* The origin quotes names that need it: the device uses them bare. */
+	s = malloc(strlen(origin) + 1);
+	if (s == NULL)
+		return NULL;
+	for (w = s; *origin; origin++)
+		if (*origin != '"')
+			*w++ = *origin;
+	*w = '\0';
+	return s;
+}
+
+/* SqliteType maps a PostgreSQL type to the column type on the device. */
+static const char *
+SqliteType(const char *pgtype)
+{
+	if (strcmp(pgtype, "integer") == 0 || strcmp(pgtype, "bigint") == 0 || strcmp(pgtype, "smallint") == 0 ||
+		strcmp(pgtype, "boolean") == 0 || strcmp(pgtype, "oid") == 0)
+		return "INTEGER";
+	if (strcmp(pgtype, "real") == 0 || strcmp(pgtype, "double precision") == 0)
+		return "REAL";
+	/* numeric stays exact decimal text; dates, uuids, json... their text form */
+	return "TEXT";
+}
+
+/* InstallTable creates the local table and its capture triggers. */
+static ofs_rc
+InstallTable(ofs_db *db, json_t *t)
+{
+	const char *origin = json_string_value(json_object_get(t, "name"));
+	json_t	   *cols = json_object_get(t, "columns");
+	json_t	   *pk = json_object_get(t, "primary_key");
+	json_t	   *tr = json_object_get(t, "transitions");
+	char	   *local;
+	sqlite3_str *ddl;
+	char	   *sql;
+	size_t		i;
+	size_t		j;
+	json_t	   *c;
+	json_t	   *k;
+	ofs_rc		rc = OFS_OK;
+	sqlite3_stmt *st;
+	char	   *coltext;
+	char	   *pktext;
+
+	if (!origin || !json_is_array(cols) || !json_is_array(pk) || json_array_size(pk) == 0)
+		return ofs_fail(db, OFS_PROTOCOL, "the origin's schema of a table lacks a name, columns or a primary key");
+	local = LocalName(origin);
+	if (local == NULL)
+		return ofs_fail(db, OFS_ERROR, "out of memory");
+
+	ddl = sqlite3_str_new(db->sql);
+	sqlite3_str_appendf(ddl, "CREATE TABLE IF NOT EXISTS \"%w\" (", local);
+	json_array_foreach(cols, i, c)
+	{
+		const char *name = json_string_value(json_object_get(c, "name"));
+		const char *type = json_string_value(json_object_get(c, "type"));
+
+		if (!name || !type)
+		{
+			sqlite3_free(sqlite3_str_finish(ddl));
+			free(local);
+			return ofs_fail(db, OFS_PROTOCOL, "a column of %s lacks a name or a type", origin);
+		}
+		sqlite3_str_appendf(ddl, "%s\"%w\" %s", i ? ", " : "", name, SqliteType(type));
+	}
+	sqlite3_str_appendall(ddl, ", PRIMARY KEY (");
+	json_array_foreach(pk, i, k)
+		sqlite3_str_appendf(ddl, "%s\"%w\"", i ? ", " : "", json_string_value(k) ? json_string_value(k) : "");
+	sqlite3_str_appendall(ddl, "));\n");
+
+	/* Capture: inserts name the columns given (NULL: the origin's default). */
+	sqlite3_str_appendf(ddl, "DROP TRIGGER IF EXISTS \"_ofs_i_%w\"; DROP TRIGGER IF EXISTS \"_ofs_u_%w\";"
+						" DROP TRIGGER IF EXISTS \"_ofs_d_%w\"; DROP TRIGGER IF EXISTS \"_ofs_k_%w\";\n",
+						local, local, local, local);
+	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_i_%w\" AFTER INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
+						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at)"
+						" VALUES (ofs_opid(), '%q', 'insert', json_object(", local, local, origin);
+	json_array_foreach(pk, i, k)
+		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
+	sqlite3_str_appendall(ddl, "), (SELECT json_group_object(k, v) FROM (");
+	json_array_foreach(cols, i, c)
+	{
+		const char *name = json_string_value(json_object_get(c, "name"));
+
+		sqlite3_str_appendf(ddl, "%sSELECT '%q' AS k, NEW.\"%w\" AS v WHERE NEW.\"%w\" IS NOT NULL",
+							i ? " UNION ALL " : "", name, name, name);
+	}
+	sqlite3_str_appendall(ddl, ")), ofs_hlc(), unixepoch()); END;\n");
+
+	/* Updates: the changed columns only, with the values they replaced. */
+	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_u_%w\" AFTER UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
+						local, local);
+	json_array_foreach(cols, i, c)
+	{
+		const char *name = json_string_value(json_object_get(c, "name"));
+
+		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
+	}
+	sqlite3_str_appendf(ddl, ") BEGIN INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at)"
+						" VALUES (ofs_opid(), '%q', 'update', json_object(", origin);
+	json_array_foreach(pk, i, k)
+		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
+	for (j = 0; j < 2; j++)
+	{
+		sqlite3_str_appendall(ddl, "), (SELECT json_group_object(k, v) FROM (");
+		json_array_foreach(cols, i, c)
+		{
+			const char *name = json_string_value(json_object_get(c, "name"));
+
+			sqlite3_str_appendf(ddl, "%sSELECT '%q' AS k, %s.\"%w\" AS v WHERE OLD.\"%w\" IS NOT NEW.\"%w\"",
+								i ? " UNION ALL " : "", name, j == 0 ? "NEW" : "OLD", name, name, name);
+		}
+		sqlite3_str_appendall(ddl, ")");
+	}
+	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch()); END;\n");
+
+	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_d_%w\" AFTER DELETE ON \"%w\" WHEN ofs_capturing() BEGIN"
+						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, hlc, created_at)"
+						" VALUES (ofs_opid(), '%q', 'delete', json_object(", local, local, origin);
+	json_array_foreach(pk, i, k)
+		sqlite3_str_appendf(ddl, "%s'%q', OLD.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
+	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch()); END;\n");
+
+	/* A key is the row's identity on both sides: it does not change. */
+	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_k_%w\" BEFORE UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
+						local, local);
+	json_array_foreach(pk, i, k)
+		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", json_string_value(k), json_string_value(k));
+	sqlite3_str_appendall(ddl, ") BEGIN SELECT RAISE(ABORT, 'the primary key of a synced row cannot change; delete it and insert a new one'); END;\n");
+
+	/* Transition rules: checked before the write, offline too. */
+	json_array_foreach(tr, i, c)
+	{
+		const char *col = json_string_value(json_object_get(c, "column"));
+
+		if (!col)
+			continue;
+		sqlite3_str_appendf(ddl, "DROP TRIGGER IF EXISTS \"_ofs_t_%w_%w\"; DROP TRIGGER IF EXISTS \"_ofs_n_%w_%w\";\n",
+							local, col, local, col);
+		sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_t_%w_%w\" BEFORE UPDATE OF \"%w\" ON \"%w\""
+							" WHEN ofs_capturing() AND OLD.\"%w\" IS NOT NEW.\"%w\" BEGIN"
+							" SELECT ofs_check_transition('%q', '%q', OLD.\"%w\", NEW.\"%w\", 0); END;\n",
+							local, col, col, local, col, col, origin, col, col, col);
+		sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_n_%w_%w\" BEFORE INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
+							" SELECT ofs_check_transition('%q', '%q', NULL, NEW.\"%w\", 1); END;\n",
+							local, col, local, origin, col, col);
+	}
+	sql = sqlite3_str_finish(ddl);
+	if (sql == NULL)
+	{
+		free(local);
+		return ofs_fail(db, OFS_ERROR, "out of memory");
+	}
+	rc = ofs_exec(db, sql);
+	sqlite3_free(sql);
+	if (rc != OFS_OK)
+	{
+		free(local);
+		return rc;
+	}
+
+	/* The table's mapping and its rules. */
+	coltext = json_dumps(cols, JSON_COMPACT);
+	pktext = json_dumps(pk, JSON_COMPACT);
+	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_tables (origin, local, pk, columns) VALUES (?1, ?2, ?3, ?4)"
+						   " ON CONFLICT (origin) DO UPDATE SET local = excluded.local, pk = excluded.pk,"
+						   " columns = excluded.columns", -1, &st, NULL) == SQLITE_OK)
+	{
+		sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, pktext, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, coltext, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = ofs_sqlfail(db, "recording a synced table");
+		sqlite3_finalize(st);
+	}
+	else
+		rc = ofs_sqlfail(db, "recording a synced table");
+	free(coltext);
+	free(pktext);
+	if (rc == OFS_OK && sqlite3_prepare_v2(db->sql, "DELETE FROM _ofs_rules WHERE tbl = ?1", -1, &st, NULL) == SQLITE_OK)
+	{
+		sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	json_array_foreach(tr, i, c)
+	{
+		const char *col = json_string_value(json_object_get(c, "column"));
+		json_t	   *edges = json_object_get(c, "edges");
+		json_t	   *initial = json_object_get(c, "initial");
+		json_t	   *e;
+
+		if (rc != OFS_OK || !col)
+			continue;
+		if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_rules (tbl, col, from_state, to_state, role)"
+							   " VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK)
+		{
+			rc = ofs_sqlfail(db, "recording transition rules");
+			continue;
+		}
+		json_array_foreach(edges, j, e)
+		{
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, json_string_value(json_object_get(e, "from")), -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, json_string_value(json_object_get(e, "to")), -1, SQLITE_STATIC);
+			if (json_is_string(json_object_get(e, "role")))
+				sqlite3_bind_text(st, 5, json_string_value(json_object_get(e, "role")), -1, SQLITE_STATIC);
+			if (json_is_string(json_object_get(e, "from")) && json_is_string(json_object_get(e, "to")))
+				sqlite3_step(st);
+		}
+		json_array_foreach(initial, j, e)
+		{
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 4, json_string_value(e), -1, SQLITE_STATIC);
+			if (json_is_string(e))
+				sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+	}
+	free(local);
+	return rc;
+}
+
+/* ofs_install_schema applies the origin's "schema" answer, in one transaction. */
+ofs_rc
+ofs_install_schema(ofs_db *db, json_t *schema)
+{
+	json_t	   *tables = json_object_get(schema, "tables");
+	json_t	   *roles = json_object_get(schema, "roles");
+	json_t	   *t;
+	size_t		i;
+	ofs_rc		rc = OFS_OK;
+	char	   *rolestext;
+
+	if (!json_is_array(tables))
+		return ofs_fail(db, OFS_PROTOCOL, "the origin's schema has no list of tables");
+	if (ofs_exec(db, "SAVEPOINT ofs_schema") != OFS_OK)
+		return OFS_ERROR;
+	json_array_foreach(tables, i, t)
+	{
+		rc = InstallTable(db, t);
+		if (rc != OFS_OK)
+			break;
+	}
+	if (rc == OFS_OK && json_is_array(roles))
+	{
+		rolestext = json_dumps(roles, JSON_COMPACT);
+		rc = ofs_meta_set(db, "roles", rolestext);
+		free(rolestext);
+	}
+	if (rc != OFS_OK)
+	{
+		char		save[sizeof(db->err)];
+
+		memcpy(save, db->err, sizeof(save));
+		ofs_exec(db, "ROLLBACK TO ofs_schema; RELEASE ofs_schema");
+		memcpy(db->err, save, sizeof(save));
+		return rc;
+	}
+	return ofs_exec(db, "RELEASE ofs_schema");
+}
+
+/* A JSON text of the query's single value, into *buf (replacing it). */
+static const char *
+QueryText(ofs_db *db, const char *sql, char **buf)
+{
+	sqlite3_stmt *st;
+
+	free(*buf);
+	*buf = NULL;
+	if (sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL) != SQLITE_OK)
+	{
+		ofs_sqlfail(db, "status");
+		return NULL;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		*buf = strdup((const char *) sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return *buf;
+}
+
+const char *
+ofs_status(ofs_db *db)
+{
+	return QueryText(db,
+					 "SELECT json_object("
+					 " 'device', (SELECT value FROM _ofs_meta WHERE key = 'device'),"
+					 " 'url', (SELECT value FROM _ofs_meta WHERE key = 'url'),"
+					 " 'pending', (SELECT count(*) FROM _ofs_outbox),"
+					 " 'rejected', (SELECT count(*) FROM _ofs_rejected),"
+					 " 'conflicts', (SELECT count(*) FROM _ofs_conflicts),"
+					 " 'cursor', (SELECT value FROM _ofs_meta WHERE key = 'cursor'),"
+					 " 'last_sync', (SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'last_sync'),"
+					 " 'subscriptions', (SELECT json_group_array(json_object('table', tbl, 'filter', nullif(filter, '')))"
+					 "                   FROM _ofs_shapes),"
+					 " 'tables', (SELECT json_group_array(local) FROM _ofs_tables))",
+					 &db->status_text);
+}
+
+const char *
+ofs_rejected(ofs_db *db)
+{
+	return QueryText(db,
+					 "SELECT json_group_array(json_object('op_id', op_id, 'table', tbl, 'op', op,"
+					 " 'pk', json(pk), 'data', json(data), 'sqlstate', sqlstate, 'message', message,"
+					 " 'hint', json(hint), 'at', at)) FROM (SELECT * FROM _ofs_rejected ORDER BY at, op_id)",
+					 &db->rejected_text);
+}
