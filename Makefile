@@ -35,6 +35,15 @@ endif
 deps:
 	@scripts/deps.sh
 
+# The client (libofs, ofs-cli) builds and installs with the extension.
+all: client-all
+install: client-install
+client-all:
+	$(MAKE) -C client all
+client-install:
+	$(MAKE) -C client install
+.PHONY: client-all client-install
+
 # build-install builds and installs the extension where the local server
 # finds it; the throwaway test clusters use the installed PostgreSQL binaries.
 build-install: deps
