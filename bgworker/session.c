@@ -233,8 +233,19 @@ SessionWriteable(Session *s)
 		frame[LWS_PRE] = (unsigned char) (s->close_code >> 8);
 		frame[LWS_PRE + 1] = (unsigned char) (s->close_code & 0xff);
 		memcpy(frame + LWS_PRE + 2, s->close_reason, n);
+		if (s->close_sent)
+			return 0;
 		(void) lws_write(s->wsi, frame + LWS_PRE, n + 2, (enum lws_write_protocol) 4);	/* close */
-		return -1;
+		/*
+		 * Linger: closing the socket at once, with a flooding device's
+		 * messages still unread, would reset the connection and lose the
+		 * close frame.  The device answers the close (libwebsockets then
+		 * ends the connection); input meanwhile is ignored, and a device
+		 * that never answers is dropped by the timeout.
+		 */
+		s->close_sent = true;
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 2);
+		return 0;
 	}
 	return 0;
 }

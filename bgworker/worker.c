@@ -96,11 +96,19 @@ static const struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
+/*
+ * permessage-deflate is offered only when ofs.permessage_deflate is on:
+ * libwebsockets 4.1's inflate can abort the process on a crafted
+ * compressed message (an assertion in its trailer handling), and a worker
+ * that aborts makes PostgreSQL restart every backend.
+ */
 static const struct lws_extension extensions[] = {
 	{"permessage-deflate", lws_extension_callback_pm_deflate,
 	"permessage-deflate; client_no_context_takeover; client_max_window_bits"},
 	{NULL, NULL, NULL}
 };
+
+bool		ofs_permessage_deflate = false;
 
 /* Unanswered pings close half-open connections. */
 static const lws_retry_bo_t idle_policy = {
@@ -245,7 +253,7 @@ CreateVhost(struct lws_context *ctx)
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
-	info.extensions = extensions;
+	info.extensions = ofs_permessage_deflate ? extensions : NULL;
 	info.vhost_name = "ofs";
 	info.retry_and_idle_policy = &idle_policy;
 	if (use_tls)
@@ -528,6 +536,9 @@ WorkerInit(void)
 							NULL, &ofs_max_messages_per_second, 200, 1, 1000000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("ofs.permessage_deflate",
+							 "Offer permessage-deflate to devices (see docs/PROTOCOL.md before turning it on).",
+							 NULL, &ofs_permessage_deflate, false, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ofs.compact_interval", "How often the maintenance worker compacts the changes feed (0: never).",
 							NULL, &ofs_compact_interval_s, 600, 0, INT_MAX / 1000, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);

@@ -28,6 +28,7 @@ extern char *ofs_tls_key_file;
 extern int	ofs_statement_timeout_ms;
 extern int	ofs_max_messages_per_second;
 extern int	ofs_compact_interval_s;
+extern bool ofs_permessage_deflate;
 extern char *ofs_feed_retention;
 
 #define OFS_MAX_BATCH			1000
@@ -74,6 +75,7 @@ typedef struct Session
 	int			window_msgs;
 	int			errors;
 	int			close_code;		/* non-zero: close after the queue drains */
+	bool		close_sent;		/* the close frame is out; waiting for the device's */
 	char		close_reason[96];
 } Session;
 

@@ -24,6 +24,18 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# The end-to-end tests drive the sync worker with node and the npm package ws
+# (test/e2e/package-lock.json).  Without npm only they fail; nothing else.
+e2e="$(dirname "$0")/../test/e2e"
+if [ ! -d "$e2e/node_modules" ]; then
+  if command -v npm >/dev/null; then
+    echo "ofs: installing the end-to-end test client (npm ci in test/e2e)"
+    npm ci --prefix "$e2e" --no-audit --no-fund >/dev/null
+  else
+    echo "ofs: npm is missing: the end-to-end tests need node 20 and npm" >&2
+  fi
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

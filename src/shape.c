@@ -37,6 +37,8 @@ typedef struct ShapeWalk
 	StringInfoData out;
 } ShapeWalk;
 
+static void Refuse(const char *what) pg_attribute_noreturn();
+
 static void
 Refuse(const char *what)
 {
@@ -45,6 +47,23 @@ Refuse(const char *what)
 			 errmsg("filter not allowed: %s", what),
 			 errdetail("A filter may only compare columns with literals (= <> != < <= > >=, IN, IS NULL), combined with AND, OR and parentheses."),
 			 errhint("See \"Filter grammar\" in docs/PROTOCOL.md.")));
+}
+
+/* RefuseNode refuses a node where a column or a literal was expected, naming it. */
+static void
+RefuseNode(Node *node, const char *otherwise)
+{
+	if (node && IsA(node, FuncCall))
+		Refuse("function calls");
+	if (node && IsA(node, TypeCast))
+		Refuse("casts (write the literal as a string; it takes the column's type)");
+	if (node && IsA(node, SubLink))
+		Refuse("subqueries");
+	if (node && IsA(node, A_Expr))
+		Refuse("expressions inside a comparison (arithmetic, nested operators)");
+	if (node && (IsA(node, ParamRef) || IsA(node, A_Indirection)))
+		Refuse("parameters and subscripts");
+	Refuse(otherwise);
 }
 
 /* ShapeColumn appends a column reference, which must name a live column. */
@@ -56,7 +75,7 @@ ShapeColumn(ShapeWalk *w, Node *node)
 	AttrNumber	att;
 
 	if (!IsA(node, ColumnRef))
-		Refuse("each comparison needs a column on one side and a literal on the other");
+		RefuseNode(node, "each comparison needs a column on one side and a literal on the other");
 	ref = (ColumnRef *) node;
 	if (list_length(ref->fields) != 1 || !IsA(linitial(ref->fields), String))
 		Refuse("columns are named without a table or schema");
@@ -84,7 +103,7 @@ ShapeLiteral(ShapeWalk *w, Node *node)
 	A_Const    *c;
 
 	if (!IsA(node, A_Const))
-		Refuse("only literals may be compared with a column (no expressions, casts, functions or subqueries)");
+		RefuseNode(node, "only literals may be compared with a column");
 	c = (A_Const *) node;
 	if (c->isnull)
 		Refuse("NULL is not a value to compare with; use IS NULL or IS NOT NULL");

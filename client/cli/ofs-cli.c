@@ -48,7 +48,8 @@ static const char usage[] =
 	"  4  the origin refused a request or sent something unusable\n"
 	"  5  exec: the SQL failed (e.g. a transition the origin's rules forbid)\n"
 	"\n"
-	"environment: OFS_TLS_INSECURE=1 accepts a self-signed certificate for wss://.\n";
+	"environment: OFS_TLS_INSECURE=1 accepts a self-signed certificate for wss://;\n"
+	"OFS_PERMESSAGE_DEFLATE=1 offers permessage-deflate to the origin.\n";
 
 static ofs_db *live_db = NULL;
 

@@ -212,7 +212,8 @@ ofs_conn_open(ofs_db *db, const char *url, int timeout_ms, ofs_conn **out)
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
-	info.extensions = extensions;
+	/* Off unless asked for: see "Transport" in docs/PROTOCOL.md. */
+	info.extensions = getenv("OFS_PERMESSAGE_DEFLATE") ? extensions : NULL;
 	info.gid = -1;
 	info.uid = -1;
 	if (tls)

@@ -2,7 +2,8 @@
 # worker_lifecycle: the sync worker on a cluster of its own.  Its port is
 # taken by another program at start: the worker logs it clearly, does not
 # crash, and listens once the port is free.  Then TLS: with a certificate
-# configured the worker speaks wss:// (and permessage-deflate), and a
+# configured the worker speaks wss:// (and permessage-deflate, turned on
+# here with ofs.permessage_deflate), and a
 # reload changes ofs.max_message_bytes for open connections' next messages.
 set -euo pipefail
 . "$OFS_ROOT/test/lib/cluster.sh"
@@ -25,7 +26,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 2 \
   -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1
 chown "$OFS_PG_USER" "$dir" "$dir"/*.pem; chmod 600 "$dir/key.pem"
 ofs_cluster_init "$dir/cluster" "ofs.port = $port" "ofs.database = 'lifecycle'" \
-  "ofs.tls_cert_file = '$dir/cert.pem'" "ofs.tls_key_file = '$dir/key.pem'" >/dev/null
+  "ofs.tls_cert_file = '$dir/cert.pem'" "ofs.tls_key_file = '$dir/key.pem'" \
+  "ofs.permessage_deflate = on" >/dev/null
 ofs_psql -d postgres -c "CREATE DATABASE lifecycle"
 ofs_psql -d lifecycle >/dev/null <<'SQL'
 CREATE EXTENSION ofs;
