@@ -1488,9 +1488,10 @@ BEGIN
          WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
       END IF;
     END LOOP;
+    -- A short read may end a batch, not the feed: go on to the next one.
     feedc := f_cursor[cardinality(f_cursor)];
-    feed_more := cardinality(f_cursor) >= want;
   END LOOP;
+  -- Still true here: the page filled up before the feed ran dry.
   more := more OR feed_more;
 
   IF cardinality(out) > 0 THEN
@@ -1614,6 +1615,9 @@ DECLARE
   r record;
   d record;
   room int := least(greatest(max_rows, 1), 1000);
+  got int;
+  n int;
+  cur text;
 BEGIN
   CREATE TEMP TABLE IF NOT EXISTS ofs_live_dev (
     ord int, device text, role oid, f text, v bigint, p bigint, conf bigint, new_page bigint,
@@ -1649,18 +1653,33 @@ BEGIN
 
   -- The feed, once per distinct cursor; a cursor the feed no longer serves
   -- sends its devices the slow way (ofs.pull re-snapshots them).
+  -- ofs.changes stops at the end of a batch: read on into the next ones.
   FOR r IN SELECT DISTINCT l.f FROM ofs_live_dev l WHERE l.fast LOOP
     BEGIN
-      INSERT INTO ofs_live_change
-      SELECT r.f, c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk
-        FROM ofs.changes(r.f, room) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                          operation_id, hlc, changed_columns, ord);
+      got := 0;
+      cur := r.f;
+      FOR k IN 1 .. 20 LOOP
+        INSERT INTO ofs_live_change
+        SELECT r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk
+          FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                                  operation_id, hlc, changed_columns, ord);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = 0;
+        got := got + n;
+        EXIT WHEN got >= room;
+        cur := (SELECT c.cursor FROM ofs_live_change c WHERE c.f = r.f ORDER BY c.idx DESC LIMIT 1);
+      END LOOP;
+      IF got > 0 AND got < room AND n > 0 THEN
+        -- Twenty batches read and the page not full: say there is more.
+        got := room;
+      END IF;
+      INSERT INTO ofs_live_feed
+      SELECT r.f, (SELECT c.cursor FROM ofs_live_change c WHERE c.f = r.f ORDER BY c.idx DESC LIMIT 1), got
+       WHERE got > 0;
     EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
       UPDATE ofs_live_dev l SET fast = false WHERE l.f = r.f;
     END;
   END LOOP;
-  INSERT INTO ofs_live_feed
-  SELECT c.f, (array_agg(c.cursor ORDER BY c.idx DESC))[1], count(*) FROM ofs_live_change c GROUP BY c.f;
   -- One row change per batch: the first mention carries the row as it is now.
   DELETE FROM ofs_live_change c
    WHERE EXISTS (SELECT 1 FROM ofs_live_change e

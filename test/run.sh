@@ -121,7 +121,8 @@ if wants scripts; then
       ok=$((ok + 1))
     else
       failed=$((failed + 1)); names+=("$name")
-      echo "--- $name failed:"; tail -40 "$log"
+      echo "--- $name failed:"
+      grep -A8 '^not ok' "$log" | head -120; echo "..."; tail -15 "$log"
     fi
     # A script may crash and restart the shared cluster; make sure it is up.
     ofs_as_pg "$OFS_PG_BINDIR/pg_ctl" -D "$OFS_CLUSTER_DIR/data" status >/dev/null 2>&1 || ofs_cluster_start
