@@ -9,10 +9,11 @@
  *
  * Across restarts the clock stays monotonic through a reservation file,
  * $PGDATA/pg_ofs_hlc: before handing out an HLC beyond the reserved value,
- * a backend durably writes a new reservation 10 seconds ahead (as sequences
+ * a backend durably writes a new reservation a second ahead (as sequences
  * log values ahead).  After a restart the clock starts from the reservation,
  * so no HLC handed out before a crash is handed out again, whatever the wall
- * clock says.  That costs one fsync per 10 seconds of clock.
+ * clock says.  That costs one fsync per second of clock, and a restart
+ * moves the clock at most a second ahead of the wall clock.
  *
  * Without shared_preload_libraries there is no shared state: each backend
  * keeps its own clock, monotonic within the session only.
@@ -32,7 +33,7 @@
 PG_FUNCTION_INFO_V1(hlc_now);
 
 #define HLC_LOGICAL_BITS 16
-#define HLC_RESERVE_MS 10000
+#define HLC_RESERVE_MS 1000
 #define HLC_FILE "pg_ofs_hlc"
 #define HLC_FILE_TMP "pg_ofs_hlc.tmp"
 

@@ -47,6 +47,7 @@ static const char usage[] =
 	"  3  the origin refused the token (unknown, expired or revoked)\n"
 	"  4  the origin refused a request or sent something unusable\n"
 	"  5  exec: the SQL failed (e.g. a transition the origin's rules forbid)\n"
+	"failures are also printed on stderr as {\"error\": message, \"code\": exit code}.\n"
 	"\n"
 	"environment: OFS_TLS_INSECURE=1 accepts a self-signed certificate for wss://;\n"
 	"OFS_PERMESSAGE_DEFLATE=1 offers permessage-deflate to the origin.\n";
@@ -83,7 +84,7 @@ ExitFor(ofs_rc rc)
 static int
 Fail(ofs_db *db, ofs_rc rc)
 {
-	json_t	   *e = json_pack("{s:s, s:i}", "error", ofs_errmsg(db), "code", (int) rc);
+	json_t	   *e = json_pack("{s:s, s:i}", "error", ofs_errmsg(db), "code", ExitFor(rc));
 	char	   *t = json_dumps(e, JSON_COMPACT);
 
 	fprintf(stderr, "%s\n", t ? t : ofs_errmsg(db));
@@ -106,7 +107,12 @@ Exec(ofs_db *db, const char *sql)
 
 		if (sqlite3_prepare_v2(s, tail, -1, &st, &tail) != SQLITE_OK)
 		{
-			fprintf(stderr, "{\"error\": \"%s\"}\n", sqlite3_errmsg(s));
+			json_t	   *e = json_pack("{s:s, s:i}", "error", sqlite3_errmsg(s), "code", EXIT_SQL);
+			char	   *t = json_dumps(e, JSON_COMPACT);
+
+			fprintf(stderr, "%s\n", t ? t : sqlite3_errmsg(s));
+			free(t);
+			json_decref(e);
 			return EXIT_SQL;
 		}
 		if (st == NULL)
@@ -146,7 +152,7 @@ Exec(ofs_db *db, const char *sql)
 		}
 		if (rc != SQLITE_DONE)
 		{
-			json_t	   *e = json_pack("{s:s}", "error", sqlite3_errmsg(s));
+			json_t	   *e = json_pack("{s:s, s:i}", "error", sqlite3_errmsg(s), "code", EXIT_SQL);
 			char	   *t = json_dumps(e, JSON_COMPACT);
 
 			fprintf(stderr, "%s\n", t);

@@ -34,8 +34,11 @@ ofs_mktemp() {
 ofs_free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
+    # Below the kernel's range for outgoing connections (32768 up), and
+    # used by no socket at all, listening or not.
+    p=$((15000 + RANDOM % 17000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null &&
+       ! grep -qi ":$(printf '%04X' "$p") " /proc/net/tcp /proc/net/tcp6 2>/dev/null &&
        [ ! -e "/tmp/.s.PGSQL.$p" ]; then
       echo "$p"; return 0
     fi
