@@ -1034,8 +1034,10 @@ CREATE SEQUENCE ofs.shape_version;
 -- removes the rows of older generations it did not send again); gone_page
 -- is set when the device was told to remove the row, in that page, and the
 -- entry is forgotten once the device confirms a later page.
+-- (No foreign key to ofs.device: a snapshot inserts thousands of rows a
+-- page, and devices are revoked, never deleted.)
 CREATE TABLE ofs.device_row (
-    device    text NOT NULL REFERENCES ofs.device ON DELETE CASCADE,
+    device    text NOT NULL,
     tbl       oid NOT NULL,
     pk        jsonb NOT NULL,
     gen       bigint NOT NULL,
@@ -1045,6 +1047,18 @@ CREATE TABLE ofs.device_row (
 CREATE INDEX device_row_gone ON ofs.device_row (device, gone_page) WHERE gone_page IS NOT NULL;
 COMMENT ON TABLE ofs.device_row IS
     'The rows each device holds (or was just told to remove); maintained by ofs.pull';
+
+-- A device deleted by hand takes its held rows with it (one statement).
+CREATE FUNCTION ofs.forget_device_rows()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ofs.device_row r USING gone g WHERE r.device = g.device;
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs.forget_device_rows() FROM PUBLIC;
+CREATE TRIGGER device_forget_rows AFTER DELETE ON ofs.device
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ofs.forget_device_rows();
 
 -- ofs.resnapshot_device makes a device's next pull re-read every table it
 -- subscribes to, removing the rows no longer in its scope: for changes of
@@ -1076,6 +1090,10 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
 RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_page'
 LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'scope_count'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.scope_count(oid, oid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.scope_page(oid, oid, text, jsonb, int) FROM PUBLIC;
 
@@ -1288,6 +1306,8 @@ DECLARE
   f_cursor text[];
   f_tbl oid[];
   f_pk jsonb[];
+  f_name text[];
+  tname text;
   vis jsonb;
   held jsonb;
   seen jsonb;
@@ -1396,22 +1416,27 @@ BEGIN
       fs := '{}';
     END IF;
     cond := ofs.shape_condition(coalesce(fs, '{}'));
+    tname := ofs.table_name(t);
     IF NOT coalesce((snap->>'stale')::boolean, false) THEN
       IF cond = 'FALSE' THEN
         snap := snap || '{"stale": true}';
       ELSE
         IF NOT snap ? 'n' THEN
-          snap := snap || jsonb_build_object('n', (SELECT count(*) FROM ofs.scope_page(roleid, t, cond, NULL, 2147483647)), 'd', 0);
+          snap := snap || jsonb_build_object('n', ofs.scope_count(roleid, t, cond), 'd', 0);
         END IF;
         want := room - cardinality(out);
-        cnt := 0;
-        FOR r IN SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) LOOP
-          out := out || jsonb_build_object('table', ofs.table_name(t), 'op', 'upsert', 'pk', r.pk, 'row', r."row");
-          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, t, r.pk, g)
-          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = g, gone_page = NULL;
-          cnt := cnt + 1;
-          last_pk := r.pk;
-        END LOOP;
+        -- One statement per page: the rows, and the device holding them.
+        WITH p AS MATERIALIZED (
+               SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) WITH ORDINALITY AS x(pk, "row", ord)),
+             held AS (
+               INSERT INTO ofs.device_row AS d (device, tbl, pk, gen)
+               SELECT dev.device, t, p.pk, g FROM p
+               ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL)
+        SELECT out || coalesce(array_agg(jsonb_build_object('table', tname, 'op', 'upsert',
+                                                            'pk', p.pk, 'row', p."row") ORDER BY p.ord), '{}'),
+               count(*), (array_agg(p.pk ORDER BY p.ord DESC))[1]
+          INTO out, cnt, last_pk
+          FROM p;
         snap := snap || jsonb_build_object('d', (snap->>'d')::bigint + cnt);
         IF cnt < want THEN
           snap := (snap - 'a') || '{"stale": true}';
@@ -1449,8 +1474,8 @@ BEGIN
     rounds := rounds + 1;
     want := room - cardinality(out);
     SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
-           array_agg(c.pk ORDER BY c.ord)
-      INTO f_cursor, f_tbl, f_pk
+           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord)
+      INTO f_cursor, f_tbl, f_pk, f_name
       FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
                                                           operation_id, hlc, changed_columns, ord);
     IF f_cursor IS NULL THEN
@@ -1477,13 +1502,13 @@ BEGIN
       CONTINUE WHEN seen ? key;
       seen := seen || jsonb_build_object(key, true);
       IF vis ? key THEN
-        out := out || jsonb_build_object('table', ofs.table_name(f_tbl[i]), 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
         IF NOT held ? key THEN
           INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, f_tbl[i], f_pk[i], v)
           ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
         END IF;
       ELSIF held ? key THEN
-        out := out || jsonb_build_object('table', ofs.table_name(f_tbl[i]), 'op', 'delete', 'pk', f_pk[i]);
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'delete', 'pk', f_pk[i]);
         UPDATE ofs.device_row d SET gone_page = new_page
          WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
       END IF;

@@ -26,6 +26,7 @@
 
 PG_FUNCTION_INFO_V1(scope_rows);
 PG_FUNCTION_INFO_V1(scope_page);
+PG_FUNCTION_INFO_V1(scope_count);
 
 /* KeyList renders the key columns as "a, b" (quoted). */
 static char *
@@ -188,4 +189,45 @@ scope_page(PG_FUNCTION_ARGS)
 	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 2, types, args, argnulls);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
+}
+
+/*
+ * scope_count(role oid, tbl oid, filter text) counts the rows of tbl that
+ * role may see and that match filter (NULL: all): a snapshot's total, for
+ * progress.
+ */
+Datum
+scope_count(PG_FUNCTION_ARGS)
+{
+	Oid			role = CheckRole(PG_GETARG_OID(0));
+	Oid			relid = PG_GETARG_OID(1);
+	char	   *sql;
+	Oid			save_uid;
+	int			save_sec;
+	volatile int rc = 0;
+	bool		isnull;
+	int64		n = 0;
+
+	sql = psprintf("SELECT count(*) FROM ONLY %s t%s%s%s", OfsQualifiedName(relid),
+				   PG_ARGISNULL(2) ? "" : " WHERE (",
+				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+				   PG_ARGISNULL(2) ? "" : ")");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute(sql, true, 1);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "counting rows as a device failed: %s", SPI_result_code_string(rc));
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(n);
 }

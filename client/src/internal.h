@@ -36,6 +36,15 @@ struct ofs_db
 		sqlite3_stmt *st;
 	}			stmts[32];
 	int			nstmts;
+	/* The synced tables' names, columns and keys (see reconcile.c). */
+	struct
+	{
+		char	   *origin;
+		char	   *local;
+		json_t	   *cols;		/* array of column names */
+		json_t	   *pk;			/* array of key column names */
+	}			tables[32];
+	int			ntables;
 };
 
 /* store.c */
@@ -59,6 +68,7 @@ ofs_rc		ofs_upsert_row(ofs_db *db, const char *local, json_t *row);
 ofs_rc		ofs_delete_row(ofs_db *db, const char *local, json_t *pk);
 ofs_rc		ofs_replay_pending(ofs_db *db, json_t *touched);
 void		ofs_free_statements(ofs_db *db);
+void		ofs_forget_tables(ofs_db *db);
 
 /* transport.c */
 typedef struct ofs_conn ofs_conn;

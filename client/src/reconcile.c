@@ -92,32 +92,79 @@ Bind(sqlite3_stmt *st, int i, json_t *v)
 	}
 }
 
-/* Columns of a local table (a JSON array of names, owned by the caller) and its key. */
-static json_t *
-TableColumns(ofs_db *db, const char *local, json_t **pk)
+void
+ofs_forget_tables(ofs_db *db)
+{
+	for (int i = 0; i < db->ntables; i++)
+	{
+		free(db->tables[i].origin);
+		free(db->tables[i].local);
+		json_decref(db->tables[i].cols);
+		json_decref(db->tables[i].pk);
+	}
+	db->ntables = 0;
+}
+
+/*
+ * TableInfo finds a synced table by its local name (or, with by_origin, by
+ * the origin's name), reading _ofs_tables once per table: a page of
+ * changes touches the same few tables thousands of times.
+ */
+static int
+TableInfo(ofs_db *db, const char *name, int by_origin)
 {
 	sqlite3_stmt *st;
-	json_t	   *names = NULL;
+	int			i;
 
-	*pk = NULL;
-	if (sqlite3_prepare_v2(db->sql, "SELECT columns, pk FROM _ofs_tables WHERE local = ?1", -1, &st, NULL) != SQLITE_OK)
-		return NULL;
-	sqlite3_bind_text(st, 1, local, -1, SQLITE_STATIC);
+	for (i = 0; i < db->ntables; i++)
+		if (strcmp(by_origin ? db->tables[i].origin : db->tables[i].local, name) == 0)
+			return i;
+	if (sqlite3_prepare_v2(db->sql, by_origin
+						   ? "SELECT origin, local, columns, pk FROM _ofs_tables WHERE origin = ?1"
+						   : "SELECT origin, local, columns, pk FROM _ofs_tables WHERE local = ?1",
+						   -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	i = -1;
 	if (sqlite3_step(st) == SQLITE_ROW)
 	{
-		json_t	   *cols = json_loads((const char *) sqlite3_column_text(st, 0), 0, NULL);
-		size_t		i;
+		json_t	   *cols = json_loads((const char *) sqlite3_column_text(st, 2), 0, NULL);
+		json_t	   *names = json_array();
+		size_t		k;
 		json_t	   *c;
 
-		names = json_array();
-		json_array_foreach(cols, i, c)
+		json_array_foreach(cols, k, c)
 			if (json_is_string(json_object_get(c, "name")))
 			json_array_append(names, json_object_get(c, "name"));
 		json_decref(cols);
-		*pk = json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL);
+		if (db->ntables == (int) (sizeof(db->tables) / sizeof(db->tables[0])))
+			ofs_forget_tables(db);
+		i = db->ntables++;
+		db->tables[i].origin = strdup((const char *) sqlite3_column_text(st, 0));
+		db->tables[i].local = strdup((const char *) sqlite3_column_text(st, 1));
+		db->tables[i].cols = names;
+		db->tables[i].pk = json_loads((const char *) sqlite3_column_text(st, 3), 0, NULL);
+		if (!db->tables[i].origin || !db->tables[i].local || !json_is_array(db->tables[i].pk))
+		{
+			ofs_forget_tables(db);
+			i = -1;
+		}
 	}
 	sqlite3_finalize(st);
-	return names;
+	return i;
+}
+
+/* Columns of a local table (a JSON array of names, a new reference) and its key. */
+static json_t *
+TableColumns(ofs_db *db, const char *local, json_t **pk)
+{
+	int			i = TableInfo(db, local, 0);
+
+	*pk = NULL;
+	if (i < 0)
+		return NULL;
+	*pk = json_incref(db->tables[i].pk);
+	return json_incref(db->tables[i].cols);
 }
 
 static int
@@ -395,7 +442,11 @@ ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor)
 			rc = ofs_fail(db, OFS_PROTOCOL, "a change lacks its table, op or key");
 			break;
 		}
-		local = ofs_local_table(db, table);
+		{
+			int			ti = TableInfo(db, table, 1);
+
+			local = ti >= 0 ? strdup(db->tables[ti].local) : NULL;
+		}
 		if (local == NULL)
 			continue;			/* a table the device no longer has */
 		if (strcmp(op, "upsert") == 0)

@@ -300,6 +300,7 @@ ofs_close(ofs_db *db)
 		if (db->hlc_last)
 			ofs_meta_set(db, "hlc", buf);
 		ofs_free_statements(db);
+		ofs_forget_tables(db);
 		sqlite3_close_v2(db->sql);
 	}
 	free(db->status_text);
@@ -644,6 +645,8 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 
 	if (!json_is_array(tables))
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's schema has no list of tables");
+	ofs_forget_tables(db);
+	ofs_free_statements(db);
 	if (ofs_exec(db, "SAVEPOINT ofs_schema") != OFS_OK)
 		return OFS_ERROR;
 	json_array_foreach(tables, i, t)
