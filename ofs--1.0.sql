@@ -1633,9 +1633,18 @@ COMMENT ON VIEW ofs.stats IS
 -- through ofs.pull one by one.  Returns one result per device that has
 -- changes (ord is the device's position in the arrays); a device that may no
 -- longer connect gets {"error": ..., "sqlstate": ...}.
+-- The working sets of ofs.pull_live, kept in arrays rather than temporary
+-- tables (whose truncation at every commit costs more than the work).
+CREATE TYPE ofs.live_dev AS (ord int, device text, role oid, f text, v bigint, p bigint,
+                             conf bigint, new_page bigint, fast boolean);
+CREATE TYPE ofs.live_change AS (f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb);
+CREATE TYPE ofs.live_feed AS (f text, last_cursor text, n int);
+CREATE TYPE ofs.live_vis AS (role oid, tbl oid, cond text, pk jsonb, "row" jsonb);
+CREATE TYPE ofs.live_out AS (ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean);
+
 CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
 RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r record;
   d record;
@@ -1643,142 +1652,141 @@ DECLARE
   got int;
   n int;
   cur text;
+  devs ofs.live_dev[];
+  chg ofs.live_change[] := '{}';
+  part ofs.live_change[];
+  feeds ofs.live_feed[] := '{}';
+  vis ofs.live_vis[] := '{}';
+  outs ofs.live_out[];
 BEGIN
-  CREATE TEMP TABLE IF NOT EXISTS ofs_live_dev (
-    ord int, device text, role oid, f text, v bigint, p bigint, conf bigint, new_page bigint,
-    fast boolean, since text, confirmed text) ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS ofs_live_change (
-    f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb) ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS ofs_live_feed (f text, last_cursor text, n int) ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS ofs_live_vis (role oid, tbl oid, cond text, pk jsonb, "row" jsonb) ON COMMIT DELETE ROWS;
-  CREATE TEMP TABLE IF NOT EXISTS ofs_live_out (
-    ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean) ON COMMIT DELETE ROWS;
-
   -- The pulls of one device happen one at a time (in key order: no deadlock).
   PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(x))
      FROM (SELECT DISTINCT unnest(devices) AS x ORDER BY 1) u;
 
-  INSERT INTO ofs_live_dev
-  SELECT a.i, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint,
-         coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint),
-         dv.page_seq + 1,
-         jsonb_array_length(c->'s') = 0
-           AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
-           AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
-                            WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint),
-         a.since, a.confirmed
-    FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
-    JOIN ofs.device dv ON dv.device = a.device
-                      AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
-    JOIN pg_roles ro ON ro.rolname = dv.role
-    CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\{.*\}$' THEN NULL
-                                    ELSE a.since::jsonb END AS c) cc
-   WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
-     AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$';
+  devs := ARRAY(
+    SELECT ROW(a.i, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint,
+               coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint),
+               dv.page_seq + 1,
+               jsonb_array_length(c->'s') = 0
+                 AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
+                 AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                                  WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint))::ofs.live_dev
+      FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+      JOIN ofs.device dv ON dv.device = a.device
+                        AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
+      JOIN pg_roles ro ON ro.rolname = dv.role
+      CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\{.*\}$' THEN NULL
+                                      ELSE a.since::jsonb END AS c) cc
+     WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
+       AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$');
 
   -- The feed, once per distinct cursor; a cursor the feed no longer serves
   -- sends its devices the slow way (ofs.pull re-snapshots them).
   -- ofs.changes stops at the end of a batch: read on into the next ones.
-  FOR r IN SELECT DISTINCT l.f FROM ofs_live_dev l WHERE l.fast LOOP
+  FOR r IN SELECT DISTINCT l.f FROM unnest(devs) l WHERE l.fast LOOP
     BEGIN
       got := 0;
       cur := r.f;
+      n := 0;
       FOR k IN 1 .. 20 LOOP
-        INSERT INTO ofs_live_change
-        SELECT r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk
-          FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                                  operation_id, hlc, changed_columns, ord);
-        GET DIAGNOSTICS n = ROW_COUNT;
+        part := ARRAY(
+          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk)::ofs.live_change
+            FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                                    operation_id, hlc, changed_columns, ord)
+           ORDER BY c.ord);
+        n := cardinality(part);
         EXIT WHEN n = 0;
+        chg := chg || part;
         got := got + n;
+        cur := (part[n]).cursor;
         EXIT WHEN got >= room;
-        cur := (SELECT c.cursor FROM ofs_live_change c WHERE c.f = r.f ORDER BY c.idx DESC LIMIT 1);
       END LOOP;
       IF got > 0 AND got < room AND n > 0 THEN
         -- Twenty batches read and the page not full: say there is more.
         got := room;
       END IF;
-      INSERT INTO ofs_live_feed
-      SELECT r.f, (SELECT c.cursor FROM ofs_live_change c WHERE c.f = r.f ORDER BY c.idx DESC LIMIT 1), got
-       WHERE got > 0;
+      IF got > 0 THEN
+        feeds := feeds || ROW(r.f, cur, got)::ofs.live_feed;
+      END IF;
     EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
-      UPDATE ofs_live_dev l SET fast = false WHERE l.f = r.f;
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.f IS DISTINCT FROM r.f)::ofs.live_dev FROM unnest(devs) l);
     END;
   END LOOP;
   -- One row change per batch: the first mention carries the row as it is now.
-  DELETE FROM ofs_live_change c
-   WHERE EXISTS (SELECT 1 FROM ofs_live_change e
-                  WHERE e.f = c.f AND e.tbl = c.tbl AND e.pk = c.pk AND e.idx < c.idx);
+  chg := ARRAY(SELECT c FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c FROM unnest(chg) c
+                               ORDER BY c.f, c.tbl, c.pk, c.idx) x);
 
   -- Rows as each role and shape sees them, once per (role, table, shape).
   FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
-             FROM ofs_live_dev l
+             FROM unnest(devs) l
              JOIN ofs.device_shape s ON s.device = l.device AND cardinality(s.filters) > 0
             WHERE l.fast
               AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
-              AND EXISTS (SELECT 1 FROM ofs_live_change c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
+              AND EXISTS (SELECT 1 FROM unnest(chg) c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
     BEGIN
-      INSERT INTO ofs_live_vis
-      SELECT r.role, r.tbl, r.cond, x.pk, x."row"
-        FROM ofs.scope_rows(r.role, r.tbl, r.cond,
-                            (SELECT jsonb_agg(DISTINCT c.pk) FROM ofs_live_change c
-                              WHERE c.tbl = r.tbl
-                                AND c.f IN (SELECT l.f FROM ofs_live_dev l WHERE l.fast AND l.role = r.role))) x;
+      vis := vis || ARRAY(
+        SELECT ROW(r.role, r.tbl, r.cond, x.pk, x."row")::ofs.live_vis
+          FROM ofs.scope_rows(r.role, r.tbl, r.cond,
+                              (SELECT jsonb_agg(DISTINCT c.pk) FROM unnest(chg) c
+                                WHERE c.tbl = r.tbl
+                                  AND c.f IN (SELECT l.f FROM unnest(devs) l WHERE l.fast AND l.role = r.role))) x);
     EXCEPTION WHEN OTHERS THEN
       -- The role may no longer read the table (say): ofs.pull sorts it out.
-      UPDATE ofs_live_dev l SET fast = false WHERE l.role = r.role;
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.role <> r.role)::ofs.live_dev FROM unnest(devs) l);
     END;
   END LOOP;
 
   -- What each device gets: the row if it is in scope, its removal if the
   -- device holds it and it is not.
-  INSERT INTO ofs_live_out
-  SELECT l.ord, c.idx, c.tbl, c.tname, c.pk,
-         CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL
-    FROM ofs_live_dev l
-    JOIN ofs_live_change c ON c.f = l.f
-    JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
-    LEFT JOIN ofs_live_vis v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
-                            AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
-    LEFT JOIN ofs.device_row h ON h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL
-   WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL);
+  outs := ARRAY(
+    SELECT ROW(l.ord, c.idx, c.tbl, c.tname, c.pk,
+               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL)::ofs.live_out
+      FROM unnest(devs) l
+      JOIN unnest(chg) c ON c.f = l.f
+      JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
+      LEFT JOIN unnest(vis) v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
+                             AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
+      LEFT JOIN ofs.device_row h ON h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL
+     WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
 
   INSERT INTO ofs.device_row AS h (device, tbl, pk, gen)
-  SELECT l.device, o.tbl, o.pk, l.v FROM ofs_live_out o JOIN ofs_live_dev l ON l.ord = o.ord
+  SELECT l.device, o.tbl, o.pk, l.v FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
    WHERE o.op = 'upsert' AND NOT o.held
   ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
   UPDATE ofs.device_row h SET gone_page = l.new_page
-    FROM ofs_live_out o JOIN ofs_live_dev l ON l.ord = o.ord
+    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
    WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
-  DELETE FROM ofs.device_row h USING ofs_live_dev l
+  DELETE FROM ofs.device_row h USING unnest(devs) l
    WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
 
   UPDATE ofs.device dv
-     SET page_seq = CASE WHEN EXISTS (SELECT 1 FROM ofs_live_out o WHERE o.ord = l.ord) THEN l.new_page
+     SET page_seq = CASE WHEN EXISTS (SELECT 1 FROM unnest(outs) o WHERE o.ord = l.ord) THEN l.new_page
                          ELSE dv.page_seq END,
          last_contact = now(),
-         last_cursor = jsonb_build_object('f', coalesce(fd.last_cursor, l.f), 'v', l.v,
-                                          'p', CASE WHEN EXISTS (SELECT 1 FROM ofs_live_out o WHERE o.ord = l.ord)
+         last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
+                                          'p', CASE WHEN EXISTS (SELECT 1 FROM unnest(outs) o WHERE o.ord = l.ord)
                                                     THEN l.new_page ELSE l.p END, 's', '[]'::jsonb)::text,
-         caught_up_at = CASE WHEN coalesce(fd.n, 0) < room THEN now() ELSE dv.caught_up_at END
-    FROM ofs_live_dev l LEFT JOIN ofs_live_feed fd ON fd.f = l.f
-   WHERE l.fast AND dv.device = l.device AND fd.f IS NOT NULL;
+         caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
+    FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f
+   WHERE l.fast AND dv.device = l.device;
 
   RETURN QUERY
   SELECT l.ord::int,
-         jsonb_build_object('cursor', dv.last_cursor, 'more', coalesce(fd.n, 0) >= room,
+         jsonb_build_object('cursor', dv.last_cursor, 'more', fd.n >= room,
                             'changes', coalesce((SELECT jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
                                                         || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row")
                                                                 ELSE '{}' END
                                                         ORDER BY o.idx)
-                                                   FROM ofs_live_out o WHERE o.ord = l.ord), '[]'))
-    FROM ofs_live_dev l JOIN ofs_live_feed fd ON fd.f = l.f JOIN ofs.device dv ON dv.device = l.device
+                                                   FROM unnest(outs) o WHERE o.ord = l.ord), '[]'))
+    FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f JOIN ofs.device dv ON dv.device = l.device
    WHERE l.fast;
 
   -- The rest, one by one.
   FOR d IN SELECT a.i, a.device, a.since, a.confirmed
              FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
-            WHERE NOT EXISTS (SELECT 1 FROM ofs_live_dev l WHERE l.ord = a.i AND l.fast) LOOP
+            WHERE NOT EXISTS (SELECT 1 FROM unnest(devs) l WHERE l.ord = a.i AND l.fast) LOOP
     BEGIN
       ord := d.i;
       result := ofs.pull(d.device, d.since, room, d.confirmed);

@@ -56,7 +56,7 @@ ofs_backoff_ms(int attempt, double r)
 	ceiling = attempt >= 20 ? cap : base << attempt;
 	if (ceiling > cap)
 		ceiling = cap;
-	if (r < 0)
+	if (!(r >= 0))				/* negative, or NaN */
 		r = 0;
 	if (r >= 1)
 		r = 0.999999;

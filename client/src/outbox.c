@@ -146,8 +146,9 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 			{
 				if (json_is_object(row))
 					rc = ofs_upsert_row(db, local, row);
-				else
+				else if (json_is_null(row))
 					rc = ofs_delete_row(db, local, json_object_get(m, "pk"));
+				/* else: a hint without the origin's row says nothing of it; the row stays. */
 				json_array_append_new(touched, json_pack("{sO sO}", "table", json_object_get(m, "table"),
 														 "pk", json_object_get(m, "pk")));
 			}
@@ -182,6 +183,14 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 	}
 	if (rc == OFS_OK)
 		rc = ofs_replay_pending(db, touched);
+	/* The answered intents leave the outbox: the clock they carried is kept in meta. */
+	if (rc == OFS_OK)
+	{
+		char		clock[32];
+
+		snprintf(clock, sizeof(clock), "%lld", (long long) db->hlc_last);
+		rc = ofs_meta_set(db, "hlc", clock);
+	}
 	db->capturing = 1;
 	json_decref(touched);
 	if (rc != OFS_OK)

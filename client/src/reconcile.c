@@ -200,6 +200,17 @@ ofs_upsert_row(ofs_db *db, const char *local, json_t *row)
 		json_decref(pk);
 		return ofs_fail(db, OFS_PROTOCOL, "a row for %s is not an object, or the table is unknown", local);
 	}
+	/* A row without its whole key would land keyed by NULL, a row the origin does not have. */
+	json_array_foreach(pk, i, k)
+	{
+		v = json_string_value(k) ? json_object_get(row, json_string_value(k)) : NULL;
+		if (v == NULL || json_is_null(v))
+		{
+			json_decref(cols);
+			json_decref(pk);
+			return ofs_fail(db, OFS_PROTOCOL, "a row for %s lacks its key", local);
+		}
+	}
 	sql = sqlite3_str_new(db->sql);
 	sqlite3_str_appendf(sql, "INSERT INTO \"%w\" (", local);
 	json_object_foreach(row, key, v)
@@ -277,14 +288,36 @@ KeyStatement(ofs_db *db, const char *verb, const char *local, json_t *key, json_
 	return st;
 }
 
+/*
+ * KeyIsPrimary: key names exactly the table's primary key columns.  (SQLite
+ * takes a double-quoted name that is no column for a string literal, so an
+ * unchecked {"x": "x"} would match every row.)
+ */
+static int
+KeyIsPrimary(ofs_db *db, const char *local, json_t *key)
+{
+	json_t	   *pk;
+	json_t	   *cols = TableColumns(db, local, &pk);
+	size_t		i;
+	json_t	   *k;
+	int			yes = cols != NULL && json_is_array(pk) && json_object_size(key) == json_array_size(pk);
+
+	json_array_foreach(pk, i, k)
+		if (!json_is_string(k) || json_object_get(key, json_string_value(k)) == NULL)
+		yes = 0;
+	json_decref(cols);
+	json_decref(pk);
+	return yes;
+}
+
 ofs_rc
 ofs_delete_row(ofs_db *db, const char *local, json_t *pk)
 {
 	sqlite3_stmt *st;
 	int			rc;
 
-	if (!json_is_object(pk) || json_object_size(pk) == 0)
-		return ofs_fail(db, OFS_PROTOCOL, "a key for %s is not an object", local);
+	if (!json_is_object(pk) || json_object_size(pk) == 0 || !KeyIsPrimary(db, local, pk))
+		return ofs_fail(db, OFS_PROTOCOL, "a key for %s is not an object of its primary key columns", local);
 	st = KeyStatement(db, "DELETE FROM", local, pk, NULL);
 	if (st == NULL)
 		return OFS_ERROR;

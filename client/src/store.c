@@ -20,6 +20,8 @@
 static const char *const ofs_tables_sql =
 	"PRAGMA journal_mode = WAL;"
 	"PRAGMA synchronous = NORMAL;"
+	/* so that INSERT OR REPLACE of a synced row is captured as the delete and the insert it is */
+	"PRAGMA recursive_triggers = ON;"
 	"CREATE TABLE IF NOT EXISTS _ofs_meta (key TEXT PRIMARY KEY, value TEXT);"
 	"CREATE TABLE IF NOT EXISTS _ofs_shapes (tbl TEXT NOT NULL, filter TEXT NOT NULL DEFAULT '',"
 	"  PRIMARY KEY (tbl, filter));"
@@ -451,6 +453,13 @@ InstallTable(ofs_db *db, json_t *t)
 	local = LocalName(origin);
 	if (local == NULL)
 		return ofs_fail(db, OFS_ERROR, "out of memory");
+	/* ofs's own tables are not the origin's to take. */
+	if (sqlite3_strnicmp(local, "_ofs_", 5) == 0)
+	{
+		ofs_fail(db, OFS_PROTOCOL, "the origin's table %s would take the device's own table %s", origin, local);
+		free(local);
+		return OFS_PROTOCOL;
+	}
 
 	ddl = sqlite3_str_new(db->sql);
 	sqlite3_str_appendf(ddl, "CREATE TABLE IF NOT EXISTS \"%w\" (", local);
@@ -471,6 +480,24 @@ InstallTable(ofs_db *db, json_t *t)
 	json_array_foreach(pk, i, k)
 		sqlite3_str_appendf(ddl, "%s\"%w\"", i ? ", " : "", json_string_value(k) ? json_string_value(k) : "");
 	sqlite3_str_appendall(ddl, "));\n");
+	/* A table made from an older schema gets the columns the origin added since. */
+	if (sqlite3_prepare_v2(db->sql, "SELECT (SELECT count(*) FROM pragma_table_info(?1)),"
+						   " (SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE)",
+						   -1, &st, NULL) == SQLITE_OK)
+	{
+		json_array_foreach(cols, i, c)
+		{
+			const char *name = json_string_value(json_object_get(c, "name"));
+
+			sqlite3_reset(st);
+			sqlite3_bind_text(st, 1, local, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+			if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0 && sqlite3_column_int(st, 1) == 0)
+				sqlite3_str_appendf(ddl, "ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s;\n", local, name,
+									SqliteType(json_string_value(json_object_get(c, "type"))));
+		}
+		sqlite3_finalize(st);
+	}
 
 	/* Capture: inserts name the columns given (NULL: the origin's default). */
 	sqlite3_str_appendf(ddl, "DROP TRIGGER IF EXISTS \"_ofs_i_%w\"; DROP TRIGGER IF EXISTS \"_ofs_u_%w\";"
@@ -545,7 +572,7 @@ InstallTable(ofs_db *db, json_t *t)
 							" WHEN ofs_capturing() AND OLD.\"%w\" IS NOT NEW.\"%w\" BEGIN"
 							" SELECT ofs_check_transition('%q', '%q', OLD.\"%w\", NEW.\"%w\", 0); END;\n",
 							local, col, col, local, col, col, origin, col, col, col);
-		sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_n_%w_%w\" BEFORE INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
+		sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_n_%w_%w\" AFTER INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
 							" SELECT ofs_check_transition('%q', '%q', NULL, NEW.\"%w\", 1); END;\n",
 							local, col, local, origin, col, col);
 	}
@@ -716,6 +743,7 @@ ofs_rejected(ofs_db *db)
 	return QueryText(db,
 					 "SELECT json_group_array(json_object('op_id', op_id, 'table', tbl, 'op', op,"
 					 " 'pk', json(pk), 'data', json(data), 'sqlstate', sqlstate, 'message', message,"
-					 " 'hint', json(hint), 'at', at)) FROM (SELECT * FROM _ofs_rejected ORDER BY at, op_id)",
+					 " 'hint', CASE WHEN json_valid(hint) THEN json(hint) ELSE json_quote(hint) END,"
+					 " 'at', at)) FROM (SELECT * FROM _ofs_rejected ORDER BY at, op_id)",
 					 &db->rejected_text);
 }
