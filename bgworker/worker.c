@@ -17,6 +17,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -147,6 +148,12 @@ OnAccept(uv_poll_t *handle, int status, int events)
 
 		if (c < 0)
 			break;
+		/* Small messages go out at once (no Nagle delay behind an unacknowledged one). */
+		{
+			int			one = 1;
+
+			setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
 		fd.sockfd = c;
 		if (lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET |
 									   (use_tls ? LWS_ADOPT_ALLOW_SSL : 0),
