@@ -13,9 +13,23 @@ ROOT=$(pwd)
 TMP=$(ofs_mktemp ofs-bench)
 trap 'ofs_cluster_destroy; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
+# The sync worker rows (bench/rows/5*_ws_*.sh) talk to the workers over
+# WebSocket on OFS_WS_PORT; the workers serve the database ofs_bench_ws.
+# The origin runs as deployed by default, without permessage-deflate
+# (docs/PROTOCOL.md, "Transport"); OFS_BENCH_WS_DEFLATE=1 turns it on at
+# both ends, to measure what it costs.
+OFS_WS_PORT=$(ofs_free_port); export OFS_WS_PORT
+export OFS_BENCH_WS_DEFLATE=${OFS_BENCH_WS_DEFLATE:-0}
+ws_deflate=on; [ "$OFS_BENCH_WS_DEFLATE" = 0 ] && ws_deflate=off
 ofs_cluster_init "$TMP/cluster" "synchronous_commit = on" "shared_buffers = 256MB" \
-  "max_wal_size = 4GB" "checkpoint_timeout = 30min" >"$TMP/init.log" 2>&1 || {
+  "max_wal_size = 4GB" "checkpoint_timeout = 30min" \
+  "ofs.port = $OFS_WS_PORT" "ofs.database = 'ofs_bench_ws'" \
+  "ofs.permessage_deflate = $ws_deflate" >"$TMP/init.log" 2>&1 || {
   cat "$TMP/init.log"; exit 1; }
+# Until a sync worker row creates the extension there, the workers wait in
+# that database, polling once a second, as they would in any database
+# without it.
+ofs_psql -d postgres -c "CREATE DATABASE ofs_bench_ws" >/dev/null
 
 export OFS_ROOT=$ROOT OFS_TMP=$TMP OFS_BENCH_SECONDS=${OFS_BENCH_SECONDS:-10}
 rows="$TMP/rows"
