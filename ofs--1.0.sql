@@ -1761,32 +1761,33 @@ BEGIN
   DELETE FROM ofs.device_row h USING unnest(devs) l
    WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
 
-  UPDATE ofs.device dv
-     SET page_seq = CASE WHEN EXISTS (SELECT 1 FROM unnest(outs) o WHERE o.ord = l.ord) THEN l.new_page
-                         ELSE dv.page_seq END,
-         last_contact = now(),
-         last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
-                                          'p', CASE WHEN EXISTS (SELECT 1 FROM unnest(outs) o WHERE o.ord = l.ord)
-                                                    THEN l.new_page ELSE l.p END, 's', '[]'::jsonb)::text,
-         caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
-    FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f
-   WHERE l.fast AND dv.device = l.device;
-
+  -- Each device's share of the output, gathered once (not per device).
   RETURN QUERY
-  SELECT l.ord::int,
-         jsonb_build_object('cursor', dv.last_cursor, 'more', fd.n >= room,
-                            'changes', coalesce((SELECT jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
-                                                        || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row")
-                                                                ELSE '{}' END
-                                                        ORDER BY o.idx)
-                                                   FROM unnest(outs) o WHERE o.ord = l.ord), '[]'))
-    FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f JOIN ofs.device dv ON dv.device = l.device
-   WHERE l.fast;
+  WITH mine AS (
+         SELECT o.ord, jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
+                                 || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row") ELSE '{}' END
+                                 ORDER BY o.idx) AS changes
+           FROM unnest(outs) o GROUP BY o.ord),
+       upd AS (
+         UPDATE ofs.device dv
+            SET page_seq = CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE dv.page_seq END,
+                last_contact = now(),
+                last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
+                                                 'p', CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE l.p END,
+                                                 's', '[]'::jsonb)::text,
+                caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
+           FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f LEFT JOIN mine m ON m.ord = l.ord
+          WHERE l.fast AND dv.device = l.device
+         RETURNING l.ord, dv.last_cursor, fd.n, m.changes)
+  SELECT u.ord::int, jsonb_build_object('cursor', u.last_cursor, 'more', u.n >= room,
+                                        'changes', coalesce(u.changes, '[]'))
+    FROM upd u;
 
   -- The rest, one by one.
   FOR d IN SELECT a.i, a.device, a.since, a.confirmed
              FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
-            WHERE NOT EXISTS (SELECT 1 FROM unnest(devs) l WHERE l.ord = a.i AND l.fast) LOOP
+             LEFT JOIN unnest(devs) l ON l.ord = a.i AND l.fast
+            WHERE l.ord IS NULL LOOP
     BEGIN
       ord := d.i;
       result := ofs.pull(d.device, d.since, room, d.confirmed);
