@@ -601,6 +601,9 @@ COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
 
 CREATE FUNCTION ofs.notify_device_change()
 RETURNS void AS 'MODULE_PATHNAME', 'notify_device_change' LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.notify_feed_change()
+RETURNS void AS 'MODULE_PATHNAME', 'notify_feed_change' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.notify_feed_change() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
 
 CREATE FUNCTION ofs.revoke_device(device text)
@@ -848,6 +851,43 @@ AS 'MODULE_PATHNAME', 'apply_one'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
+-- ofs.refeed_row puts a row into the changes feed as it is, without a
+-- change: for a row whose device holds values the origin did not take (a
+-- conflict, a column that lost last-writer-wins), so that its next pull
+-- brings the origin's row back.
+CREATE FUNCTION ofs.refeed_row(tbl text, pk jsonb)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+  cur jsonb;
+BEGIN
+  BEGIN
+    rel := to_regclass(tbl);
+    IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
+      rel := to_regclass('public.' || tbl);
+    END IF;
+  EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
+    RETURN;
+  END;
+  IF rel IS NULL OR jsonb_typeof(pk) IS DISTINCT FROM 'object'
+     OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel) THEN
+    RETURN;
+  END IF;
+  EXECUTE format('SELECT ofs.encode_row(t) FROM ONLY %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                 rel, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+     INTO cur USING pk;
+  IF cur IS NULL THEN
+    RETURN;
+  END IF;
+  INSERT INTO ofs.change_log (seq, xid, tbl, pk, op, data, changed, hlc, site, captured_at)
+  VALUES (nextval('ofs.change_seq'), pg_current_xact_id(), rel,
+          (SELECT jsonb_object_agg(k, cur->k) FROM jsonb_object_keys(pk) k), 'U', cur, '{}',
+          ofs.hlc_now(), 'origin', now());
+  PERFORM ofs.notify_feed_change();
+END $$;
+REVOKE ALL ON FUNCTION ofs.refeed_row(text, jsonb) FROM PUBLIC;
+
 CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
 RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
 LANGUAGE plpgsql VOLATILE
@@ -879,6 +919,10 @@ BEGIN
   FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
     r := ofs.apply_one(dev.device, m, NULL, open_letters);
     open_letters := open_letters OR r->>'status' = 'rejected';
+    -- The origin kept values the device wrote over: its row goes back to it.
+    IF r->>'status' = 'conflict' OR r->'hint'->>'kind' = 'lost_columns' THEN
+      PERFORM ofs.refeed_row(m->>'table', m->'pk');
+    END IF;
     operation_id := r->>'operation_id';
     status := r->>'status';
     sqlstate := r->>'sqlstate';
@@ -1491,10 +1535,13 @@ BEGIN
                        FROM ofs.scope_rows(roleid, r.tbl, ofs.shape_condition(r.filters),
                                            (SELECT jsonb_agg(DISTINCT f_pk[j]) FROM generate_subscripts(f_tbl, 1) j
                                              WHERE f_tbl[j] = r.tbl)) x);
-      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || d.pk::text, true), '{}')
-                         FROM ofs.device_row d
-                        WHERE d.device = dev.device AND d.tbl = r.tbl AND d.gone_page IS NULL
-                          AND d.pk = ANY (SELECT f_pk[j] FROM generate_subscripts(f_tbl, 1) j WHERE f_tbl[j] = r.tbl));
+      -- One index lookup per changed key, whatever the statistics say.
+      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || k.pk::text, true), '{}')
+                         FROM (SELECT DISTINCT f_pk[j] AS pk FROM generate_subscripts(f_tbl, 1) j
+                                WHERE f_tbl[j] = r.tbl) k
+                        WHERE EXISTS (SELECT 1 FROM ofs.device_row d
+                                       WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = k.pk
+                                         AND d.gone_page IS NULL));
     END LOOP;
     seen := '{}';
     FOR i IN 1 .. cardinality(f_cursor) LOOP
@@ -1748,7 +1795,8 @@ BEGIN
       JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
       LEFT JOIN unnest(vis) v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
                              AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
-      LEFT JOIN ofs.device_row h ON h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL
+      LEFT JOIN LATERAL (SELECT h.pk FROM ofs.device_row h
+                          WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
      WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
 
   INSERT INTO ofs.device_row AS h (device, tbl, pk, gen)

@@ -15,6 +15,8 @@ PACKAGES=(
   libjansson-dev
   libsqlite3-dev
   libuv1-dev
+  sqlite3
+  jq
 )
 
 missing=()

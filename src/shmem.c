@@ -153,6 +153,7 @@ OfsRecordError(const char *message)
 }
 
 static bool devices_changed = false;
+static bool feed_changed = false;
 static bool devices_callback = false;
 
 static void
@@ -163,9 +164,26 @@ DevicesXactCallback(XactEvent event, void *arg)
 		pg_atomic_fetch_add_u64(&ofs_shared->device_changes, 1);
 		WakeWorkers();
 	}
+	if (event == XACT_EVENT_COMMIT && feed_changed)
+		OfsNotifyFeed();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		devices_changed = false;
+		devices_changed = feed_changed = false;
+}
+
+PG_FUNCTION_INFO_V1(notify_feed_change);
+
+/* notify_feed_change() wakes the sync workers at commit, as a capture does. */
+Datum
+notify_feed_change(PG_FUNCTION_ARGS)
+{
+	if (!devices_callback)
+	{
+		RegisterXactCallback(DevicesXactCallback, NULL);
+		devices_callback = true;
+	}
+	feed_changed = true;
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(notify_device_change);

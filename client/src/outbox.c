@@ -115,6 +115,20 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 		json_t	   *m = json_array_get(batch, i);
 		const char *op_id = json_string_value(json_object_get(r, "operation_id"));
 		const char *status = json_string_value(json_object_get(r, "status"));
+		const char *kind = json_string_value(json_object_get(json_object_get(r, "hint"), "kind"));
+
+		/*
+		 * A duplicate carries the first answer's fields: an intent whose
+		 * first answer was lost (rejected, or kept as a conflict) is
+		 * handled as that answer.
+		 */
+		if (status && strcmp(status, "duplicate") == 0)
+		{
+			if (kind && strcmp(kind, "conflict") == 0)
+				status = "conflict";
+			else if (json_is_string(json_object_get(r, "sqlstate")))
+				status = "rejected";
+		}
 		const char *mine = json_string_value(json_object_get(m, "op_id"));
 
 		if (!op_id || !status || !mine || strcmp(op_id, mine) != 0)

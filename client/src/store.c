@@ -669,12 +669,15 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 	size_t		i;
 	ofs_rc		rc = OFS_OK;
 	char	   *rolestext;
+	int			own;
 
 	if (!json_is_array(tables))
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's schema has no list of tables");
 	ofs_forget_tables(db);
 	ofs_free_statements(db);
-	if (ofs_exec(db, "SAVEPOINT ofs_schema") != OFS_OK)
+	/* The write lock first: a deferred transaction that reads, then writes, fails when another connection wrote. */
+	own = sqlite3_get_autocommit(db->sql);
+	if (ofs_exec(db, own ? "BEGIN IMMEDIATE" : "SAVEPOINT ofs_schema") != OFS_OK)
 		return OFS_ERROR;
 	json_array_foreach(tables, i, t)
 	{
@@ -693,11 +696,11 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 		char		save[sizeof(db->err)];
 
 		memcpy(save, db->err, sizeof(save));
-		ofs_exec(db, "ROLLBACK TO ofs_schema; RELEASE ofs_schema");
+		ofs_exec(db, own ? "ROLLBACK" : "ROLLBACK TO ofs_schema; RELEASE ofs_schema");
 		memcpy(db->err, save, sizeof(save));
 		return rc;
 	}
-	return ofs_exec(db, "RELEASE ofs_schema");
+	return ofs_exec(db, own ? "COMMIT" : "RELEASE ofs_schema");
 }
 
 /* A JSON text of the query's single value, into *buf (replacing it). */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -271,6 +272,7 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 {
 	int64_t		dv = -1;
 	int64_t		total = -1;
+	int			recheck = 1;
 	ofs_rc		rc;
 
 	rc = Push(db, c, NULL);
@@ -282,17 +284,21 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 		return rc;
 	Finish(db, NULL);
 	State(db, "live");
-	LocalChange(db, &dv, &total);
 	while (!db->stop && (deadline == 0 || ofs_now_ms() < deadline))
 	{
 		json_t	   *m = NULL;
 
-		if (LocalChange(db, &dv, &total) && ofs_outbox_count(db) > 0)
+		/*
+		 * Another connection's commit shows in data_version; after our own
+		 * work the outbox is looked at once more, so that a commit made
+		 * meanwhile is not taken for ours.
+		 */
+		if ((LocalChange(db, &dv, &total) || recheck) && (recheck = 0, ofs_outbox_count(db) > 0))
 		{
 			rc = Push(db, c, NULL);
 			if (rc != OFS_OK)
 				return rc;
-			LocalChange(db, &dv, &total);
+			recheck = 1;
 		}
 		rc = ofs_conn_next(c, 2, &m);
 		if (rc != OFS_OK)
@@ -304,7 +310,7 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 			rc = ApplyPage(db, m, NULL);
 			if (rc == OFS_OK)
 				rc = ofs_conn_send(c, json_pack("{s:s, s:O}", "type", "ack", "cursor", json_object_get(m, "cursor")));
-			LocalChange(db, &dv, &total);
+			recheck = 1;
 		}
 		else if (IsType(m, "error"))
 			rc = ErrorOf(db, m, "live");
@@ -323,6 +329,8 @@ ofs_live(ofs_db *db, double seconds)
 	ofs_rc		rc = OFS_OK;
 
 	db->stop = 0;
+	/* Devices that lost the origin together must not come back together. */
+	srand((unsigned) (ofs_now_ms() ^ ((int64_t) getpid() << 16)));
 	while (!db->stop && (deadline == 0 || ofs_now_ms() < deadline))
 	{
 		ofs_conn   *c;
