@@ -508,13 +508,13 @@ InstallTable(ofs_db *db, json_t *t)
 						" VALUES (ofs_opid(), '%q', 'insert', json_object(", local, local, origin);
 	json_array_foreach(pk, i, k)
 		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
-	sqlite3_str_appendall(ddl, "), (SELECT json_group_object(k, v) FROM (");
+	/* json_patch drops the members whose value is null (a merge patch). */
+	sqlite3_str_appendall(ddl, "), json_patch('{}', json_object(");
 	json_array_foreach(cols, i, c)
 	{
 		const char *name = json_string_value(json_object_get(c, "name"));
 
-		sqlite3_str_appendf(ddl, "%sSELECT '%q' AS k, NEW.\"%w\" AS v WHERE NEW.\"%w\" IS NOT NULL",
-							i ? " UNION ALL " : "", name, name, name);
+		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", name, name);
 	}
 	sqlite3_str_appendall(ddl, ")), ofs_hlc(), unixepoch()); END;\n");
 
