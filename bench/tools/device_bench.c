@@ -682,7 +682,7 @@ mode_latency(int argc, char **argv)
 	int			trials, total;
 	ofs_db	   *a, *b, *w;
 	Live		la, lb;
-	sqlite3_stmt *ins;
+	sqlite3_stmt *ins, *pending;
 	char	   *sql;
 	int64_t    *start, *end, budget;
 
@@ -706,6 +706,7 @@ mode_latency(int argc, char **argv)
 	sql = sqlite3_mprintf("INSERT INTO \"%w\" (id, text, done) VALUES (?1, ?2, ?3)", table);
 	ins = sql_prepare(ofs_sqlite(w), sql);
 	sqlite3_free(sql);
+	pending = sql_prepare(ofs_sqlite(w), "SELECT 1 FROM _ofs_outbox WHERE json_extract(pk, '$.id') = ?1");
 
 	memset(&la, 0, sizeof(la));
 	memset(&lb, 0, sizeof(lb));
@@ -738,10 +739,17 @@ mode_latency(int argc, char **argv)
 		pthread_mutex_unlock(&lb.mu);
 		end[i] = atomic_load(&lb.arrived[i]);
 		if (end[i] == 0)
-			fprintf(stderr, "row %s did not reach device B within %d s\n", key, TRIAL_TIMEOUT_S);
+		{
+			/* Where is it: not yet pushed by A, or applied by the origin and not yet at B? */
+			sqlite3_bind_text(pending, 1, key, -1, SQLITE_STATIC);
+			fprintf(stderr, "row %s did not reach device B within %d s; its intent %s A's outbox\n", key,
+					TRIAL_TIMEOUT_S, sqlite3_step(pending) == SQLITE_ROW ? "is still in" : "has left");
+			sqlite3_reset(pending);
+		}
 		sleep_ms(TRIAL_GAP_MS);
 	}
 	sqlite3_finalize(ins);
+	sqlite3_finalize(pending);
 	sleep_ms(500);
 	live_stop(&la, "A");
 	live_stop(&lb, "B");

@@ -11,7 +11,8 @@
 # dev_prepare ROLE PREFIX: builds libofs and the tool, prepares the
 # database, and arranges for dev_cleanup at exit: the row's tables
 # (DEV_TABLES), its devices (named PREFIX...) and what the origin keeps of
-# them, the role, the device files (DEV_DIR) and the row's processes.
+# them (vacuumed away), the role, the device files (DEV_DIR) and the row's
+# processes.
 #
 # dev_table NAME [ROWS]: a synced table todos(id text primary key, text
 # text, done integer) that ROLE may read and write, with ROWS rows (text of
@@ -54,6 +55,11 @@ dev_cleanup() {
     -c "DELETE FROM ofs.conflicts WHERE device LIKE '${DEV_PREFIX}%'" >/dev/null 2>&1
   ofs_psql -d $DEV_DB -c "DO \$\$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '$DEV_ROLE')
                           THEN DROP OWNED BY $DEV_ROLE; DROP ROLE $DEV_ROLE; END IF; END \$\$" >/dev/null 2>&1
+  # The rows the origin kept for the devices and the feed of the dropped
+  # tables are dead tuples until vacuumed; left there, they slow the pulls
+  # of the rows that come next (100,000 held rows of three devices: a pull
+  # of 10,000 rows then took over 30 s instead of under 1 s).
+  ofs_psql -d $DEV_DB -c "VACUUM ofs.device_row, ofs.change_log" >/dev/null 2>&1
   [ -n "${DEV_DIR:-}" ] && rm -rf "$DEV_DIR"
   return 0
 }

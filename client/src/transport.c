@@ -51,6 +51,8 @@ Tick(lws_sorted_usec_list_t *sul)
 	ofs_conn   *c = lws_container_of(sul, ofs_conn, tick);
 
 	c->ticked = 1;
+	/* A timer run before lws polls must still end the wait that follows. */
+	lws_cancel_service(c->ctx);
 }
 
 /* Service runs the loop once, for at most about ms milliseconds. */
