@@ -851,6 +851,19 @@ AS 'MODULE_PATHNAME', 'apply_one'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
+-- ofs.resolve_table finds a table a device names: schema-qualified, or in
+-- public; NULL for a name that is not a table or not a name at all.
+CREATE FUNCTION ofs.resolve_table(tbl text)
+RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN coalesce(to_regclass(tbl),
+                  CASE WHEN strpos(tbl, '.') = 0 THEN to_regclass('public.' || tbl) END);
+EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs.resolve_table(text) FROM PUBLIC;
+
 -- ofs.refeed_row puts a row into the changes feed as it is, without a
 -- change: for a row whose device holds values the origin did not take (a
 -- conflict, a column that lost last-writer-wins), so that its next pull
@@ -862,14 +875,7 @@ DECLARE
   rel regclass;
   cur jsonb;
 BEGIN
-  BEGIN
-    rel := to_regclass(tbl);
-    IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
-      rel := to_regclass('public.' || tbl);
-    END IF;
-  EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
-    RETURN;
-  END;
+  rel := ofs.resolve_table(tbl);
   IF rel IS NULL OR jsonb_typeof(pk) IS DISTINCT FROM 'object'
      OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel) THEN
     RETURN;
@@ -1211,14 +1217,7 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel regclass;
 BEGIN
-  BEGIN
-    rel := to_regclass(tbl);
-    IF rel IS NULL AND strpos(tbl, '.') = 0 THEN
-      rel := to_regclass('public.' || tbl);
-    END IF;
-  EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
-    rel := NULL;
-  END;
+  rel := ofs.resolve_table(tbl);
   IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
      OR NOT has_table_privilege(role, rel, 'SELECT') THEN
     RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role

@@ -304,17 +304,15 @@ HandlePush(Session *s, json_t *id, json_t *msg)
 }
 
 /*
- * Pull runs ofs.pull for the session and sends the answer (with id, or
- * without for live pushes).  Returns false when nothing was sent.
+ * Pull answers a pull (or the first page of live) with ofs.pull, and keeps
+ * the cursor and whether more waits for the live stream.
  */
-static bool
-Pull(Session *s, json_t *id, const char *cursor, int max_rows, const char *confirmed,
-	 bool always_send)
+static void
+Pull(Session *s, json_t *id, const char *cursor, int max_rows, const char *confirmed)
 {
 	const char *args[4];
 	char		maxtext[16];
 	SqlResult	res;
-	bool		sent = false;
 
 	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
 	args[0] = s->device;
@@ -323,39 +321,18 @@ Pull(Session *s, json_t *id, const char *cursor, int max_rows, const char *confi
 	args[3] = confirmed;
 	WorkerSql("SELECT p::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
 			  "  FROM ofs.pull($1, $2, $3::int, $4) p", 4, args, &res);
-	if (!res.ok || res.nvalues != 4)
+	if (!res.ok)
+		SqlError(s, id, &res);
+	else if (res.nvalues != 4)
+		ProtocolSendError(s, id, "server_error", "pull returned nothing", NULL, true);
+	else
 	{
-		if (always_send || id)
-		{
-			if (res.ok)
-				ProtocolSendError(s, id, "server_error", "pull returned nothing", NULL, true);
-			else
-				SqlError(s, id, &res);
-		}
-		else if (!res.ok)
-		{
-			/* A live push that failed is retried at the next change. */
-			OfsRecordError(res.message);
-			if (strcmp(res.sqlstate, "28000") == 0)
-			{
-				ProtocolSendError(s, NULL, "revoked", res.message, res.sqlstate, false);
-				SessionClose(s, 4003, "device revoked");
-			}
-		}
-		SqlResultFree(&res);
-		s->live_pending = false;
-		return false;
-	}
-	SessionSetString(&s->cursor, res.values[1]);
-	s->live_pending = strcmp(res.values[2], "t") == 0;
-	if (always_send || atoi(res.values[3]) > 0)
-	{
+		SessionSetString(&s->cursor, res.values[1]);
+		s->live_pending = strcmp(res.values[2], "t") == 0;
 		Reply(s, "changes", id, res.values[0]);
 		OfsCount(OFS_STAT_ROWS_SENT, atoi(res.values[3]));
-		sent = true;
 	}
 	SqlResultFree(&res);
-	return sent;
 }
 
 static void
@@ -392,18 +369,9 @@ HandlePull(Session *s, json_t *id, json_t *msg, bool live)
 		SessionSetString(&s->acked, StringField(msg, "cursor"));
 		s->live = true;
 	}
-	Pull(s, id, StringField(msg, "cursor"), max_rows, live ? NULL : s->acked, true);
+	Pull(s, id, StringField(msg, "cursor"), max_rows, live ? NULL : s->acked);
 	if (live && s->live_pending)
 		WorkerScheduleLive();
-}
-
-/* ProtocolLive pushes what is new to a live device, one page at a time. */
-void
-ProtocolLive(Session *s)
-{
-	if (!s->live || s->state != SESSION_READY || s->out_bytes > OFS_MAX_QUEUED_BYTES / 4)
-		return;
-	Pull(s, NULL, s->cursor, OFS_MAX_ROWS, s->acked, false);
 }
 
 typedef struct LiveBatch

@@ -95,7 +95,6 @@ extern void SessionSetString(char **field, const char *value);
 extern void ProtocolHandle(Session *s, const char *text, size_t len);
 extern void ProtocolSendError(Session *s, const void *id, const char *code,
 							  const char *message, const char *sqlstate, bool retry);
-extern void ProtocolLive(Session *s);
 extern void ProtocolLiveBatch(Session **list, int n);
 extern void ProtocolCheckDevices(void);
 

@@ -42,6 +42,40 @@ KeyList(Relation rel, int npk, AttrNumber *pk, const char *prefix)
 	return buf.data;
 }
 
+/* Filter is " <joiner> (filter)" for argument argno, or "" when it is NULL (all rows). */
+static const char *
+Filter(FunctionCallInfo fcinfo, int argno, const char *joiner)
+{
+	if (PG_ARGISNULL(argno))
+		return "";
+	return psprintf(" %s (%s)", joiner, text_to_cstring(PG_GETARG_TEXT_PP(argno)));
+}
+
+/*
+ * ExecuteAsRole runs a read-only statement in SPI (already connected) with
+ * role as the current user, so that its GRANTs and policies apply.
+ */
+static int
+ExecuteAsRole(Oid role, const char *sql, int nargs, Oid *types, Datum *args, const char *argnulls)
+{
+	Oid			save_uid;
+	int			save_sec;
+	volatile int rc = 0;
+
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, types, args, argnulls, true, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
+	return rc;
+}
+
 /*
  * ScopeQuery runs sql (with one or two arguments) as role and returns
  * (pk, row) of each row it yields.
@@ -51,9 +85,7 @@ ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber 
 		   const char *sql, int nargs, Oid *types, Datum *args, const char *argnulls)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			save_uid;
-	int			save_sec;
-	volatile int rc = 0;
+	int			rc;
 	uint64		i;
 
 	AttrNumber *respk = palloc(sizeof(AttrNumber) * npk);
@@ -72,17 +104,7 @@ ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		rc = SPI_execute_with_args(sql, nargs, types, args, argnulls, true, 0);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_uid, save_sec);
-	}
-	PG_END_TRY();
+	rc = ExecuteAsRole(role, sql, nargs, types, args, argnulls);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading %s as a device failed: %s",
 			 RelationGetRelationName(rel), SPI_result_code_string(rc));
@@ -144,11 +166,8 @@ scope_rows(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("scope_rows needs a keyed table and keys")));
 	args[0] = PG_GETARG_DATUM(3);
-	sql = psprintf("SELECT * FROM ONLY %s t WHERE (%s) IN (SELECT %s FROM pg_catalog.jsonb_populate_recordset(NULL::%s, $1))%s%s%s",
-				   name, KeyList(rel, npk, pk, "t."), keys, name,
-				   PG_ARGISNULL(2) ? "" : " AND (",
-				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-				   PG_ARGISNULL(2) ? "" : ")");
+	sql = psprintf("SELECT * FROM ONLY %s t WHERE (%s) IN (SELECT %s FROM pg_catalog.jsonb_populate_recordset(NULL::%s, $1))%s",
+				   name, KeyList(rel, npk, pk, "t."), keys, name, Filter(fcinfo, 2, "AND"));
 	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 1, types, args, NULL);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
@@ -180,12 +199,8 @@ scope_page(PG_FUNCTION_ARGS)
 	args[0] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	argnulls[0] = PG_ARGISNULL(3) ? 'n' : ' ';
 	args[1] = PG_GETARG_DATUM(4);
-	sql = psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s%s%s ORDER BY %s LIMIT $2",
-				   name, tkeys, KeyList(rel, npk, pk, ""), name,
-				   PG_ARGISNULL(2) ? "" : " AND (",
-				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-				   PG_ARGISNULL(2) ? "" : ")",
-				   tkeys);
+	sql = psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s ORDER BY %s LIMIT $2",
+				   name, tkeys, KeyList(rel, npk, pk, ""), name, Filter(fcinfo, 2, "AND"), tkeys);
 	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 2, types, args, argnulls);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
@@ -202,29 +217,14 @@ scope_count(PG_FUNCTION_ARGS)
 	Oid			role = CheckRole(PG_GETARG_OID(0));
 	Oid			relid = PG_GETARG_OID(1);
 	char	   *sql;
-	Oid			save_uid;
-	int			save_sec;
-	volatile int rc = 0;
+	int			rc;
 	bool		isnull;
 	int64		n = 0;
 
-	sql = psprintf("SELECT count(*) FROM ONLY %s t%s%s%s", OfsQualifiedName(relid),
-				   PG_ARGISNULL(2) ? "" : " WHERE (",
-				   PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-				   PG_ARGISNULL(2) ? "" : ")");
+	sql = psprintf("SELECT count(*) FROM ONLY %s t%s", OfsQualifiedName(relid), Filter(fcinfo, 2, "WHERE"));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		rc = SPI_execute(sql, true, 1);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_uid, save_sec);
-	}
-	PG_END_TRY();
+	rc = ExecuteAsRole(role, sql, 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "counting rows as a device failed: %s", SPI_result_code_string(rc));
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

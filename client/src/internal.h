@@ -51,6 +51,7 @@ struct ofs_db
 ofs_rc		ofs_fail(ofs_db *db, ofs_rc rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 ofs_rc		ofs_sqlfail(ofs_db *db, const char *what);
 ofs_rc		ofs_exec(ofs_db *db, const char *sql);
+ofs_rc		ofs_rollback(ofs_db *db, const char *sql, ofs_rc rc);
 char	   *ofs_meta_get(ofs_db *db, const char *key);	/* malloc'd, NULL if absent */
 ofs_rc		ofs_meta_set(ofs_db *db, const char *key, const char *value);
 ofs_rc		ofs_install_schema(ofs_db *db, json_t *schema);

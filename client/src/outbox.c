@@ -96,14 +96,12 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 	json_t	   *r;
 	json_t	   *touched = json_array();
 	ofs_rc		rc = OFS_OK;
-	char		now[32];
 
 	if (!json_is_array(results) || json_array_size(results) > json_array_size(batch))
 	{
 		json_decref(touched);
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's answer to a push does not match it");
 	}
-	snprintf(now, sizeof(now), "%lld", (long long) time(NULL));
 	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
 	{
 		json_decref(touched);
@@ -208,14 +206,6 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 	db->capturing = 1;
 	json_decref(touched);
 	if (rc != OFS_OK)
-	{
-		char		save[sizeof(db->err)];
-
-		memcpy(save, db->err, sizeof(save));
-		ofs_exec(db, "ROLLBACK");
-		memcpy(db->err, save, sizeof(save));
-		return rc;
-	}
-	(void) now;
+		return ofs_rollback(db, "ROLLBACK", rc);
 	return ofs_exec(db, "COMMIT");
 }

@@ -504,14 +504,7 @@ ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor)
 	db->capturing = 1;
 	json_decref(touched);
 	if (rc != OFS_OK)
-	{
-		char		save[sizeof(db->err)];
-
-		memcpy(save, db->err, sizeof(save));
-		ofs_exec(db, "ROLLBACK");
-		memcpy(db->err, save, sizeof(save));
-		return rc;
-	}
+		return ofs_rollback(db, "ROLLBACK", rc);
 	rc = ofs_exec(db, "COMMIT");
 	if (rc == OFS_OK && db->cb.row_changed)
 		json_array_foreach(changes, i, c)

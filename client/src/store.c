@@ -68,19 +68,42 @@ ofs_exec(ofs_db *db, const char *sql)
 	return OFS_OK;
 }
 
-char *
-ofs_meta_get(ofs_db *db, const char *key)
+/*
+ * ofs_rollback ends a failed transaction with sql ("ROLLBACK", or a
+ * savepoint's), keeping the message of the failure rather than the
+ * rollback's.
+ */
+ofs_rc
+ofs_rollback(ofs_db *db, const char *sql, ofs_rc rc)
+{
+	char		save[sizeof(db->err)];
+
+	memcpy(save, db->err, sizeof(save));
+	ofs_exec(db, sql);
+	memcpy(db->err, save, sizeof(save));
+	return rc;
+}
+
+/* SelectText: the text of sql's first value with ?1 bound to arg (malloc'd), or NULL. */
+static char *
+SelectText(ofs_db *db, const char *sql, const char *arg)
 {
 	sqlite3_stmt *st;
 	char	   *v = NULL;
 
-	if (sqlite3_prepare_v2(db->sql, "SELECT value FROM _ofs_meta WHERE key = ?1", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		v = strdup((const char *) sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return v;
+}
+
+char *
+ofs_meta_get(ofs_db *db, const char *key)
+{
+	return SelectText(db, "SELECT value FROM _ofs_meta WHERE key = ?1", key);
 }
 
 ofs_rc
@@ -380,16 +403,7 @@ ofs_unsubscribe(ofs_db *db, const char *table, const char *filter)
 char *
 ofs_local_table(ofs_db *db, const char *origin)
 {
-	sqlite3_stmt *st;
-	char	   *local = NULL;
-
-	if (sqlite3_prepare_v2(db->sql, "SELECT local FROM _ofs_tables WHERE origin = ?1", -1, &st, NULL) != SQLITE_OK)
-		return NULL;
-	sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		local = strdup((const char *) sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return local;
+	return SelectText(db, "SELECT local FROM _ofs_tables WHERE origin = ?1", origin);
 }
 
 /* LocalName: "public.todos" is "todos" on the device; other schemas keep theirs ("sales.x"). */
@@ -692,14 +706,7 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 		free(rolestext);
 	}
 	if (rc != OFS_OK)
-	{
-		char		save[sizeof(db->err)];
-
-		memcpy(save, db->err, sizeof(save));
-		ofs_exec(db, own ? "ROLLBACK" : "ROLLBACK TO ofs_schema; RELEASE ofs_schema");
-		memcpy(db->err, save, sizeof(save));
-		return rc;
-	}
+		return ofs_rollback(db, own ? "ROLLBACK" : "ROLLBACK TO ofs_schema; RELEASE ofs_schema", rc);
 	return ofs_exec(db, own ? "COMMIT" : "RELEASE ofs_schema");
 }
 
