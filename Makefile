@@ -5,7 +5,10 @@
 EXTENSION  = ofs
 MODULE_big = ofs
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
-DATA       = ofs--1.0.sql
+# Install scripts: ofs--V.sql is the full script of version V (1.0 is frozen
+# as released; the newest is ofs.control's default_version), ofs--A--B.sql
+# upgrades A to B.  docs/DESIGN.md, "Versions and upgrades", says how to add one.
+DATA       = $(sort $(wildcard ofs--*.sql))
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker
 SHLIB_LINK = -lwebsockets -ljansson -luv
 PG_CFLAGS  = -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
@@ -50,7 +53,8 @@ build-install: deps
 	$(MAKE) all
 	@if [ ! -w "$$($(PG_CONFIG) --pkglibdir)" ] || [ ! -w "$$($(PG_CONFIG) --sharedir)/extension" ]; then \
 	  echo "ofs: installing into $$($(PG_CONFIG) --pkglibdir) needs root: run 'make install' as root once, or run this target as root" >&2; \
-	  if ! cmp -s ofs.so "$$($(PG_CONFIG) --pkglibdir)/ofs.so" || ! cmp -s ofs--1.0.sql "$$($(PG_CONFIG) --sharedir)/extension/ofs--1.0.sql"; then exit 1; fi; \
+	  cmp -s ofs.so "$$($(PG_CONFIG) --pkglibdir)/ofs.so" || exit 1; \
+	  for f in ofs.control $(DATA); do cmp -s $$f "$$($(PG_CONFIG) --sharedir)/extension/$$f" || exit 1; done; \
 	else $(MAKE) install; fi
 
 test: build-install

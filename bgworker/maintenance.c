@@ -48,10 +48,12 @@ ofs_maintenance_main(Datum arg)
 		}
 		if (ofs_compact_interval_s <= 0)
 			continue;
+		/* Only SQL this library serves (sqlversion.c logs why not). */
+		if (WorkerSqlCheck("ofs maintenance") != WORKER_SQL_READY)
+			continue;
 		/* Compaction is bounded by nothing but itself: no device waits on it. */
 		ofs_statement_timeout_ms = 0;
-		WorkerSql("SELECT superseded, purged FROM ofs.compact_changes($1::interval)"
-				  " WHERE EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'ofs')",
+		WorkerSql("SELECT superseded, purged FROM ofs.compact_changes($1::interval)",
 				  1, (const char *[]) {ofs_feed_retention}, &res);
 		if (!res.ok)
 		{

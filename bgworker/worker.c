@@ -272,27 +272,17 @@ CreateVhost(struct lws_context *ctx)
 	return lws_create_vhost(ctx, &info);
 }
 
-/* WaitForExtension waits until ofs is installed in ofs.database. */
+/*
+ * WaitForSql waits until ofs.database holds a version of the extension's
+ * SQL that this library serves (sqlversion.c logs why it waits, once).
+ */
 static void
-WaitForExtension(void)
+WaitForSql(void)
 {
-	bool		logged = false;
-
 	for (;;)
 	{
-		SqlResult	res;
-		bool		found;
-
-		WorkerSql("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'ofs'", 0, NULL, &res);
-		found = res.ok && res.nvalues == 1 && strcmp(res.values[0], "1") == 0;
-		SqlResultFree(&res);
-		if (found)
+		if (WorkerSqlCheck("ofs sync worker") == WORKER_SQL_READY)
 			return;
-		if (!logged)
-			ereport(LOG,
-					(errmsg("ofs sync worker is waiting for the ofs extension in database \"%s\"", ofs_database),
-					 errhint("Run CREATE EXTENSION ofs in that database, or set ofs.database.")));
-		logged = true;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		if (shutdown_requested)
@@ -362,8 +352,12 @@ Housekeeping(int64_t now)
 		}
 }
 
+/*
+ * CloseAll stops listening and closes every connection with 1001 (reconnect
+ * with backoff), giving the closes up to two seconds to go out.
+ */
 static void
-Shutdown(struct lws_context *ctx, uv_loop_t *loop, WaitEventSet *set)
+CloseAll(uv_loop_t *loop, WaitEventSet *set, const char *message)
 {
 	Session    *s;
 	int64_t		deadline = WorkerNowMs() + 2000;
@@ -372,7 +366,7 @@ Shutdown(struct lws_context *ctx, uv_loop_t *loop, WaitEventSet *set)
 
 	for (s = sessions; s; s = s->next)
 	{
-		ProtocolSendError(s, NULL, "shutting_down", "the sync worker is stopping; reconnect later", NULL, true);
+		ProtocolSendError(s, NULL, "shutting_down", message, NULL, true);
 		SessionClose(s, 1001, "server shutting down");
 	}
 	while (nsessions > 0 && WorkerNowMs() < deadline)
@@ -383,6 +377,12 @@ Shutdown(struct lws_context *ctx, uv_loop_t *loop, WaitEventSet *set)
 		(void) WaitEventSetWait(set, 50, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+}
+
+static void
+Shutdown(struct lws_context *ctx, uv_loop_t *loop, WaitEventSet *set)
+{
+	CloseAll(loop, set, "the sync worker is stopping; reconnect later");
 	lws_context_destroy(ctx);
 	for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++)
 		;
@@ -411,7 +411,7 @@ ofs_worker_main(Datum arg)
 	pgstat_report_appname("ofs sync worker");
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
-	WaitForExtension();
+	WaitForSql();
 	OfsRegisterLatch(MyLatch);
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, LwsLog);
@@ -460,6 +460,7 @@ ofs_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_devices = 0;	/* read the SQL version again */
 		}
 		now = WorkerNowMs();
 		if (!listening && now >= next_bind)
@@ -486,6 +487,20 @@ ofs_worker_main(Datum arg)
 		{
 			seen_devices = devices;
 			next_devices = now + 10000;
+			/*
+			 * An upgrade script wakes the workers like a device change:
+			 * read the SQL version again.  SQL this library does not
+			 * serve (dropped, or newer) closes every connection until
+			 * it does.
+			 */
+			if (WorkerSqlCheck("ofs sync worker") != WORKER_SQL_READY)
+			{
+				CloseAll(loop, set, "the ofs extension of the origin is being changed; reconnect later");
+				listening = false;
+				WaitForSql();
+				next_bind = 0;
+				continue;
+			}
 			ProtocolCheckDevices();
 		}
 		if (now >= next_house)

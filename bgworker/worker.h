@@ -98,6 +98,19 @@ extern void ProtocolSendError(Session *s, const void *id, const char *code,
 extern void ProtocolLiveBatch(Session **list, int n);
 extern void ProtocolCheckDevices(void);
 
+/* sqlversion.c */
+typedef enum WorkerSqlState
+{
+	WORKER_SQL_READY,			/* a version this library serves */
+	WORKER_SQL_ABSENT,			/* no ofs extension in ofs.database */
+	WORKER_SQL_TOO_OLD,			/* older than OFS_OLDEST_SQL_VERSION */
+	WORKER_SQL_TOO_NEW,			/* newer than the library, or unreadable */
+	WORKER_SQL_UNREADABLE		/* the catalog could not be read */
+} WorkerSqlState;
+
+extern int	ofs_sql_version;
+extern WorkerSqlState WorkerSqlCheck(const char *who);
+
 /* sql.c */
 #define SQL_MAX_VALUES 6
 typedef struct SqlResult

@@ -13,6 +13,7 @@
  * ofs.apply_batch returns per mutation.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/relation.h"
 #include "access/table.h"
@@ -41,17 +42,6 @@
 #include "storage/proc.h"
 
 PG_FUNCTION_INFO_V1(apply_one);
-
-/* Columns of ofs.applied_op, in table order. */
-enum
-{
-	AO_DEVICE,
-	AO_OPERATION_ID,
-	AO_STATUS,
-	AO_RESULT,
-	AO_APPLIED_AT,
-	AO_NATTS
-};
 
 /*
  * Plans of the statements of the write path, kept for the session, keyed
@@ -799,8 +789,8 @@ apply_one(PG_FUNCTION_ARGS)
 		Datum		args[4];
 		char		nulls[4] = {' ', ' ', ' ', ' '};
 		Relation	log;
-		Datum		row[AO_NATTS];
-		bool		rownulls[AO_NATTS] = {false, false, false, false, false};
+		Datum		row[Natts_applied_op];
+		bool		rownulls[Natts_applied_op] = {false, false, false, false, false};
 		ItemPointerData claim;
 		const char *op;
 		Target		t;
@@ -814,15 +804,12 @@ apply_one(PG_FUNCTION_ARGS)
 		 * what is a duplicate (a unique violation, caught below), also
 		 * against a concurrent push of the same device.
 		 */
-		log = table_open(OfsRelid("applied_op"), RowExclusiveLock);
-		if (RelationGetDescr(log)->natts != AO_NATTS)
-			elog(ERROR, "ofs.applied_op has %d columns, expected %d",
-				 RelationGetDescr(log)->natts, AO_NATTS);
-		row[AO_DEVICE] = CStringGetTextDatum(device);
-		row[AO_OPERATION_ID] = CStringGetTextDatum(op_id);
-		row[AO_STATUS] = CStringGetTextDatum("applying");
-		row[AO_RESULT] = JsonbFromText("{}");
-		row[AO_APPLIED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		log = OfsOpenOwnTable(OFS_APPLIED_OP, RowExclusiveLock);
+		row[Anum_applied_op_device - 1] = CStringGetTextDatum(device);
+		row[Anum_applied_op_operation_id - 1] = CStringGetTextDatum(op_id);
+		row[Anum_applied_op_status - 1] = CStringGetTextDatum("applying");
+		row[Anum_applied_op_result - 1] = JsonbFromText("{}");
+		row[Anum_applied_op_applied_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		claim = OfsInsertDirect(log, row, rownulls);
 
 		/* Validate the mutation; nothing it says is executed as SQL. */
@@ -887,8 +874,8 @@ apply_one(PG_FUNCTION_ARGS)
 		hlc = ClampHlc(hlc);
 		result = WriteAsRole(device, roleid, op_id, &t, op, pktext, data, base, hlc);
 
-		row[AO_STATUS] = CStringGetTextDatum(JText(JGet(result, "status")));
-		row[AO_RESULT] = JsonbPGetDatum(result);
+		row[Anum_applied_op_status - 1] = CStringGetTextDatum(JText(JGet(result, "status")));
+		row[Anum_applied_op_result - 1] = JsonbPGetDatum(result);
 		CommandCounterIncrement();
 		OfsUpdateDirect(log, &claim, row, rownulls);
 		table_close(log, RowExclusiveLock);

@@ -14,6 +14,7 @@
  * transaction that captured changes wakes the sync workers (shmem.c).
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/htup_details.h"
 #include "access/relation.h"
@@ -49,24 +50,6 @@ int64		ofs_sync_hlc = 0;
 
 /* Whether the current transaction captured a change (reset at its end). */
 static bool captured_in_xact = false;
-
-/* Columns of ofs.change_log, in table order. */
-enum
-{
-	CL_SEQ,
-	CL_XID,
-	CL_TBL,
-	CL_PK,
-	CL_OP,
-	CL_DATA,
-	CL_CHANGED,
-	CL_HLC,
-	CL_SITE,
-	CL_OPERATION_ID,
-	CL_VERSIONS,
-	CL_CAPTURED_AT,
-	CL_NATTS
-};
 
 /* CaptureXactCallback wakes the sync workers when changes commit. */
 static void
@@ -121,28 +104,28 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 			 int npk, AttrNumber *pk, ArrayType *changed)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		values[CL_NATTS];
-	bool		nulls[CL_NATTS];
+	Datum		values[Natts_change_log];
+	bool		nulls[Natts_change_log];
 
 	memset(nulls, false, sizeof(nulls));
-	values[CL_SEQ] = Int64GetDatum(nextval_internal(OfsRelid("change_seq"), false));
-	values[CL_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	values[CL_TBL] = ObjectIdGetDatum(RelationGetRelid(rel));
-	values[CL_PK] = DirectFunctionCall1(jsonb_in, CStringGetDatum(RowJsonObject(row, desc, npk, pk)));
-	values[CL_OP] = CharGetDatum(op);
+	values[Anum_change_log_seq - 1] = Int64GetDatum(nextval_internal(OfsRelid("change_seq"), false));
+	values[Anum_change_log_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_change_log_tbl - 1] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[Anum_change_log_pk - 1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(RowJsonObject(row, desc, npk, pk)));
+	values[Anum_change_log_op - 1] = CharGetDatum(op);
 	if (op == 'D')
-		nulls[CL_DATA] = true;
+		nulls[Anum_change_log_data - 1] = true;
 	else
-		values[CL_DATA] = DirectFunctionCall1(jsonb_in,
+		values[Anum_change_log_data - 1] = DirectFunctionCall1(jsonb_in,
 											  CStringGetDatum(RowJsonObject(row, desc, 0, NULL)));
-	nulls[CL_CHANGED] = (changed == NULL);
-	values[CL_CHANGED] = PointerGetDatum(changed);
-	values[CL_HLC] = Int64GetDatum(ofs_sync_hlc ? ofs_sync_hlc : HlcNow());
-	values[CL_SITE] = CStringGetTextDatum(ofs_sync_device ? ofs_sync_device : "origin");
-	nulls[CL_OPERATION_ID] = (ofs_sync_operation == NULL);
-	values[CL_OPERATION_ID] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
-	nulls[CL_VERSIONS] = true;
-	values[CL_CAPTURED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[Anum_change_log_changed - 1] = (changed == NULL);
+	values[Anum_change_log_changed - 1] = PointerGetDatum(changed);
+	values[Anum_change_log_hlc - 1] = Int64GetDatum(ofs_sync_hlc ? ofs_sync_hlc : HlcNow());
+	values[Anum_change_log_site - 1] = CStringGetTextDatum(ofs_sync_device ? ofs_sync_device : "origin");
+	nulls[Anum_change_log_operation_id - 1] = (ofs_sync_operation == NULL);
+	values[Anum_change_log_operation_id - 1] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
+	nulls[Anum_change_log_versions - 1] = true;
+	values[Anum_change_log_captured_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 
 	OfsInsertDirect(log, values, nulls);
 	captured_in_xact = true;
@@ -151,12 +134,7 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 static Relation
 OpenChangeLog(void)
 {
-	Relation	log = table_open(OfsRelid("change_log"), RowExclusiveLock);
-
-	if (RelationGetDescr(log)->natts != CL_NATTS)
-		elog(ERROR, "ofs.change_log has %d columns, expected %d",
-			 RelationGetDescr(log)->natts, CL_NATTS);
-	return log;
+	return OfsOpenOwnTable(OFS_CHANGE_LOG, RowExclusiveLock);
 }
 
 /* SyncWritesColumn: does the intent being applied write this column? */

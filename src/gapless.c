@@ -15,6 +15,7 @@
  * other.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -382,19 +383,18 @@ GaplessTake(text *name_t, TimestampTz at)
 	 * every other caller of this sequence waits for.
 	 */
 	{
-		Relation	audit = table_open(OfsRelid("gapless_issued"), RowExclusiveLock);
-		Datum		values[7];
-		bool		nulls[7] = {false, false, false, false, false, false, false};
+		Relation	audit = OfsOpenOwnTable(OFS_GAPLESS_ISSUED, RowExclusiveLock);
+		Datum		values[Natts_gapless_issued];
+		bool		nulls[Natts_gapless_issued];
 
-		values[0] = PointerGetDatum(name_t);
-		values[1] = Int64GetDatum(seq_id);
-		values[2] = CStringGetTextDatum(period);
-		values[3] = Int64GetDatum(taken.value);
-		values[4] = CStringGetTextDatum(buf.data);
-		values[5] = TimestampTzGetDatum(at);
-		values[6] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-		if (RelationGetDescr(audit)->natts != 7)
-			elog(ERROR, "ofs.gapless_issued has %d columns, expected 7", RelationGetDescr(audit)->natts);
+		memset(nulls, false, sizeof(nulls));
+		values[Anum_gapless_issued_sequence_name - 1] = PointerGetDatum(name_t);
+		values[Anum_gapless_issued_sequence_id - 1] = Int64GetDatum(seq_id);
+		values[Anum_gapless_issued_period - 1] = CStringGetTextDatum(period);
+		values[Anum_gapless_issued_value - 1] = Int64GetDatum(taken.value);
+		values[Anum_gapless_issued_formatted - 1] = CStringGetTextDatum(buf.data);
+		values[Anum_gapless_issued_issued_at - 1] = TimestampTzGetDatum(at);
+		values[Anum_gapless_issued_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 		OfsInsertDirect(audit, values, nulls);
 		table_close(audit, RowExclusiveLock);
 	}

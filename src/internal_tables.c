@@ -10,8 +10,10 @@
  * indexes must be plain btrees on columns.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/genam.h"
+#include "access/table.h"
 #include "access/heapam.h"
 #include "access/relation.h"
 #include "access/htup_details.h"
@@ -23,7 +25,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -181,4 +185,129 @@ OfsSpiExec(const char *sql, int expected)
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute failed for \"%s\": %s", sql, SPI_result_code_string(rc));
+}
+
+/*
+ * The columns of the tables of internal_tables.h, in attribute order, as this
+ * library writes them.
+ */
+typedef struct OwnColumn
+{
+	const char *name;
+	Oid			type;
+} OwnColumn;
+
+typedef struct OwnTable
+{
+	const char *relname;
+	int			natts;
+	int			min_natts;
+	const OwnColumn *columns;
+	Oid			checked_relid;	/* its layout was checked; reset by relcache invalidation */
+} OwnTable;
+
+static const OwnColumn change_log_columns[Natts_change_log] = {
+	{"seq", INT8OID}, {"xid", XID8OID}, {"tbl", OIDOID}, {"pk", JSONBOID},
+	{"op", CHAROID}, {"data", JSONBOID}, {"changed", TEXTARRAYOID}, {"hlc", INT8OID},
+	{"site", TEXTOID}, {"operation_id", TEXTOID}, {"versions", JSONBOID},
+	{"captured_at", TIMESTAMPTZOID},
+};
+static const OwnColumn applied_op_columns[Natts_applied_op] = {
+	{"device", TEXTOID}, {"operation_id", TEXTOID}, {"status", TEXTOID},
+	{"result", JSONBOID}, {"applied_at", TIMESTAMPTZOID},
+};
+static const OwnColumn transition_log_columns[Natts_transition_log] = {
+	{"id", INT8OID}, {"table_name", TEXTOID}, {"tbl", OIDOID}, {"pk", JSONBOID},
+	{"constraint_name", TEXTOID}, {"col", NAMEOID}, {"from_state", TEXTOID},
+	{"to_state", TEXTOID}, {"role", NAMEOID}, {"changed_at", TIMESTAMPTZOID},
+	{"xid", XID8OID}, {"device", TEXTOID}, {"operation_id", TEXTOID},
+};
+static const OwnColumn gapless_issued_columns[Natts_gapless_issued] = {
+	{"sequence_name", TEXTOID}, {"sequence_id", INT8OID}, {"period", TEXTOID},
+	{"value", INT8OID}, {"formatted", TEXTOID}, {"issued_at", TIMESTAMPTZOID},
+	{"xid", XID8OID},
+};
+
+static OwnTable own_tables[OFS_OWN_TABLE_COUNT] = {
+	[OFS_CHANGE_LOG] = {"change_log", Natts_change_log, Natts_change_log_min, change_log_columns},
+	[OFS_APPLIED_OP] = {"applied_op", Natts_applied_op, Natts_applied_op_min, applied_op_columns},
+	[OFS_TRANSITION_LOG] = {"transition_log", Natts_transition_log, Natts_transition_log_min,
+	transition_log_columns},
+	[OFS_GAPLESS_ISSUED] = {"gapless_issued", Natts_gapless_issued, Natts_gapless_issued_min,
+	gapless_issued_columns},
+};
+
+static bool own_tables_callback_registered = false;
+
+/* OwnTablesInvalidate forgets checked layouts when a relation changes. */
+static void
+OwnTablesInvalidate(Datum arg, Oid relid)
+{
+	for (int i = 0; i < OFS_OWN_TABLE_COUNT; i++)
+		if (!OidIsValid(relid) || own_tables[i].checked_relid == relid)
+			own_tables[i].checked_relid = InvalidOid;
+}
+
+/* CheckOwnLayout insists that rel has a known layout of table t. */
+static void
+CheckOwnLayout(OwnTable *t, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (desc->natts > t->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ofs.%s has %d columns, but this ofs library knows only %d",
+						t->relname, desc->natts, t->natts),
+				 errdetail("The extension's SQL is newer than its shared library."),
+				 errhint("Install the ofs shared library of the version shown by \\dx ofs, and restart PostgreSQL.")));
+	if (desc->natts < t->min_natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ofs.%s has %d columns, fewer than any version of ofs had (%d)",
+						t->relname, desc->natts, t->min_natts),
+				 errhint("The ofs extension is damaged; reinstall it.")));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), t->columns[i].name) != 0 ||
+			att->atttypid != t->columns[i].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column %d of ofs.%s is not \"%s\" of type %s", i + 1, t->relname,
+							t->columns[i].name, format_type_be(t->columns[i].type)),
+					 errdetail("ofs writes this table directly and depends on its layout."),
+					 errhint("The ofs extension is damaged, or its SQL does not match its shared library; run ALTER EXTENSION ofs UPDATE, or reinstall it.")));
+	}
+}
+
+/*
+ * OfsOpenOwnTable opens one of ofs's directly written tables and checks its
+ * layout, once per relcache entry (internal_tables.h).
+ */
+Relation
+OfsOpenOwnTable(OfsOwnTable which, LOCKMODE lockmode)
+{
+	OwnTable   *t = &own_tables[which];
+	Relation	rel = table_open(OfsRelid(t->relname), lockmode);
+
+	if (t->checked_relid != RelationGetRelid(rel))
+	{
+		if (!own_tables_callback_registered)
+		{
+			CacheRegisterRelcacheCallback(OwnTablesInvalidate, (Datum) 0);
+			own_tables_callback_registered = true;
+		}
+		CheckOwnLayout(t, rel);
+		t->checked_relid = RelationGetRelid(rel);
+	}
+	return rel;
+}
+
+/* OfsOwnTableNatts is how many of its known columns an opened table has. */
+int
+OfsOwnTableNatts(Relation rel)
+{
+	return RelationGetDescr(rel)->natts;
 }

@@ -1,5 +1,5 @@
 /*
- * ofs.c: module entry point of the ofs extension.
+ * ofs.c: module entry point of the ofs extension, and its version.
  *
  * _PG_init defines the GUCs and, when the library is preloaded, registers the
  * sync worker.  Everything else lives in the file of its concern.
@@ -8,9 +8,11 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 
 PG_MODULE_MAGIC;
 
+PG_FUNCTION_INFO_V1(library_version);
 
 void
 _PG_init(void)
@@ -20,4 +22,35 @@ _PG_init(void)
 	CaptureInit();
 	ApplyInit();
 	WorkerInit();
+}
+
+/*
+ * OfsVersionNum turns an extension version "M.N" into M * 100 + N, so that
+ * versions compare as numbers; -1 for anything else.
+ */
+int
+OfsVersionNum(const char *version)
+{
+	int			major = 0;
+	int			minor = 0;
+	const char *p = version;
+
+	if (p == NULL || *p < '0' || *p > '9')
+		return -1;
+	while (*p >= '0' && *p <= '9' && major < 10000)
+		major = major * 10 + (*p++ - '0');
+	if (*p++ != '.' || *p < '0' || *p > '9')
+		return -1;
+	while (*p >= '0' && *p <= '9' && minor < 100)
+		minor = minor * 10 + (*p++ - '0');
+	if (*p != '\0' || minor >= 100 || major >= 10000)
+		return -1;
+	return major * 100 + minor;
+}
+
+/* library_version() is the version of the loaded shared library. */
+Datum
+library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(OFS_LIBRARY_VERSION));
 }

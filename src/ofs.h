@@ -26,6 +26,16 @@
 extern void _PG_init(void);
 
 /*
+ * The version of this shared library: the newest SQL version it knows, which
+ * is ofs.control's default_version.  It works with the SQL of every version
+ * from OFS_OLDEST_SQL_VERSION on (users install a new library first and run
+ * ALTER EXTENSION ofs UPDATE after; docs/DESIGN.md, "Versions and upgrades").
+ */
+#define OFS_LIBRARY_VERSION		"1.1"
+#define OFS_OLDEST_SQL_VERSION	"1.0"
+extern int	OfsVersionNum(const char *version);
+
+/*
  * The device and operation id of the sync intent being applied, or NULL for
  * work done on the origin itself.  The write path sets them around each
  * mutation; the transition log and the changes feed record them.

@@ -17,6 +17,7 @@
  * a rule sends.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/htup_details.h"
 #include "access/genam.h"
@@ -567,24 +568,6 @@ PrimaryKeyJson(TableRules *rules, HeapTuple tuple, TupleDesc desc)
 }
 
 /* Columns of ofs.transition_log, in table order. */
-enum
-{
-	LOG_ID,
-	LOG_TABLE_NAME,
-	LOG_TBL,
-	LOG_PK,
-	LOG_CONSTRAINT_NAME,
-	LOG_COL,
-	LOG_FROM,
-	LOG_TO,
-	LOG_ROLE,
-	LOG_CHANGED_AT,
-	LOG_XID,
-	LOG_DEVICE,
-	LOG_OPERATION_ID,
-	LOG_NATTS
-};
-
 /*
  * TransitionLog writes one row of ofs.transition_log, directly (see
  * internal_tables.c): it is written for every state change.
@@ -595,33 +578,30 @@ TransitionLog(TableRules *rules, Relation rel, HeapTuple keytuple,
 {
 	Oid			seqid = OfsRelid("transition_log_id_seq");
 	Relation	logrel;
-	Datum		values[LOG_NATTS];
-	bool		nulls[LOG_NATTS];
+	Datum		values[Natts_transition_log];
+	bool		nulls[Natts_transition_log];
 
 	memset(nulls, false, sizeof(nulls));
-	values[LOG_ID] = Int64GetDatum(nextval_internal(seqid, false));
-	values[LOG_TABLE_NAME] = CStringGetTextDatum(rules->table_name);
-	values[LOG_TBL] = ObjectIdGetDatum(RelationGetRelid(rel));
-	values[LOG_PK] = DirectFunctionCall1(jsonb_in,
+	values[Anum_transition_log_id - 1] = Int64GetDatum(nextval_internal(seqid, false));
+	values[Anum_transition_log_table_name - 1] = CStringGetTextDatum(rules->table_name);
+	values[Anum_transition_log_tbl - 1] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[Anum_transition_log_pk - 1] = DirectFunctionCall1(jsonb_in,
 										 CStringGetDatum(PrimaryKeyJson(rules, keytuple, RelationGetDescr(rel))));
-	values[LOG_CONSTRAINT_NAME] = CStringGetTextDatum(c->name);
-	values[LOG_COL] = DirectFunctionCall1(namein, CStringGetDatum(c->col));
-	nulls[LOG_FROM] = (from == NULL);
-	values[LOG_FROM] = from ? CStringGetTextDatum(from) : (Datum) 0;
-	nulls[LOG_TO] = (to == NULL);
-	values[LOG_TO] = to ? CStringGetTextDatum(to) : (Datum) 0;
-	values[LOG_ROLE] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	values[LOG_CHANGED_AT] = TimestampTzGetDatum(GetCurrentTimestamp());
-	values[LOG_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	nulls[LOG_DEVICE] = (ofs_sync_device == NULL);
-	values[LOG_DEVICE] = ofs_sync_device ? CStringGetTextDatum(ofs_sync_device) : (Datum) 0;
-	nulls[LOG_OPERATION_ID] = (ofs_sync_operation == NULL);
-	values[LOG_OPERATION_ID] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
+	values[Anum_transition_log_constraint_name - 1] = CStringGetTextDatum(c->name);
+	values[Anum_transition_log_col - 1] = DirectFunctionCall1(namein, CStringGetDatum(c->col));
+	nulls[Anum_transition_log_from_state - 1] = (from == NULL);
+	values[Anum_transition_log_from_state - 1] = from ? CStringGetTextDatum(from) : (Datum) 0;
+	nulls[Anum_transition_log_to_state - 1] = (to == NULL);
+	values[Anum_transition_log_to_state - 1] = to ? CStringGetTextDatum(to) : (Datum) 0;
+	values[Anum_transition_log_role - 1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[Anum_transition_log_changed_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[Anum_transition_log_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	nulls[Anum_transition_log_device - 1] = (ofs_sync_device == NULL);
+	values[Anum_transition_log_device - 1] = ofs_sync_device ? CStringGetTextDatum(ofs_sync_device) : (Datum) 0;
+	nulls[Anum_transition_log_operation_id - 1] = (ofs_sync_operation == NULL);
+	values[Anum_transition_log_operation_id - 1] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
 
-	logrel = table_open(OfsRelid("transition_log"), RowExclusiveLock);
-	if (RelationGetDescr(logrel)->natts != LOG_NATTS)
-		elog(ERROR, "ofs.transition_log has %d columns, expected %d",
-			 RelationGetDescr(logrel)->natts, LOG_NATTS);
+	logrel = OfsOpenOwnTable(OFS_TRANSITION_LOG, RowExclusiveLock);
 	OfsInsertDirect(logrel, values, nulls);
 	table_close(logrel, RowExclusiveLock);
 }

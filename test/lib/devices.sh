@@ -52,7 +52,7 @@ dev_cleanup() {
 }
 
 # dev_origin DBNAME [postgresql.conf lines...]: the cluster, the database
-# and the extension; sets DEV_DIR (a temporary directory), DEV_DB, DEV_PORT
+# and the extension (at version $DEV_EXT_VERSION if set; none: without it); sets DEV_DIR (a temporary directory), DEV_DB, DEV_PORT
 # and DEV_URL.
 dev_origin() {
   DEV_DB=$1; shift
@@ -78,7 +78,10 @@ dev_origin() {
   ofs_cluster_init "$DEV_DIR/cluster" "ofs.port = $DEV_PORT" "ofs.database = '$DEV_DB'" "$@" >/dev/null ||
     die "the cluster did not start"
   ofs_psql -d postgres -c "CREATE DATABASE $DEV_DB" >/dev/null || die "CREATE DATABASE failed"
-  ofs_psql -d "$DEV_DB" -c "CREATE EXTENSION ofs" >/dev/null || die "CREATE EXTENSION failed"
+  # DEV_EXT_VERSION=V creates the extension at version V; =none leaves it out.
+  [ "${DEV_EXT_VERSION:-}" = none ] && return 0
+  ofs_psql -d "$DEV_DB" -c "CREATE EXTENSION ofs${DEV_EXT_VERSION:+ VERSION '$DEV_EXT_VERSION'}" >/dev/null ||
+    die "CREATE EXTENSION failed"
   dev_wait_listening 30 || die "the sync worker does not listen on port $DEV_PORT"
 }
 

@@ -1,0 +1,1866 @@
+-- ofs--1.1.sql: the objects of CREATE EXTENSION ofs (version 1.1), in schema ofs.
+--
+-- The full script of the default version.  Every change made here is also
+-- made in the upgrade script from the previous version (ofs--1.0--1.1.sql);
+-- test/scripts/upgrade.sh fails when the two disagree.
+\echo Use "CREATE EXTENSION ofs" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- Gap-free sequences
+-------------------------------------------------------------------------------
+
+-- One row per gap-free sequence: its definition, as given to
+-- create_gapless_sequence.  The id survives a drop in gapless_issued so that a
+-- later sequence of the same name never collides with the old audit rows.
+CREATE TABLE ofs.gapless_sequence_config (
+    id          bigserial PRIMARY KEY,
+    name        text NOT NULL UNIQUE,
+    format      text NOT NULL,
+    reset       text NOT NULL CHECK (reset IN ('never', 'yearly', 'monthly', 'daily')),
+    start_value bigint NOT NULL,
+    time_zone   text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ofs.gapless_sequence_config IS
+    'Definitions of gap-free sequences; write it through ofs.create_gapless_sequence and ofs.drop_gapless_sequence only';
+
+-- One row per sequence and period: the last committed value.  The row lock
+-- taken by the UPDATE that advances it is what serializes numbering through
+-- commit, and its rollback is what leaves no gap.
+CREATE TABLE ofs.gapless_counter (
+    sequence_id bigint NOT NULL REFERENCES ofs.gapless_sequence_config (id) ON DELETE CASCADE,
+    period      text NOT NULL,
+    last_value  bigint NOT NULL,
+    PRIMARY KEY (sequence_id, period)
+);
+COMMENT ON TABLE ofs.gapless_counter IS
+    'Last issued value of each gap-free sequence and period';
+
+-- The audit of every number issued by a committed transaction.
+CREATE TABLE ofs.gapless_issued (
+    sequence_name text NOT NULL,
+    sequence_id   bigint NOT NULL,
+    period        text NOT NULL,
+    value         bigint NOT NULL,
+    formatted     text NOT NULL,
+    issued_at     timestamptz NOT NULL,
+    xid           xid8 NOT NULL,
+    PRIMARY KEY (sequence_id, period, value)
+);
+COMMENT ON TABLE ofs.gapless_issued IS
+    'Every number issued by a gap-free sequence: sequence, period, value, formatted text, the timestamp that decided the period, and the issuing transaction';
+
+SELECT pg_catalog.pg_extension_config_dump('ofs.gapless_sequence_config', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.gapless_sequence_config_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.gapless_counter', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.gapless_issued', '');
+
+CREATE FUNCTION ofs.create_gapless_sequence(
+    name text,
+    format text DEFAULT '{n}',
+    reset text DEFAULT 'never',
+    start bigint DEFAULT 1,
+    time_zone text DEFAULT 'UTC')
+RETURNS void
+AS 'MODULE_PATHNAME', 'create_gapless_sequence'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.create_gapless_sequence(text, text, text, bigint, text) IS
+    'Create a gap-free sequence: format tokens {YYYY} {YY} {MM} {DD} {n} {n:W}; reset never, yearly, monthly or daily in the given time zone';
+
+CREATE FUNCTION ofs.drop_gapless_sequence(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_gapless_sequence'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.drop_gapless_sequence(text) IS
+    'Drop a gap-free sequence and its counters; the numbers it issued stay in ofs.gapless_issued';
+
+CREATE FUNCTION ofs.gapless_nextval(name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'gapless_nextval'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.gapless_nextval(text) IS
+    'Take the next number of a gap-free sequence in the period of the transaction timestamp; the row lock is held until commit, so call it late';
+
+CREATE FUNCTION ofs.gapless_nextval(name text, at timestamptz)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'gapless_nextval_at'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.gapless_nextval(text, timestamptz) IS
+    'Take the next number of a gap-free sequence in the period that contains the given timestamp';
+
+CREATE FUNCTION ofs.gapless_next(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'gapless_next'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.gapless_next(text) IS
+    'Take the next number of a gap-free sequence and return it formatted';
+
+CREATE FUNCTION ofs.gapless_next(name text, at timestamptz)
+RETURNS text
+AS 'MODULE_PATHNAME', 'gapless_next_at'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.gapless_next(text, timestamptz) IS
+    'Take the next number of a gap-free sequence in the period that contains the given timestamp, formatted';
+
+-- Taking numbers is a legal act: only roles granted EXECUTE may do it.
+REVOKE ALL ON FUNCTION ofs.create_gapless_sequence(text, text, text, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.drop_gapless_sequence(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.gapless_nextval(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.gapless_nextval(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.gapless_next(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.gapless_next(text, timestamptz) FROM PUBLIC;
+
+CREATE VIEW ofs.gapless_sequences AS
+SELECT c.name,
+       c.format,
+       c.reset,
+       c.start_value,
+       c.time_zone,
+       (SELECT count(*) FROM ofs.gapless_counter k WHERE k.sequence_id = c.id) AS periods,
+       (SELECT k.period FROM ofs.gapless_counter k WHERE k.sequence_id = c.id
+         ORDER BY k.period DESC LIMIT 1) AS last_period,
+       (SELECT k.last_value FROM ofs.gapless_counter k WHERE k.sequence_id = c.id
+         ORDER BY k.period DESC LIMIT 1) AS last_value,
+       c.created_at
+  FROM ofs.gapless_sequence_config c;
+COMMENT ON VIEW ofs.gapless_sequences IS
+    'Gap-free sequences with their latest period and the last value committed in it';
+
+GRANT USAGE ON SCHEMA ofs TO PUBLIC;
+GRANT SELECT ON ofs.gapless_sequences, ofs.gapless_issued TO PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Transition constraints and checks
+-------------------------------------------------------------------------------
+
+-- One row per transition constraint: a state machine on one column.
+CREATE TABLE ofs.transition_constraint_def (
+    id          bigserial PRIMARY KEY,
+    tbl         regclass NOT NULL,
+    name        text NOT NULL,
+    col         name NOT NULL,
+    transitions text NOT NULL,
+    initial     text[],
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tbl, name),
+    UNIQUE (tbl, col)
+);
+COMMENT ON TABLE ofs.transition_constraint_def IS
+    'Transition constraints as defined; write it through ofs.add_transition_constraint and ofs.drop_transition_constraint only';
+
+-- The parsed edges of each constraint, in the order they were written.
+CREATE TABLE ofs.transition_edge (
+    constraint_id bigint NOT NULL REFERENCES ofs.transition_constraint_def (id) ON DELETE CASCADE,
+    ord           int NOT NULL,
+    from_state    text NOT NULL,
+    to_state      text NOT NULL,
+    role          name,
+    PRIMARY KEY (constraint_id, ord)
+);
+COMMENT ON TABLE ofs.transition_edge IS
+    'Edges of transition constraints, parsed once when the constraint was added';
+
+-- One row per transition check: a boolean expression over OLD and NEW.
+CREATE TABLE ofs.transition_check_def (
+    id          bigserial PRIMARY KEY,
+    tbl         regclass NOT NULL,
+    name        text NOT NULL,
+    expr        text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tbl, name)
+);
+COMMENT ON TABLE ofs.transition_check_def IS
+    'Transition checks as defined; write it through ofs.add_transition_check and ofs.drop_transition_check only';
+
+-- The audit of state changes.  device and operation_id name the sync intent
+-- that made the change; they are NULL for changes made on the origin.
+CREATE TABLE ofs.transition_log (
+    id              bigserial PRIMARY KEY,
+    table_name      text NOT NULL,
+    tbl             oid NOT NULL,
+    pk              jsonb NOT NULL,
+    constraint_name text NOT NULL,
+    col             name NOT NULL,
+    from_state      text,
+    to_state        text,
+    role            name NOT NULL,
+    changed_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    xid             xid8 NOT NULL,
+    device          text,
+    operation_id    text
+);
+-- No index on (tbl, pk) by default: every state change writes this table,
+-- and an index there costs more than the rest of the rules.  Add one (a plain
+-- btree on columns) if you query the history of single rows often.
+COMMENT ON TABLE ofs.transition_log IS
+    'One row per state change of a column under a transition constraint: table, primary key, column, from, to, role, time, transaction, and the device and operation when it came through sync';
+
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_constraint_def', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_constraint_def_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_edge', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
+
+CREATE FUNCTION ofs.transition_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'transition_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.transition_trigger() IS
+    'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
+
+CREATE FUNCTION ofs.add_transition_constraint(
+    tbl regclass, name text, col name, transitions text, initial text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'add_transition_constraint'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) IS
+    'Constrain the changes of a column to the edges of a transition list: ''from'' -> ''to'' [BY ROLE ''role''], ...; with initial, inserts must use one of those values';
+
+CREATE FUNCTION ofs.drop_transition_constraint(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_transition_constraint'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.drop_transition_constraint(regclass, text) IS
+    'Drop a transition constraint';
+
+CREATE FUNCTION ofs.add_transition_check(tbl regclass, name text, expr text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'add_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.add_transition_check(regclass, text, text) IS
+    'Check a boolean expression over OLD and NEW on every UPDATE of a table; NULL passes, as in CHECK constraints';
+
+CREATE FUNCTION ofs.drop_transition_check(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'drop_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.drop_transition_check(regclass, text) IS
+    'Drop a transition check';
+
+-- Defining rules is for the owners of tables; the functions check ownership.
+REVOKE ALL ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.drop_transition_constraint(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.add_transition_check(regclass, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.drop_transition_check(regclass, text) FROM PUBLIC;
+
+CREATE VIEW ofs.transition_rules AS
+SELECT d.tbl AS table_name,
+       d.name AS constraint_name,
+       d.col AS column_name,
+       e.from_state,
+       e.to_state,
+       e.role
+  FROM ofs.transition_constraint_def d
+  JOIN ofs.transition_edge e ON e.constraint_id = d.id
+UNION ALL
+SELECT d.tbl, d.name, d.col, NULL, i.state, NULL
+  FROM ofs.transition_constraint_def d, unnest(d.initial) AS i(state);
+COMMENT ON VIEW ofs.transition_rules IS
+    'One row per edge of every transition constraint (table, constraint, column, from, to, role); a row whose from_state is NULL is an allowed initial state';
+
+CREATE VIEW ofs.transition_checks AS
+SELECT tbl AS table_name, name AS check_name, expr AS expression, created_at
+  FROM ofs.transition_check_def;
+COMMENT ON VIEW ofs.transition_checks IS
+    'Transition checks: table, name and the boolean expression over OLD and NEW';
+
+GRANT SELECT ON ofs.transition_rules, ofs.transition_checks TO PUBLIC;
+
+
+-------------------------------------------------------------------------------
+-- Sync registration and the changes feed (docs/DESIGN.md explains the cursor)
+-------------------------------------------------------------------------------
+
+-- Tables in the feed, with their merge policy per column.
+CREATE TABLE ofs.synced_table (
+    tbl      regclass PRIMARY KEY,
+    merge    jsonb NOT NULL DEFAULT '{}',
+    added_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ofs.synced_table IS
+    'Tables in the changes feed and their merge policy per column; write it through ofs.sync_table and ofs.unsync_table only';
+SELECT pg_catalog.pg_extension_config_dump('ofs.synced_table', '');
+
+CREATE SEQUENCE ofs.change_seq;
+
+-- The changes log: one entry per captured row change, written in the
+-- writing transaction.  xid is the writer's top-level transaction, which
+-- decides when a reader may see the entry; seq orders the entries of a
+-- batch (for one row, seq order is commit order, since writers of one row
+-- wait for each other).  data is the full row after the change (NULL for a
+-- delete), so that an entry superseded by a newer one for the same row can
+-- be dropped.  changed lists the columns an update changed (NULL: all); hlc
+-- and site are the version of those columns; versions holds the column
+-- versions folded in from dropped entries.  Not dumped: xids mean nothing in
+-- another cluster (after a restore, run ofs.rebuild_feed()).
+CREATE TABLE ofs.change_log (
+    seq          bigint PRIMARY KEY,
+    xid          xid8 NOT NULL,
+    tbl          oid NOT NULL,
+    pk           jsonb NOT NULL,
+    op           "char" NOT NULL,
+    data         jsonb,
+    changed      text[],
+    hlc          bigint NOT NULL,
+    site         text NOT NULL,
+    operation_id text,
+    versions     jsonb,
+    captured_at  timestamptz NOT NULL
+);
+CREATE INDEX change_log_xid ON ofs.change_log (xid);
+CREATE INDEX change_log_row ON ofs.change_log (tbl, pk);
+COMMENT ON TABLE ofs.change_log IS
+    'Captured changes of synced tables; read it through ofs.changes';
+
+-- The feed's identity and retention horizon.  epoch changes whenever the
+-- feed is created anew (CREATE EXTENSION, also in a restored database), so
+-- cursors of another feed are refused; tombstones of transactions below
+-- horizon have been purged, so a cursor that has not seen all of them must
+-- re-snapshot.  Not dumped, on purpose.
+CREATE TABLE ofs.feed_state (
+    singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+    epoch     text NOT NULL,
+    horizon   xid8 NOT NULL DEFAULT '0',
+    compacted_at timestamptz
+);
+INSERT INTO ofs.feed_state (epoch)
+    VALUES (lpad(to_hex((random() * 4294967295)::bigint), 8, '0'));
+
+CREATE FUNCTION ofs.capture_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'capture_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.capture_trigger() IS
+    'Captures every row change of a synced table into ofs.change_log (an AFTER ROW trigger)';
+
+CREATE FUNCTION ofs.refuse_truncate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'refuse_truncate'
+LANGUAGE C;
+COMMENT ON FUNCTION ofs.refuse_truncate() IS
+    'Refuses TRUNCATE of a synced table: the feed could not tell devices which rows went';
+
+CREATE FUNCTION ofs.sync_table(tbl regclass, merge jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'sync_table'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.sync_table(regclass, jsonb) IS
+    'Start syncing a table (it needs a primary key); merge names a policy per column: lww (default), counter or manual';
+
+CREATE FUNCTION ofs.unsync_table(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'unsync_table'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.unsync_table(regclass) IS
+    'Stop syncing a table and drop its entries from the feed';
+
+CREATE FUNCTION ofs.rebuild_feed()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rebuild_feed'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.rebuild_feed() IS
+    'Empty the feed and capture every row of every synced table again, under a new epoch (after pg_restore); returns the rows captured';
+
+REVOKE ALL ON FUNCTION ofs.sync_table(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.unsync_table(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.rebuild_feed() FROM PUBLIC;
+
+CREATE FUNCTION ofs.hlc_now()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'hlc_now'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ofs.hlc_now() IS
+    'A fresh hybrid logical clock value of the origin: Unix milliseconds * 65536 + a counter';
+
+CREATE FUNCTION ofs.feed_commits()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'feed_commits'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION ofs.feed_commits() IS
+    'Commits that captured changes since the server started (needs ofs in shared_preload_libraries; NULL otherwise)';
+
+-- ofs_cursor_parse splits a cursor into its parts, refusing foreign,
+-- malformed and too old cursors with a clear error.
+CREATE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  parts text[] := string_to_array(cursor, '/');
+  st ofs.feed_state;
+BEGIN
+  SELECT * INTO st FROM ofs.feed_state;
+  IF parts[1] IS DISTINCT FROM 'ofs1' OR array_length(parts, 1) NOT IN (3, 5) THEN
+    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
+            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
+  END IF;
+  IF parts[2] <> st.epoch THEN
+    RAISE EXCEPTION 'changes cursor belongs to another feed'
+      USING ERRCODE = 'OF010',
+            DETAIL = format('The cursor is of feed %s; this database''s feed is %s (it was created anew, e.g. by a restore).', parts[2], st.epoch),
+            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
+  END IF;
+  BEGIN
+    c := parts[3]::pg_snapshot;
+    IF array_length(parts, 1) = 5 THEN
+      s := parts[4]::pg_snapshot;
+      last_seq := parts[5]::bigint;
+    END IF;
+  EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
+            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
+  END;
+  -- Tombstones below the horizon were purged: the cursor must have seen them all.
+  IF st.horizon > pg_snapshot_xmax(c)
+     OR EXISTS (SELECT 1 FROM pg_snapshot_xip(c) x WHERE x < st.horizon) THEN
+    RAISE EXCEPTION 'changes cursor is older than the feed retains'
+      USING ERRCODE = 'OF010',
+            DETAIL = format('Deleted rows of transactions before %s were purged from the feed at %s.', st.horizon, st.compacted_at),
+            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
+  END IF;
+END $$;
+
+-- ofs_snapshot_cursor makes the cursor of a snapshot, treating the reading
+-- transaction's own (uncommitted) xid as not yet visible.
+CREATE FUNCTION ofs.snapshot_text(snap pg_snapshot)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE
+    WHEN own IS NULL OR own >= pg_snapshot_xmax(snap) THEN snap::text
+    ELSE format('%s:%s:%s', least(pg_snapshot_xmin(snap), own), pg_snapshot_xmax(snap),
+                (SELECT string_agg(x::text, ',' ORDER BY x)
+                   FROM (SELECT pg_snapshot_xip(snap) UNION SELECT own) AS u(x)))
+  END
+  FROM (SELECT pg_current_xact_id_if_assigned() AS own) o
+$$;
+
+-- The reading itself is C (src/feed.c); ofs.cursor_parse and
+-- ofs.snapshot_text above are its SQL parts.
+CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
+RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
+               device text, operation_id text, hlc bigint, changed_columns text[])
+AS 'MODULE_PATHNAME', 'changes'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION ofs.changes(text, int) IS
+    'The changes feed: committed changes of synced tables after a cursor (NULL: from the beginning), at most max_rows; follow the cursor of the last row';
+
+CREATE FUNCTION ofs.feed_cursor()
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT format('ofs1/%s/%s', epoch, ofs.snapshot_text(pg_current_snapshot())) FROM ofs.feed_state
+$$;
+COMMENT ON FUNCTION ofs.feed_cursor() IS
+    'The cursor of the current snapshot: read the tables in the same transaction, then follow the feed from here (a re-snapshot)';
+
+CREATE FUNCTION ofs.compact_changes(retain interval DEFAULT '7 days',
+                                    OUT superseded bigint, OUT purged bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  purged_max xid8;
+BEGIN
+  IF retain IS NULL OR retain < '0'::interval THEN
+    RAISE EXCEPTION 'retention must not be negative, not %', retain
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- One compaction at a time; writers and readers go on.
+  LOCK TABLE ofs.change_log IN SHARE UPDATE EXCLUSIVE MODE;
+
+  -- 1. An entry superseded by a newer entry of the same row is dropped: the
+  --    newer one holds the full row, and a reader that has not seen the old
+  --    one has not seen the new one either.  Column versions of the dropped
+  --    entries that the survivor does not overwrite are folded into it.
+  IF to_regclass('pg_temp.ofs_compact_rows') IS NOT NULL THEN
+    DROP TABLE pg_temp.ofs_compact_rows;   -- a second compaction in one transaction
+  END IF;
+  CREATE TEMP TABLE ofs_compact_rows ON COMMIT DROP AS
+    SELECT tbl, pk, max(seq) AS keep FROM ofs.change_log
+     GROUP BY tbl, pk HAVING count(*) > 1;
+  WITH folded AS (
+    SELECT r.keep,
+           (SELECT jsonb_object_agg(v.key, v.value)
+              FROM jsonb_each(ofs.row_versions(r.tbl, r.pk)) v
+             WHERE NOT v.key = ANY (k.changed)) AS versions
+      FROM ofs_compact_rows r JOIN ofs.change_log k ON k.seq = r.keep
+     WHERE k.op = 'U'
+  )
+  UPDATE ofs.change_log k SET versions = f.versions
+    FROM folded f WHERE k.seq = f.keep;
+  DELETE FROM ofs.change_log l USING ofs_compact_rows r
+   WHERE l.tbl = r.tbl AND l.pk = r.pk AND l.seq < r.keep;
+  GET DIAGNOSTICS superseded = ROW_COUNT;
+
+  -- 2. Tombstones older than the retention are purged; the horizon records
+  --    that cursors which have not seen them must re-snapshot.
+  WITH gone AS (
+    DELETE FROM ofs.change_log
+     WHERE op = 'D' AND captured_at < now() - retain
+    RETURNING xid
+  )
+  SELECT count(*), max(xid) INTO purged, purged_max FROM gone;
+  UPDATE ofs.feed_state
+     SET compacted_at = now(),
+         horizon = CASE WHEN purged_max IS NULL THEN horizon
+                        ELSE greatest(horizon, (purged_max::text::bigint + 1)::text::xid8) END;
+END $$;
+COMMENT ON FUNCTION ofs.compact_changes(interval) IS
+    'Drop feed entries superseded by newer ones of the same row, and purge deleted rows older than retain; cursors that had not seen a purged deletion must re-snapshot';
+REVOKE ALL ON FUNCTION ofs.compact_changes(interval) FROM PUBLIC;
+
+-- The raw feed is for ofs and its administrators; devices read it through
+-- the sync worker, scoped to their role.
+REVOKE ALL ON FUNCTION ofs.changes(text, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.feed_cursor() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Devices
+-------------------------------------------------------------------------------
+
+-- A device maps to a PostgreSQL role; its pushes run as that role.  Only a
+-- hash of its token is kept.
+CREATE TABLE ofs.device (
+    device        text PRIMARY KEY CHECK (device <> '' AND device <> 'origin'),
+    role          name NOT NULL,
+    token_sha256  bytea NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    expires_at    timestamptz,
+    revoked_at    timestamptz,
+    last_contact  timestamptz,
+    last_cursor   text,
+    page_seq      bigint NOT NULL DEFAULT 0,
+    caught_up_at  timestamptz
+);
+COMMENT ON TABLE ofs.device IS
+    'Devices and the roles they act as; write it through ofs.create_device_token and ofs.revoke_device only';
+SELECT pg_catalog.pg_extension_config_dump('ofs.device', '');
+
+CREATE FUNCTION ofs.create_device_token(role name, device text, valid_for interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  token text;
+BEGIN
+  IF role IS NULL OR device IS NULL OR device = '' OR device = 'origin' THEN
+    RAISE EXCEPTION 'a device token needs a role and a device name other than "origin"'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', role
+      USING ERRCODE = 'undefined_object', HINT = 'Create the role first with CREATE ROLE.';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role AND r.rolsuper) THEN
+    RAISE EXCEPTION 'a device may not act as superuser "%"', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Create an ordinary role for devices and grant it what they may do.';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = create_device_token.role AND r.rolbypassrls) THEN
+    RAISE EXCEPTION 'a device may not act as role "%", which bypasses row-level security', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Create an ordinary role for devices and grant it what they may do.';
+  END IF;
+  IF NOT pg_has_role(current_user, create_device_token.role, 'MEMBER') THEN
+    RAISE EXCEPTION 'permission denied to create a device acting as role "%"', role
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'Only members of a role may create devices that act as it.';
+  END IF;
+  IF valid_for IS NOT NULL AND valid_for <= '0'::interval THEN
+    RAISE EXCEPTION 'valid_for must be positive, not %', valid_for
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- 244 random bits from the server's strong random source.
+  token := 'ofs_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+  INSERT INTO ofs.device (device, role, token_sha256, expires_at)
+  VALUES (device, role, sha256(convert_to(token, 'UTF8')), now() + valid_for)
+  ON CONFLICT ON CONSTRAINT device_pkey DO UPDATE
+     SET role = EXCLUDED.role, token_sha256 = EXCLUDED.token_sha256, created_at = now(),
+         expires_at = EXCLUDED.expires_at, revoked_at = NULL;
+  -- A device that changes role sees other rows: it re-snapshots everything.
+  PERFORM ofs.resnapshot_device(device);
+  RETURN token;
+END $$;
+COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
+    'Create (or replace) a device acting as a role; returns its token, shown only this once';
+
+CREATE FUNCTION ofs.notify_device_change()
+RETURNS void AS 'MODULE_PATHNAME', 'notify_device_change' LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.notify_feed_change()
+RETURNS void AS 'MODULE_PATHNAME', 'notify_feed_change' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.notify_feed_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
+
+CREATE FUNCTION ofs.revoke_device(device text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.device d SET revoked_at = now() WHERE d.device = revoke_device.device AND d.revoked_at IS NULL;
+  IF FOUND THEN
+    -- At commit, the sync workers close the device's connections.
+    PERFORM ofs.notify_device_change();
+  ELSE
+    RAISE EXCEPTION 'device "%" does not exist or is already revoked', device
+      USING ERRCODE = 'undefined_object', HINT = 'Devices are listed in ofs.devices.';
+  END IF;
+END $$;
+COMMENT ON FUNCTION ofs.revoke_device(text) IS 'Cut a device off: its token stops working';
+
+CREATE VIEW ofs.devices AS
+SELECT device, role, created_at, expires_at, revoked_at, last_contact,
+       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+            WHEN expires_at < now() THEN 'expired'
+            ELSE 'active' END AS status,
+       caught_up_at,
+       (SELECT count(*) FROM ofs.change_log c
+         WHERE c.captured_at > coalesce(d.caught_up_at, '-infinity')) AS changes_behind
+  FROM ofs.device d;
+COMMENT ON VIEW ofs.devices IS
+    'Devices: role, creation, expiry, revocation, last contact, status, when the device last had read the whole feed and how many changes (of any table) were captured since';
+
+REVOKE ALL ON FUNCTION ofs.create_device_token(name, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.revoke_device(text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- The write path (docs/DESIGN.md: "Applying mutations")
+-------------------------------------------------------------------------------
+
+-- One row per (device, operation id) ever seen: what makes pushes idempotent.
+CREATE TABLE ofs.applied_op (
+    device       text NOT NULL,
+    operation_id text NOT NULL,
+    status       text NOT NULL,
+    result       jsonb NOT NULL,
+    applied_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device, operation_id)
+);
+COMMENT ON TABLE ofs.applied_op IS
+    'The result of every mutation ever applied or rejected, by device and operation id';
+
+CREATE TABLE ofs.dead_letters (
+    id           bigserial PRIMARY KEY,
+    device       text NOT NULL,
+    operation_id text NOT NULL,
+    table_name   text,
+    pk           jsonb,
+    mutation     jsonb NOT NULL,
+    sqlstate     text NOT NULL,
+    message      text NOT NULL,
+    detail       text,
+    hint         jsonb NOT NULL,
+    status       text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'retried', 'discarded')),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    closed_at    timestamptz,
+    closed_by    name,
+    retry_result jsonb
+);
+CREATE INDEX dead_letters_open ON ofs.dead_letters (device, table_name, pk) WHERE status = 'open';
+COMMENT ON TABLE ofs.dead_letters IS
+    'Every rejected mutation: device, operation, table, key, the mutation, SQLSTATE, message and a compensation hint; closed by retry or discard';
+
+CREATE TABLE ofs.conflicts (
+    id            bigserial PRIMARY KEY,
+    table_name    text NOT NULL,
+    pk            jsonb NOT NULL,
+    column_name   name NOT NULL,
+    origin_value  jsonb,
+    device_value  jsonb,
+    base_value    jsonb,
+    origin_hlc    bigint,
+    origin_site   text,
+    device_hlc    bigint NOT NULL,
+    device        text NOT NULL,
+    operation_id  text NOT NULL,
+    status        text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+    resolution    text,
+    resolved_at   timestamptz,
+    resolved_by   name,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE ofs.conflicts IS
+    'Concurrent changes of manual columns: both values, both sites, both clocks; ofs.resolve_conflict decides';
+SELECT pg_catalog.pg_extension_config_dump('ofs.applied_op', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
+
+CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
+RETURNS bigint AS 'MODULE_PATHNAME', 'clamp_hlc' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION ofs.clamp_hlc(bigint) IS
+    'A device HLC, clamped to the origin clock plus ofs.max_clock_skew (internal)';
+CREATE FUNCTION ofs.encode_row(anyelement)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'encode_row' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
+    'A row in the JSON encoding of the changes feed';
+REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
+
+-- row_versions: the version (HLC, site) of each column of a row, folded
+-- from its feed entries in order.
+CREATE FUNCTION ofs.row_versions(tbl oid, pk jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(jsonb_object_agg(col, jsonb_build_array(hlc, site)), '{}')
+    FROM (SELECT DISTINCT ON (v.col) v.col, v.hlc, v.site
+            FROM ofs.change_log l
+            CROSS JOIN LATERAL (
+              SELECT c, 1, l.hlc, l.site
+                FROM unnest(coalesce(l.changed, ARRAY(SELECT jsonb_object_keys(l.data)))) AS c
+               WHERE l.op <> 'D'
+              UNION ALL
+              SELECT key, 0, (value->>0)::bigint, value->>1 FROM jsonb_each(coalesce(l.versions, '{}'))
+            ) AS v(col, prio, hlc, site)
+           WHERE l.tbl = row_versions.tbl AND l.pk = row_versions.pk
+           ORDER BY v.col, l.seq DESC, v.prio DESC) x
+$$;
+
+-- decode_json_columns: the feed carries json and jsonb values as strings;
+-- turn them back into JSON before jsonb_populate_record reads them.
+CREATE FUNCTION ofs.decode_json_columns(tbl regclass, data jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT data || coalesce(jsonb_object_agg(a.attname, (data->>a.attname)::jsonb), '{}')
+    FROM pg_attribute a
+   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+     AND a.atttypid IN ('json'::regtype, 'jsonb'::regtype)
+     AND jsonb_typeof(data->a.attname) = 'string'
+$$;
+
+-- compensation: what a device needs to undo a rejected mutation: the kind
+-- of failure, the origin's current row as the device's role sees it (NULL
+-- if it has none), and for transitions the allowed next states.
+CREATE FUNCTION ofs.compensation(role name, tbl regclass, pk jsonb, data jsonb,
+                                 state text, con text, col text, message text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  kind text;
+  cur jsonb;
+  prev_role text := current_setting('role');
+  hint jsonb;
+  cur_state text;
+BEGIN
+  kind := CASE
+    WHEN state = 'OF001' THEN 'transition_not_allowed'
+    WHEN state = 'OF002' THEN 'role_required'
+    WHEN state = 'OF003' THEN 'check_failed'
+    WHEN state = 'OF004' THEN 'initial_state_not_allowed'
+    WHEN state = 'OF020' THEN 'dependent'
+    WHEN state = '23505' THEN 'unique_violation'
+    WHEN state = '23503' THEN 'foreign_key_violation'
+    WHEN state = '23514' THEN 'check_violation'
+    WHEN state = '23502' THEN 'not_null_violation'
+    WHEN state = '42501' THEN 'permission_denied'
+    WHEN state = 'P0002' THEN 'row_missing'
+    WHEN state IN ('22023', '42703') THEN 'invalid_mutation'
+    WHEN state LIKE '22%' THEN 'invalid_value'
+    ELSE 'error' END;
+  hint := jsonb_build_object('kind', kind);
+  IF con IS NOT NULL THEN hint := hint || jsonb_build_object('constraint', con); END IF;
+  IF col IS NOT NULL THEN hint := hint || jsonb_build_object('column', col); END IF;
+  IF tbl IS NOT NULL AND pk IS NOT NULL THEN
+    BEGIN
+      PERFORM set_config('role', role, true);
+      EXECUTE format('SELECT ofs.encode_row(t) FROM %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                     tbl, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+         INTO cur USING pk;
+      PERFORM set_config('role', prev_role, true);
+    EXCEPTION WHEN OTHERS THEN
+      cur := NULL;  -- the role may not read the row at all
+    END;
+    hint := hint || jsonb_build_object('row', cur);
+  END IF;
+  IF state IN ('OF001', 'OF002') AND con IS NOT NULL AND col IS NOT NULL THEN
+    cur_state := cur->>col;
+    hint := hint || jsonb_build_object('from', cur_state, 'to', data->>col,
+      'allowed_next', coalesce((SELECT jsonb_agg(jsonb_build_object('to', r.to_state, 'role', r.role) ORDER BY r.to_state)
+                                  FROM ofs.transition_rules r
+                                 WHERE r.table_name = tbl AND r.constraint_name = con
+                                   AND r.from_state = cur_state), '[]'));
+    IF state = 'OF002' THEN
+      hint := hint || jsonb_build_object('required_role',
+        (SELECT r.role FROM ofs.transition_rules r
+          WHERE r.table_name = tbl AND r.constraint_name = con
+            AND r.from_state = cur_state AND r.to_state = data->>col));
+    END IF;
+  END IF;
+  IF kind = 'permission_denied' THEN
+    hint := hint || jsonb_build_object('role', role);
+  END IF;
+  RETURN hint;
+END $$;
+
+-- reject_mutation: the rejection of a mutation (its subtransaction already
+-- rolled back): a compensation hint, a dead letter, and the result.
+CREATE FUNCTION ofs.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
+                                    data jsonb, state text, message text, con text, col text,
+                                    role name, detail text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  hint jsonb;
+  res jsonb;
+BEGIN
+  BEGIN
+    hint := ofs.compensation(role, tbl, pktext::jsonb, data, state, nullif(con, ''), nullif(col, ''), message);
+  EXCEPTION WHEN OTHERS THEN
+    hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
+  END;
+  res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
+                            'message', message, 'hint', hint);
+  BEGIN
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'rejected', res)
+    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
+  EXCEPTION WHEN OTHERS THEN
+    -- A mutation that cannot even be recorded (say, too large to index) is
+    -- still answered; nothing else of the batch is lost.
+    res := res || jsonb_build_object('recorded', false);
+  END;
+  RETURN res;
+END $$;
+
+-- apply_one: one mutation of a device, idempotent, in its own
+-- subtransaction, as the device's role (src/apply_mutation.c).
+CREATE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
+                              check_dependent boolean DEFAULT true)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'apply_one'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- ofs.resolve_table finds a table a device names: schema-qualified, or in
+-- public; NULL for a name that is not a table or not a name at all.
+CREATE FUNCTION ofs.resolve_table(tbl text)
+RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN coalesce(to_regclass(tbl),
+                  CASE WHEN strpos(tbl, '.') = 0 THEN to_regclass('public.' || tbl) END);
+EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs.resolve_table(text) FROM PUBLIC;
+
+-- ofs.refeed_row puts a row into the changes feed as it is, without a
+-- change: for a row whose device holds values the origin did not take (a
+-- conflict, a column that lost last-writer-wins), so that its next pull
+-- brings the origin's row back.
+CREATE FUNCTION ofs.refeed_row(tbl text, pk jsonb)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+  cur jsonb;
+BEGIN
+  rel := ofs.resolve_table(tbl);
+  IF rel IS NULL OR jsonb_typeof(pk) IS DISTINCT FROM 'object'
+     OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel) THEN
+    RETURN;
+  END IF;
+  EXECUTE format('SELECT ofs.encode_row(t) FROM ONLY %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                 rel, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+     INTO cur USING pk;
+  IF cur IS NULL THEN
+    RETURN;
+  END IF;
+  INSERT INTO ofs.change_log (seq, xid, tbl, pk, op, data, changed, hlc, site, captured_at)
+  VALUES (nextval('ofs.change_seq'), pg_current_xact_id(), rel,
+          (SELECT jsonb_object_agg(k, cur->k) FROM jsonb_object_keys(pk) k), 'U', cur, '{}',
+          ofs.hlc_now(), 'origin', now());
+  PERFORM ofs.notify_feed_change();
+END $$;
+REVOKE ALL ON FUNCTION ofs.refeed_row(text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
+RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+  m jsonb;
+  r jsonb;
+  open_letters boolean;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = apply_batch.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" may not push: it is %', device,
+          CASE WHEN NOT FOUND THEN 'unknown' WHEN dev.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  END IF;
+  IF jsonb_typeof(mutations) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'mutations must be a JSON array'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- The batches of one device apply one at a time, each in the device's order.
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(device));
+  UPDATE ofs.device d SET last_contact = now() WHERE d.device = apply_batch.device;
+  -- Dependent rejections need an open dead letter of this device: look for
+  -- them per mutation only once there may be one.
+  open_letters := EXISTS (SELECT 1 FROM ofs.dead_letters d
+                           WHERE d.device = apply_batch.device AND d.status = 'open');
+  FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
+    r := ofs.apply_one(dev.device, m, NULL, open_letters);
+    open_letters := open_letters OR r->>'status' = 'rejected';
+    -- The origin kept values the device wrote over: its row goes back to it.
+    IF r->>'status' = 'conflict' OR r->'hint'->>'kind' = 'lost_columns' THEN
+      PERFORM ofs.refeed_row(m->>'table', m->'pk');
+    END IF;
+    operation_id := r->>'operation_id';
+    status := r->>'status';
+    sqlstate := r->>'sqlstate';
+    message := r->>'message';
+    hint := r->'hint';
+    RETURN NEXT;
+  END LOOP;
+END $$;
+COMMENT ON FUNCTION ofs.apply_batch(text, jsonb) IS
+    'Apply a device''s batch of mutations in order, as the device''s role; one result per mutation: applied, duplicate, rejected (with SQLSTATE, message and compensation hint) or conflict';
+
+CREATE FUNCTION ofs.retry_dead_letter(id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dl ofs.dead_letters;
+  dev ofs.device;
+  r jsonb;
+BEGIN
+  SELECT * INTO dl FROM ofs.dead_letters d WHERE d.id = retry_dead_letter.id FOR UPDATE;
+  IF NOT FOUND OR dl.status <> 'open' THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dl.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" of dead letter % is unknown, revoked or expired', dl.device, id
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Discard it with ofs.discard_dead_letter.';
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(dl.device));
+  UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
+   WHERE d.id = dl.id;
+  DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
+  r := ofs.apply_one(dl.device, dl.mutation, dl.id);
+  UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
+  RETURN r;
+END $$;
+COMMENT ON FUNCTION ofs.retry_dead_letter(bigint) IS
+    'Apply a dead letter''s mutation again (e.g. after a role was granted); a new rejection opens a new dead letter';
+
+CREATE FUNCTION ofs.discard_dead_letter(id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.dead_letters d SET status = 'discarded', closed_at = now(), closed_by = current_user
+   WHERE d.id = discard_dead_letter.id AND d.status = 'open';
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+END $$;
+COMMENT ON FUNCTION ofs.discard_dead_letter(bigint) IS
+    'Close a dead letter without applying it';
+
+CREATE FUNCTION ofs.resolve_conflict(id bigint, take text DEFAULT 'origin', value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c ofs.conflicts;
+  chosen jsonb;
+  tbl regclass;
+BEGIN
+  SELECT * INTO c FROM ofs.conflicts x WHERE x.id = resolve_conflict.id FOR UPDATE;
+  IF NOT FOUND OR c.status <> 'open' THEN
+    RAISE EXCEPTION 'conflict % does not exist or is resolved', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open conflicts are listed in ofs.conflicts.';
+  END IF;
+  IF take NOT IN ('origin', 'device', 'value') OR (take = 'value') <> (value IS NOT NULL) THEN
+    RAISE EXCEPTION 'resolve a conflict with take => ''origin'', ''device'', or ''value'' and a value'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF take <> 'origin' THEN
+    chosen := CASE take WHEN 'device' THEN c.device_value ELSE value END;
+    tbl := c.table_name::regclass;
+    EXECUTE format('UPDATE %1$s t SET %2$I = r.%2$I FROM jsonb_populate_record(NULL::%1$s, $1) r,'
+                   ' jsonb_populate_record(NULL::%1$s, $2) k WHERE %3$s',
+                   tbl, c.column_name,
+                   (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(c.pk) key))
+      USING ofs.decode_json_columns(tbl, jsonb_build_object(c.column_name, chosen)), c.pk;
+  END IF;
+  UPDATE ofs.conflicts x SET status = 'resolved', resolution = take, resolved_at = now(), resolved_by = current_user
+   WHERE x.id = c.id;
+END $$;
+COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
+    'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
+
+REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.apply_one(text, jsonb, bigint, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;
+
+-- Rules and sync registrations of a dropped table or column go with it.
+CREATE FUNCTION ofs.forget_dropped_rules()
+RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ofs.transition_constraint_def d
+   WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                      WHERE a.attrelid = d.tbl AND a.attname = d.col AND NOT a.attisdropped);
+  DELETE FROM ofs.transition_check_def c
+   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = c.tbl);
+  -- A dropped synced table leaves the feed.
+  DELETE FROM ofs.change_log l
+   WHERE l.tbl IN (SELECT s.tbl FROM ofs.synced_table s
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.tbl));
+  DELETE FROM ofs.synced_table s
+   WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.tbl);
+END $$;
+CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
+    EXECUTE FUNCTION ofs.forget_dropped_rules();
+
+-- Internal helpers and trigger functions are not for PUBLIC (ofs's owner
+-- attaches the triggers).
+REVOKE ALL ON FUNCTION ofs.capture_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.refuse_truncate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.transition_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.compensation(name, regclass, jsonb, jsonb, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.row_versions(oid, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.decode_json_columns(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.cursor_parse(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.snapshot_text(pg_snapshot) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.hlc_now() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Shapes and the scoped pull (docs/DESIGN.md: "Scoped pull")
+-------------------------------------------------------------------------------
+
+-- A device's shapes on one table: the filters (rewritten by
+-- ofs.shape_filter; '' is the whole table) whose union it receives.  A row
+-- with no filters is an unsubscribed table whose rows the device must still
+-- be told to remove.  version orders changes of shapes; a pull that sees a
+-- version newer than its cursor's re-snapshots the table.
+CREATE TABLE ofs.device_shape (
+    device  text NOT NULL REFERENCES ofs.device ON DELETE CASCADE,
+    tbl     oid NOT NULL,
+    filters text[] NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (device, tbl)
+);
+COMMENT ON TABLE ofs.device_shape IS
+    'The shapes each device subscribes to, per table; write it through ofs.subscribe, ofs.unsubscribe and ofs.set_subscriptions only';
+CREATE SEQUENCE ofs.shape_version;
+
+-- The rows each device has been sent and not told to remove: what makes a
+-- removal possible without ever naming a row the device was not allowed to
+-- see.  gen is the snapshot generation that last sent the row (a snapshot
+-- removes the rows of older generations it did not send again); gone_page
+-- is set when the device was told to remove the row, in that page, and the
+-- entry is forgotten once the device confirms a later page.
+-- (No foreign key to ofs.device: a snapshot inserts thousands of rows a
+-- page, and devices are revoked, never deleted.)
+CREATE TABLE ofs.device_row (
+    device    text NOT NULL,
+    tbl       oid NOT NULL,
+    pk        jsonb NOT NULL,
+    gen       bigint NOT NULL,
+    gone_page bigint,
+    PRIMARY KEY (device, tbl, pk)
+);
+CREATE INDEX device_row_gone ON ofs.device_row (device, gone_page) WHERE gone_page IS NOT NULL;
+COMMENT ON TABLE ofs.device_row IS
+    'The rows each device holds (or was just told to remove); maintained by ofs.pull';
+
+-- A device deleted by hand takes its held rows with it (one statement).
+CREATE FUNCTION ofs.forget_device_rows()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM ofs.device_row r USING gone g WHERE r.device = g.device;
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs.forget_device_rows() FROM PUBLIC;
+CREATE TRIGGER device_forget_rows AFTER DELETE ON ofs.device
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ofs.forget_device_rows();
+
+-- ofs.resnapshot_device makes a device's next pull re-read every table it
+-- subscribes to, removing the rows no longer in its scope: for changes of
+-- scope that change no row (a new role, a changed policy or membership).
+CREATE FUNCTION ofs.resnapshot_device(device text)
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+  UPDATE ofs.device_shape s SET version = nextval('ofs.shape_version')
+   WHERE s.device = resnapshot_device.device
+$$;
+COMMENT ON FUNCTION ofs.resnapshot_device(text) IS
+    'Make a device re-read all its shapes at its next pull (after a change of policy, membership or role that changes no row)';
+REVOKE ALL ON FUNCTION ofs.resnapshot_device(text) FROM PUBLIC;
+
+CREATE VIEW ofs.subscriptions AS
+SELECT s.device, s.tbl::regclass AS table_name, nullif(f, '') AS filter
+  FROM ofs.device_shape s, unnest(s.filters) AS f;
+COMMENT ON VIEW ofs.subscriptions IS 'The shapes devices subscribe to: device, table and filter (NULL: the whole table)';
+
+CREATE FUNCTION ofs.shape_filter(tbl regclass, filter text)
+RETURNS text AS 'MODULE_PATHNAME', 'shape_filter'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION ofs.shape_filter(regclass, text) IS
+    'Check a shape filter against the grammar of docs/PROTOCOL.md and the table, and return it rewritten from its parse tree (NULL: the whole table)';
+
+CREATE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_rows'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_page'
+LANGUAGE C VOLATILE;
+CREATE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'scope_count'
+LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ofs.scope_count(oid, oid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.scope_page(oid, oid, text, jsonb, int) FROM PUBLIC;
+
+-- The schema-qualified, quoted name of a table, as the feed prints it.
+CREATE FUNCTION ofs.table_name(tbl oid)
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce((SELECT format('%I.%I', n.nspname, c.relname)
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = tbl), tbl::text)
+$$;
+
+-- The union of a table's shapes as one SQL condition (NULL: every row).
+CREATE FUNCTION ofs.shape_condition(filters text[])
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE WHEN '' = ANY (filters) THEN NULL
+              WHEN cardinality(filters) = 0 THEN 'FALSE'
+              ELSE '(' || array_to_string(filters, ') OR (') || ')' END
+$$;
+
+-- The device, if it may connect; otherwise an error saying why.
+CREATE FUNCTION ofs.device_check(device text)
+RETURNS ofs.device LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = device_check.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" is %', device,
+          CASE WHEN NOT FOUND THEN 'unknown' WHEN dev.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  END IF;
+  RETURN dev;
+END $$;
+
+-- ofs.authenticate_device finds the device of a token; unknown, expired and
+-- revoked tokens are refused with SQLSTATE 28000.
+CREATE FUNCTION ofs.authenticate_device(token text)
+RETURNS ofs.device LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device;
+BEGIN
+  SELECT * INTO dev FROM ofs.device d WHERE d.token_sha256 = sha256(convert_to(coalesce(token, ''), 'UTF8'));
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown device token'
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a device token with ofs.create_device_token.';
+  ELSIF dev.revoked_at IS NOT NULL THEN
+    RAISE EXCEPTION 'device "%" was revoked at %', dev.device, dev.revoked_at
+      USING ERRCODE = 'invalid_authorization_specification';
+  ELSIF dev.expires_at < now() THEN
+    RAISE EXCEPTION 'the token of device "%" expired at %', dev.device, dev.expires_at
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Create a new token with ofs.create_device_token.';
+  END IF;
+  UPDATE ofs.device d SET last_contact = now() WHERE d.device = dev.device;
+  RETURN dev;
+END $$;
+COMMENT ON FUNCTION ofs.authenticate_device(text) IS
+    'The device a token belongs to; refuses unknown, expired and revoked tokens (SQLSTATE 28000)';
+
+-- ofs.shape_table resolves a table a device names: synced and readable by
+-- its role, or not found (without saying which).
+CREATE FUNCTION ofs.shape_table(role name, tbl text)
+RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+BEGIN
+  rel := ofs.resolve_table(tbl);
+  IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
+     OR NOT has_table_privilege(role, rel, 'SELECT') THEN
+    RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role
+      USING ERRCODE = 'undefined_table',
+            HINT = 'Tables are synced with ofs.sync_table and made readable with GRANT SELECT.';
+  END IF;
+  RETURN rel;
+END $$;
+
+CREATE FUNCTION ofs.subscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  rel regclass := ofs.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+  VALUES (dev.device, rel, ARRAY[f], nextval('ofs.shape_version'))
+  ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+     SET filters = s.filters || f, version = EXCLUDED.version
+   WHERE NOT f = ANY (s.filters);
+  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+COMMENT ON FUNCTION ofs.subscribe(text, text, text) IS
+    'Subscribe a device to a shape: a synced table its role may read and a filter (docs/PROTOCOL.md); the next pull sends the rows in scope';
+
+CREATE FUNCTION ofs.unsubscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  rel regclass := ofs.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  UPDATE ofs.device_shape s SET filters = array_remove(s.filters, f), version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND s.tbl = rel AND f = ANY (s.filters);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'device "%" is not subscribed to that shape of %', dev.device, ofs.table_name(rel)
+      USING ERRCODE = 'undefined_object',
+            HINT = 'ofs.subscriptions lists the shapes of each device.';
+  END IF;
+  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+COMMENT ON FUNCTION ofs.unsubscribe(text, text, text) IS
+    'Drop one shape of a device; the next pull removes the rows no other shape keeps';
+
+-- ofs.set_subscriptions makes a device's shapes exactly subs (a JSON array
+-- of {table, filter}); tables whose shapes do not change are left alone.
+CREATE FUNCTION ofs.set_subscriptions(device text, subs jsonb)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  e jsonb;
+  rel regclass;
+  wanted jsonb := '{}';
+  t text;
+  fs text[];
+BEGIN
+  IF jsonb_typeof(subs) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'subscriptions must be a JSON array of {"table", "filter"} objects'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOR e IN SELECT value FROM jsonb_array_elements(subs) LOOP
+    IF jsonb_typeof(e) IS DISTINCT FROM 'object' OR jsonb_typeof(e->'table') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(coalesce(e->'filter', 'null')) NOT IN ('string', 'null') THEN
+      RAISE EXCEPTION 'each subscription must be an object with a string "table" and an optional string "filter"'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rel := ofs.shape_table(dev.role, e->>'table');
+    wanted := jsonb_set(wanted, ARRAY[rel::oid::text],
+                        coalesce(wanted->(rel::oid::text), '[]')
+                        || to_jsonb(coalesce(ofs.shape_filter(rel, e->>'filter'), '')));
+  END LOOP;
+  -- Tables no longer wanted keep an empty shape, so the next pull removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0 AND NOT wanted ? s.tbl::text;
+  FOR t IN SELECT jsonb_object_keys(wanted) LOOP
+    fs := ARRAY(SELECT DISTINCT x FROM jsonb_array_elements_text(wanted->t) x ORDER BY x);
+    INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+    VALUES (dev.device, t::oid, fs, nextval('ofs.shape_version'))
+    ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+       SET filters = EXCLUDED.filters, version = EXCLUDED.version
+     WHERE ARRAY(SELECT x FROM unnest(s.filters) x ORDER BY x) IS DISTINCT FROM EXCLUDED.filters;
+  END LOOP;
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+                                    ORDER BY s.tbl, f), '[]')
+            FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+END $$;
+COMMENT ON FUNCTION ofs.set_subscriptions(text, jsonb) IS
+    'Make a device''s shapes exactly the given list of {"table", "filter"}; returns them normalized';
+
+-- ofs.pull: the changes a device should apply next, scoped to its role and
+-- its shapes (docs/DESIGN.md, "Scoped pull"; docs/PROTOCOL.md, "pull").
+-- since is the last cursor the device stored (NULL: it has nothing);
+-- confirmed, when given, is the last cursor the device is known to have
+-- stored, if that is older (a live connection's sent-but-unacknowledged
+-- pages).  Returns {cursor, changes, more, snapshot}.
+CREATE FUNCTION ofs.pull(device text, since text DEFAULT NULL, max_rows int DEFAULT 1000,
+                         confirmed text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  roleid oid;
+  cur jsonb;
+  next_cursor text;
+  feedc text;
+  v bigint := 0;
+  since_page bigint := 0;
+  conf_page bigint;
+  new_page bigint;
+  snaps jsonb := '[]';
+  snap jsonb;
+  t oid;
+  g bigint;
+  cond text;
+  fs text[];
+  out jsonb[] := '{}';
+  room int;
+  cnt int;
+  want int;
+  last_pk jsonb;
+  resnap boolean := false;
+  more boolean := false;
+  progress jsonb;
+  r record;
+  f_cursor text[];
+  f_tbl oid[];
+  f_pk jsonb[];
+  f_name text[];
+  tname text;
+  vis jsonb;
+  held jsonb;
+  seen jsonb;
+  key text;
+  i int;
+  rounds int := 0;
+  feed_more boolean;
+BEGIN
+  IF max_rows IS NULL OR max_rows < 1 THEN
+    RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  room := least(max_rows, 1000);
+  roleid := (SELECT oid FROM pg_roles WHERE rolname = dev.role);
+  -- The pulls of one device happen one at a time.
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(dev.device));
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dev.device;
+  new_page := dev.page_seq + 1;
+  -- Tables the device may no longer read (unsynced, dropped, SELECT
+  -- revoked) lose their shapes: the snapshot below removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0
+     AND (NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+          OR coalesce(NOT has_table_privilege(roleid, s.tbl, 'SELECT'), true));
+
+  IF since IS NULL THEN
+    resnap := true;
+  ELSE
+    BEGIN
+      cur := since::jsonb;
+      feedc := cur->>'f';
+      v := (cur->>'v')::bigint;
+      since_page := (cur->>'p')::bigint;
+      snaps := cur->'s';
+      IF feedc IS NULL OR v IS NULL OR since_page IS NULL OR jsonb_typeof(snaps) IS DISTINCT FROM 'array'
+         OR EXISTS (SELECT 1 FROM jsonb_array_elements(snaps) e
+                     WHERE jsonb_typeof(e) IS DISTINCT FROM 'object'
+                        OR coalesce(e->>'t', '') !~ '^[0-9]+$' OR coalesce(e->>'g', '') !~ '^[0-9]+$') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+      END IF;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range
+                   OR invalid_parameter_value OR datatype_mismatch THEN
+      RAISE EXCEPTION 'invalid pull cursor'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A cursor is the opaque text of a "changes" answer.',
+              HINT = 'Send the cursor of the last changes the device applied, or none to start afresh.';
+    END;
+    BEGIN
+      PERFORM ofs.cursor_parse(feedc);
+    EXCEPTION WHEN SQLSTATE 'OF010' THEN
+      resnap := true;
+    END;
+  END IF;
+
+  IF resnap THEN
+    -- Everything afresh: every table of the device, from the feed's present.
+    feedc := ofs.feed_cursor();
+    v := nextval('ofs.shape_version');
+    snaps := (SELECT coalesce(jsonb_agg(jsonb_build_object('t', s.tbl, 'g', v) ORDER BY s.tbl), '[]')
+                FROM ofs.device_shape s WHERE s.device = dev.device);
+  ELSE
+    -- Tables whose shapes changed since the cursor are snapshot anew.
+    FOR r IN SELECT s.tbl, s.version FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.version > v ORDER BY s.version LOOP
+      snaps := (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(snaps) e
+                 WHERE (e->>'t')::oid <> r.tbl)
+               || jsonb_build_array(jsonb_build_object('t', r.tbl, 'g', r.version));
+      v := greatest(v, r.version);
+    END LOOP;
+  END IF;
+
+  -- Removals the device confirmed are forgotten; removals sent after its
+  -- cursor may have been lost with the connection, and are sent again.
+  conf_page := since_page;
+  IF confirmed IS NOT NULL THEN
+    BEGIN
+      conf_page := least(since_page, (confirmed::jsonb->>'p')::bigint);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+      conf_page := 0;
+    END;
+  END IF;
+  DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.gone_page <= coalesce(conf_page, 0);
+  -- Removals owed are marked with the largest page number until a page
+  -- carries them: one that does not fit in this page stays owed.
+  UPDATE ofs.device_row d SET gone_page = 9223372036854775807
+   WHERE d.device = dev.device AND d.gone_page > since_page AND d.gone_page < 9223372036854775807;
+  FOR r IN SELECT d.tbl, d.pk FROM ofs.device_row d
+            WHERE d.device = dev.device AND d.gone_page = 9223372036854775807
+            ORDER BY d.tbl, d.pk LIMIT room + 1 LOOP
+    IF cardinality(out) >= room THEN
+      more := true;
+      EXIT;
+    END IF;
+    out := out || jsonb_build_object('table', ofs.table_name(r.tbl), 'op', 'delete', 'pk', r.pk);
+    UPDATE ofs.device_row d SET gone_page = new_page
+     WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = r.pk;
+  END LOOP;
+
+  -- Snapshots first: each table's rows in scope in key order, then the
+  -- removal of the rows of older generations not sent again.
+  WHILE cardinality(out) < room AND jsonb_array_length(snaps) > 0 LOOP
+    snap := snaps->0;
+    t := (snap->>'t')::oid;
+    g := (snap->>'g')::bigint;
+    SELECT s.filters INTO fs FROM ofs.device_shape s WHERE s.device = dev.device AND s.tbl = t;
+    IF NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = t) THEN
+      fs := '{}';
+    END IF;
+    cond := ofs.shape_condition(coalesce(fs, '{}'));
+    tname := ofs.table_name(t);
+    IF NOT coalesce((snap->>'stale')::boolean, false) THEN
+      IF cond = 'FALSE' THEN
+        snap := snap || '{"stale": true}';
+      ELSE
+        IF NOT snap ? 'n' THEN
+          snap := snap || jsonb_build_object('n', ofs.scope_count(roleid, t, cond), 'd', 0);
+        END IF;
+        want := room - cardinality(out);
+        -- One statement per page: the rows, and the device holding them.
+        WITH p AS MATERIALIZED (
+               SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) WITH ORDINALITY AS x(pk, "row", ord)),
+             held AS (
+               INSERT INTO ofs.device_row AS d (device, tbl, pk, gen)
+               SELECT dev.device, t, p.pk, g FROM p
+               ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL)
+        SELECT out || coalesce(array_agg(jsonb_build_object('table', tname, 'op', 'upsert',
+                                                            'pk', p.pk, 'row', p."row") ORDER BY p.ord), '{}'),
+               count(*), (array_agg(p.pk ORDER BY p.ord DESC))[1]
+          INTO out, cnt, last_pk
+          FROM p;
+        snap := snap || jsonb_build_object('d', (snap->>'d')::bigint + cnt);
+        IF cnt < want THEN
+          snap := (snap - 'a') || '{"stale": true}';
+        ELSE
+          snap := snap || jsonb_build_object('a', last_pk);
+        END IF;
+        progress := jsonb_build_object('table', ofs.table_name(t), 'rows_done', snap->'d',
+                                       'rows_total', greatest((snap->>'n')::bigint, (snap->>'d')::bigint));
+      END IF;
+    END IF;
+    IF (snap->>'stale')::boolean AND cardinality(out) < room THEN
+      want := room - cardinality(out);
+      cnt := 0;
+      FOR r IN SELECT d.pk FROM ofs.device_row d
+                WHERE d.device = dev.device AND d.tbl = t AND d.gen < g AND d.gone_page IS NULL
+                ORDER BY d.pk LIMIT want LOOP
+        out := out || jsonb_build_object('table', ofs.table_name(t), 'op', 'delete', 'pk', r.pk);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = t AND d.pk = r.pk;
+        cnt := cnt + 1;
+      END LOOP;
+      IF cnt < want THEN
+        snaps := snaps - 0;
+        CONTINUE;
+      END IF;
+    END IF;
+    snaps := jsonb_set(snaps, '{0}', snap);
+  END LOOP;
+  more := more OR jsonb_array_length(snaps) > 0;
+
+  -- Then the feed: each change of a subscribed table becomes the row as the
+  -- role sees it now (an upsert), or the removal of a row the device holds.
+  feed_more := NOT more;
+  WHILE feed_more AND cardinality(out) < room AND rounds < 20 LOOP
+    rounds := rounds + 1;
+    want := room - cardinality(out);
+    SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
+           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord)
+      INTO f_cursor, f_tbl, f_pk, f_name
+      FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                          operation_id, hlc, changed_columns, ord);
+    IF f_cursor IS NULL THEN
+      feed_more := false;
+      EXIT;
+    END IF;
+    vis := '{}';
+    held := '{}';
+    FOR r IN SELECT s.tbl, s.filters FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.tbl = ANY (f_tbl) AND cardinality(s.filters) > 0
+                AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl) LOOP
+      vis := vis || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || x.pk::text, x."row"), '{}')
+                       FROM ofs.scope_rows(roleid, r.tbl, ofs.shape_condition(r.filters),
+                                           (SELECT jsonb_agg(DISTINCT f_pk[j]) FROM generate_subscripts(f_tbl, 1) j
+                                             WHERE f_tbl[j] = r.tbl)) x);
+      -- One index lookup per changed key, whatever the statistics say.
+      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || k.pk::text, true), '{}')
+                         FROM (SELECT DISTINCT f_pk[j] AS pk FROM generate_subscripts(f_tbl, 1) j
+                                WHERE f_tbl[j] = r.tbl) k
+                        WHERE EXISTS (SELECT 1 FROM ofs.device_row d
+                                       WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = k.pk
+                                         AND d.gone_page IS NULL));
+    END LOOP;
+    seen := '{}';
+    FOR i IN 1 .. cardinality(f_cursor) LOOP
+      key := f_tbl[i] || ':' || f_pk[i]::text;
+      CONTINUE WHEN seen ? key;
+      seen := seen || jsonb_build_object(key, true);
+      IF vis ? key THEN
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
+        IF NOT held ? key THEN
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, f_tbl[i], f_pk[i], v)
+          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+        END IF;
+      ELSIF held ? key THEN
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'delete', 'pk', f_pk[i]);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
+      END IF;
+    END LOOP;
+    -- A short read may end a batch, not the feed: go on to the next one.
+    feedc := f_cursor[cardinality(f_cursor)];
+  END LOOP;
+  -- Still true here: the page filled up before the feed ran dry.
+  more := more OR feed_more;
+
+  IF cardinality(out) > 0 THEN
+    since_page := new_page;
+  END IF;
+  next_cursor := jsonb_build_object('f', feedc, 'v', v, 'p', since_page, 's', snaps)::text;
+  UPDATE ofs.device d
+     SET page_seq = greatest(d.page_seq, since_page), last_contact = now(), last_cursor = next_cursor,
+         caught_up_at = CASE WHEN more THEN d.caught_up_at ELSE now() END
+   WHERE d.device = dev.device;
+  RETURN jsonb_build_object('cursor', next_cursor, 'changes', to_jsonb(out), 'more', more)
+         || CASE WHEN progress IS NULL THEN '{}' ELSE jsonb_build_object('snapshot', progress) END;
+END $$;
+COMMENT ON FUNCTION ofs.pull(text, text, int, text) IS
+    'The next changes for a device after its cursor, scoped to its role (GRANTs, row-level security) and shapes: {cursor, changes, more, snapshot}';
+
+-- ofs.device_schema: what a device needs to create its local tables and to
+-- check transitions offline (docs/PROTOCOL.md, "schema").
+CREATE FUNCTION ofs.device_schema(device text)
+RETURNS jsonb LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+BEGIN
+  RETURN jsonb_build_object(
+    'tables', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'name', ofs.table_name(s.tbl),
+        'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
+                                                        'nullable', NOT a.attnotnull) ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = s.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+        'primary_key', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
+                          FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
+                         WHERE i.indrelid = s.tbl AND i.indisprimary AND a.attrelid = s.tbl AND a.attnum = k.attnum),
+        'merge', st.merge,
+        'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'name', c.name, 'column', c.col, 'initial', to_jsonb(c.initial),
+                             'edges', (SELECT coalesce(jsonb_agg(jsonb_build_object('from', e.from_state, 'to', e.to_state,
+                                                                                    'role', e.role) ORDER BY e.ord), '[]')
+                                         FROM ofs.transition_edge e WHERE e.constraint_id = c.id)) ORDER BY c.name), '[]')
+                          FROM ofs.transition_constraint_def c WHERE c.tbl = s.tbl)) ORDER BY s.tbl), '[]')
+                 FROM ofs.device_shape s JOIN ofs.synced_table st ON st.tbl = s.tbl
+                WHERE s.device = dev.device AND cardinality(s.filters) > 0
+                  AND has_table_privilege(dev.role, s.tbl, 'SELECT')),
+    'roles', (SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r
+               WHERE pg_has_role(dev.role, r.oid, 'MEMBER')));
+END $$;
+COMMENT ON FUNCTION ofs.device_schema(text) IS
+    'The subscribed tables of a device (columns, types, primary key, merge policy, transition rules) and its role memberships';
+
+REVOKE ALL ON FUNCTION ofs.shape_filter(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_check(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.authenticate_device(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.shape_table(name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.subscribe(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.unsubscribe(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.set_subscriptions(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.pull(text, text, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_schema(text) FROM PUBLIC;
+
+-- ofs.hello: a device's hello (docs/PROTOCOL.md): authenticates its token,
+-- sets its subscriptions when it sends them, and returns the welcome.
+CREATE FUNCTION ofs.hello(token text, subscriptions jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.authenticate_device(token);
+  subs jsonb;
+BEGIN
+  IF subscriptions IS NOT NULL THEN
+    subs := ofs.set_subscriptions(dev.device, subscriptions);
+  ELSE
+    subs := (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+                                       ORDER BY s.tbl, f), '[]')
+               FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+  END IF;
+  RETURN jsonb_build_object('device', dev.device, 'role', dev.role,
+                            'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
+                            'hlc', ofs.hlc_now(), 'subscriptions', subs);
+END $$;
+REVOKE ALL ON FUNCTION ofs.hello(text, jsonb) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- Metrics
+-------------------------------------------------------------------------------
+
+-- The version of the loaded shared library, next to extversion: after an
+-- upgrade of the library they differ until ALTER EXTENSION ofs UPDATE.
+CREATE FUNCTION ofs.library_version() RETURNS text
+AS 'MODULE_PATHNAME', 'library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION ofs.library_version() IS
+    'Version of the ofs shared library in use; extversion in pg_extension is the version of its SQL';
+
+CREATE FUNCTION ofs.worker_stats(
+    OUT connected_devices bigint, OUT sessions bigint, OUT messages_in bigint, OUT messages_out bigint,
+    OUT bytes_in bigint, OUT bytes_out bigint, OUT mutations_applied bigint, OUT mutations_duplicate bigint,
+    OUT mutations_rejected bigint, OUT conflicts bigint, OUT rows_sent bigint, OUT errors bigint,
+    OUT last_error text, OUT last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'worker_stats' LANGUAGE C VOLATILE;
+-- Its last_error names devices: monitoring roles only, as ofs.stats.
+REVOKE ALL ON FUNCTION ofs.worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ofs.worker_stats() TO pg_monitor;
+COMMENT ON FUNCTION ofs.worker_stats() IS
+    'Counters of the sync workers since PostgreSQL started (shared memory), and the last error; executable by pg_monitor';
+
+CREATE VIEW ofs.stats AS
+SELECT w.connected_devices, w.sessions, w.messages_in, w.messages_out, w.bytes_in, w.bytes_out,
+       w.mutations_applied, w.mutations_duplicate, w.mutations_rejected,
+       w.conflicts AS conflicts_detected,
+       (SELECT count(*) FROM ofs.conflicts c WHERE c.status = 'open') AS conflicts_open,
+       (SELECT count(*) FROM ofs.dead_letters d WHERE d.status = 'open') AS dead_letters,
+       w.rows_sent,
+       (SELECT max(now() - d.caught_up_at) FROM ofs.devices d
+         WHERE d.status = 'active' AND d.changes_behind > 0) AS pull_lag,
+       w.errors, w.last_error, w.last_error_at
+  FROM ofs.worker_stats() w;
+COMMENT ON VIEW ofs.stats IS
+    'Sync metrics: connected devices, sessions, messages and bytes each way, mutations applied, duplicate and rejected, conflicts, open dead letters, rows sent, pull lag (longest an active device has been behind the feed), errors and the last one (worker counters start at zero when PostgreSQL starts)';
+GRANT SELECT ON ofs.stats TO pg_monitor;
+
+-- ofs.pull_live: ofs.pull for many live devices at once, which is what a
+-- commit wakes the sync worker for.  Devices whose cursor is in the steady
+-- state (no snapshot under way, no shape changed, no removal to resend) are
+-- served together: the feed is read once per distinct cursor, rows are read
+-- once per role, table and shape, and the bookkeeping of held rows is one
+-- statement for all (docs/DESIGN.md, "Live fan-out").  The others go
+-- through ofs.pull one by one.  Returns one result per device that has
+-- changes (ord is the device's position in the arrays); a device that may no
+-- longer connect gets {"error": ..., "sqlstate": ...}.
+-- The working sets of ofs.pull_live, kept in arrays rather than temporary
+-- tables (whose truncation at every commit costs more than the work).
+CREATE TYPE ofs.live_dev AS (ord int, device text, role oid, f text, v bigint, p bigint,
+                             conf bigint, new_page bigint, fast boolean);
+CREATE TYPE ofs.live_change AS (f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb);
+CREATE TYPE ofs.live_feed AS (f text, last_cursor text, n int);
+CREATE TYPE ofs.live_vis AS (role oid, tbl oid, cond text, pk jsonb, "row" jsonb);
+CREATE TYPE ofs.live_out AS (ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean);
+
+CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
+RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  d record;
+  room int := least(greatest(max_rows, 1), 1000);
+  got int;
+  n int;
+  cur text;
+  devs ofs.live_dev[];
+  chg ofs.live_change[] := '{}';
+  part ofs.live_change[];
+  feeds ofs.live_feed[] := '{}';
+  vis ofs.live_vis[] := '{}';
+  outs ofs.live_out[];
+BEGIN
+  -- The pulls of one device happen one at a time (in key order: no deadlock).
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(x))
+     FROM (SELECT DISTINCT unnest(devices) AS x ORDER BY 1) u;
+
+  devs := ARRAY(
+    SELECT ROW(a.i, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint,
+               coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint),
+               dv.page_seq + 1,
+               jsonb_array_length(c->'s') = 0
+                 AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
+                 AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                                  WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint))::ofs.live_dev
+      FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+      JOIN ofs.device dv ON dv.device = a.device
+                        AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
+      JOIN pg_roles ro ON ro.rolname = dv.role
+      CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\{.*\}$' THEN NULL
+                                      ELSE a.since::jsonb END AS c) cc
+     WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
+       AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$');
+
+  -- The feed, once per distinct cursor; a cursor the feed no longer serves
+  -- sends its devices the slow way (ofs.pull re-snapshots them).
+  -- ofs.changes stops at the end of a batch: read on into the next ones.
+  FOR r IN SELECT DISTINCT l.f FROM unnest(devs) l WHERE l.fast LOOP
+    BEGIN
+      got := 0;
+      cur := r.f;
+      n := 0;
+      FOR k IN 1 .. 20 LOOP
+        part := ARRAY(
+          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk)::ofs.live_change
+            FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                                    operation_id, hlc, changed_columns, ord)
+           ORDER BY c.ord);
+        n := cardinality(part);
+        EXIT WHEN n = 0;
+        chg := chg || part;
+        got := got + n;
+        cur := (part[n]).cursor;
+        EXIT WHEN got >= room;
+      END LOOP;
+      IF got > 0 AND got < room AND n > 0 THEN
+        -- Twenty batches read and the page not full: say there is more.
+        got := room;
+      END IF;
+      IF got > 0 THEN
+        feeds := feeds || ROW(r.f, cur, got)::ofs.live_feed;
+      END IF;
+    EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.f IS DISTINCT FROM r.f)::ofs.live_dev FROM unnest(devs) l);
+    END;
+  END LOOP;
+  -- One row change per batch: the first mention carries the row as it is now.
+  chg := ARRAY(SELECT c FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c FROM unnest(chg) c
+                               ORDER BY c.f, c.tbl, c.pk, c.idx) x);
+
+  -- Rows as each role and shape sees them, once per (role, table, shape).
+  FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
+             FROM unnest(devs) l
+             JOIN ofs.device_shape s ON s.device = l.device AND cardinality(s.filters) > 0
+            WHERE l.fast
+              AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+              AND EXISTS (SELECT 1 FROM unnest(chg) c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
+    BEGIN
+      vis := vis || ARRAY(
+        SELECT ROW(r.role, r.tbl, r.cond, x.pk, x."row")::ofs.live_vis
+          FROM ofs.scope_rows(r.role, r.tbl, r.cond,
+                              (SELECT jsonb_agg(DISTINCT c.pk) FROM unnest(chg) c
+                                WHERE c.tbl = r.tbl
+                                  AND c.f IN (SELECT l.f FROM unnest(devs) l WHERE l.fast AND l.role = r.role))) x);
+    EXCEPTION WHEN OTHERS THEN
+      -- The role may no longer read the table (say): ofs.pull sorts it out.
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.role <> r.role)::ofs.live_dev FROM unnest(devs) l);
+    END;
+  END LOOP;
+
+  -- What each device gets: the row if it is in scope, its removal if the
+  -- device holds it and it is not.
+  outs := ARRAY(
+    SELECT ROW(l.ord, c.idx, c.tbl, c.tname, c.pk,
+               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL)::ofs.live_out
+      FROM unnest(devs) l
+      JOIN unnest(chg) c ON c.f = l.f
+      JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
+      LEFT JOIN unnest(vis) v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
+                             AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
+      LEFT JOIN LATERAL (SELECT h.pk FROM ofs.device_row h
+                          WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
+     WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
+
+  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen)
+  SELECT l.device, o.tbl, o.pk, l.v FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+   WHERE o.op = 'upsert' AND NOT o.held
+  ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+  UPDATE ofs.device_row h SET gone_page = l.new_page
+    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+   WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
+  DELETE FROM ofs.device_row h USING unnest(devs) l
+   WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
+
+  -- Each device's share of the output, gathered once (not per device).
+  RETURN QUERY
+  WITH mine AS (
+         SELECT o.ord, jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
+                                 || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row") ELSE '{}' END
+                                 ORDER BY o.idx) AS changes
+           FROM unnest(outs) o GROUP BY o.ord),
+       upd AS (
+         UPDATE ofs.device dv
+            SET page_seq = CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE dv.page_seq END,
+                last_contact = now(),
+                last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
+                                                 'p', CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE l.p END,
+                                                 's', '[]'::jsonb)::text,
+                caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
+           FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f LEFT JOIN mine m ON m.ord = l.ord
+          WHERE l.fast AND dv.device = l.device
+         RETURNING l.ord, dv.last_cursor, fd.n, m.changes)
+  SELECT u.ord::int, jsonb_build_object('cursor', u.last_cursor, 'more', u.n >= room,
+                                        'changes', coalesce(u.changes, '[]'))
+    FROM upd u;
+
+  -- The rest, one by one.
+  FOR d IN SELECT a.i, a.device, a.since, a.confirmed
+             FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+             LEFT JOIN unnest(devs) l ON l.ord = a.i AND l.fast
+            WHERE l.ord IS NULL LOOP
+    BEGIN
+      ord := d.i;
+      result := ofs.pull(d.device, d.since, room, d.confirmed);
+      RETURN NEXT;
+    EXCEPTION WHEN OTHERS THEN
+      ord := d.i;
+      result := jsonb_build_object('error', SQLERRM, 'sqlstate', SQLSTATE);
+      RETURN NEXT;
+    END;
+  END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION ofs.pull_live(text[], text[], text[], int) FROM PUBLIC;
