@@ -585,6 +585,18 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'Only members of a role may create devices that act as it.';
   END IF;
+  -- Owners are exempt from row-level security unless a table forces it:
+  -- such a device would receive every row.
+  IF EXISTS (SELECT 1 FROM ofs.synced_table st JOIN pg_class c ON c.oid = st.tbl
+              WHERE NOT c.relforcerowsecurity
+                AND pg_has_role(create_device_token.role, c.relowner, 'USAGE')) THEN
+    RAISE EXCEPTION 'a device may not act as role "%", which owns synced table %', role,
+      (SELECT string_agg(st.tbl::text, ', ' ORDER BY st.tbl::text) FROM ofs.synced_table st JOIN pg_class c ON c.oid = st.tbl
+        WHERE NOT c.relforcerowsecurity AND pg_has_role(create_device_token.role, c.relowner, 'USAGE'))
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'A table''s owner, and roles with its privileges, bypass its row-level security policies.',
+            HINT = 'Create an ordinary role for devices, or ALTER TABLE ... FORCE ROW LEVEL SECURITY.';
+  END IF;
   IF valid_for IS NOT NULL AND valid_for <= '0'::interval THEN
     RAISE EXCEPTION 'valid_for must be positive, not %', valid_for
       USING ERRCODE = 'invalid_parameter_value';
@@ -609,6 +621,30 @@ CREATE FUNCTION ofs.notify_feed_change()
 RETURNS void AS 'MODULE_PATHNAME', 'notify_feed_change' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION ofs.notify_feed_change() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
+
+-- Every change of a device's token, role, revocation or expiry wakes the
+-- sync workers at commit, which close the sessions it ends.
+CREATE FUNCTION ofs.device_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM ofs.notify_device_change();
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs.device_changed() FROM PUBLIC;
+CREATE TRIGGER device_changed AFTER INSERT OR UPDATE OF device, role, token_sha256, expires_at, revoked_at OR DELETE
+    ON ofs.device FOR EACH STATEMENT EXECUTE FUNCTION ofs.device_changed();
+
+-- The key that seals the pull cursors the sync worker hands out
+-- (bgworker/cursor.c).  Not dumped: a restored database seals anew, and its
+-- devices start afresh as they would after a restore anyway.
+CREATE TABLE ofs.cursor_key (
+    key bytea NOT NULL CHECK (length(key) = 32)
+);
+CREATE UNIQUE INDEX cursor_key_one ON ofs.cursor_key ((true));
+INSERT INTO ofs.cursor_key
+SELECT sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UTF8'));
+COMMENT ON TABLE ofs.cursor_key IS
+    'The secret with which the sync worker seals pull cursors; readable by the extension owner only';
 
 CREATE FUNCTION ofs.revoke_device(device text)
 RETURNS void

@@ -13,6 +13,14 @@
  * time: the postgres executable exports a json_object of its own, which the
  * dynamic linker prefers to jansson's, so new objects are made with
  * NewObject (json_pack calls jansson's own json_object internally).
+ *
+ * A session keeps only the authority hello gave it: the token's hash and
+ * the role.  Every request checks, in its own transaction and after its
+ * work, that they still hold (sql.c, SqlCheckAuthority), so a request that
+ * could have seen a replaced token or a new role is rolled back and the
+ * connection closed; commits that change devices also close older
+ * sessions at once (ProtocolCheckDevices).  Cursors are sealed on the way
+ * out and opened on the way in (cursor.c).
  */
 #include "postgres.h"
 
@@ -101,6 +109,38 @@ ProtocolSendError(Session *s, const void *idp, const char *code, const char *mes
 	ReplyJson(s, "error", id, obj);
 	json_decref(obj);
 	s->errors++;
+	/* A connection that has not said hello gets a few errors, not a stream. */
+	if (s->state == SESSION_AWAIT_HELLO && s->errors >= OFS_UNAUTHENTICATED_ERRORS)
+		SessionClose(s, 4001, "too many errors before hello");
+}
+
+/*
+ * Revoked tells a device that its authority is gone and closes the
+ * connection: the requests of a session never outlive its credential.
+ */
+static void
+Revoked(Session *s, const char *message)
+{
+	ProtocolSendError(s, NULL, "revoked",
+					  message ? message : "the device's token was replaced, revoked or expired",
+					  "28000", false);
+	SessionClose(s, 4003, "device revoked");
+}
+
+/* CheckSession is the after-hook of a session's requests (sql.c). */
+static void
+CheckSession(void *arg, SqlResult *res)
+{
+	Session    *s = (Session *) arg;
+
+	SqlCheckAuthority(s->device, s->token_sha256, s->role, &s->expires_ms);
+}
+
+/* SessionSql runs a request of an authenticated session, checked. */
+static void
+SessionSql(Session *s, const char *sql, int nargs, const char *const *args, SqlResult *res)
+{
+	WorkerSqlTx(sql, nargs, args, NULL, CheckSession, s, res);
 }
 
 /* SqlError answers a failed SQL call, naming the protocol's code for it. */
@@ -109,6 +149,12 @@ SqlError(Session *s, json_t *id, SqlResult *res)
 {
 	const char *code = "server_error";
 	char	   *message = res->message;
+
+	if (s->state == SESSION_READY && strcmp(res->sqlstate, "28000") == 0)
+	{
+		Revoked(s, res->message);
+		return;
+	}
 
 	if (strcmp(res->sqlstate, "28000") == 0)
 		code = "unauthorized";
@@ -155,6 +201,22 @@ BadField(Session *s, json_t *id, const char *type, const char *name, const char 
 					  psprintf("\"%s\" needs field \"%s\" as %s", type, name, what), NULL, false);
 }
 
+/* The credential a hello presents, checked with its answer. */
+typedef struct HelloCheck
+{
+	char		token_sha256[65];
+	int64_t		expires_ms;
+} HelloCheck;
+
+static void
+CheckHello(void *arg, SqlResult *res)
+{
+	HelloCheck *h = (HelloCheck *) arg;
+
+	if (res->nvalues == 3)
+		SqlCheckAuthority(res->values[1], h->token_sha256, res->values[2], &h->expires_ms);
+}
+
 static void
 HandleHello(Session *s, json_t *id, json_t *msg)
 {
@@ -164,6 +226,7 @@ HandleHello(Session *s, json_t *id, json_t *msg)
 	json_t	   *welcome;
 	json_t	   *limits;
 	char	   *substext = NULL;
+	HelloCheck	check;
 
 	if (!FieldOk(msg, "token", JSON_STRING, false))
 	{
@@ -175,22 +238,34 @@ HandleHello(Session *s, json_t *id, json_t *msg)
 		BadField(s, id, "hello", "subscriptions", "an array of {table, filter}");
 		return;
 	}
+	if (!SqlTokenSha256(StringField(msg, "token"), check.token_sha256))
+	{
+		ProtocolSendError(s, id, "server_error", "could not hash the token", NULL, true);
+		return;
+	}
 	if (subs && json_is_array(subs))
 		substext = json_dumps(subs, JSON_COMPACT);
 	args[0] = StringField(msg, "token");
 	args[1] = substext;
-	WorkerSql("SELECT ofs.hello($1, $2::jsonb)::text", 2, args, &res);
+	check.expires_ms = 0;
+	WorkerSqlTx("SELECT h::text, h->>'device', h->>'role' FROM ofs.hello($1, $2::jsonb) h",
+				2, args, NULL, CheckHello, &check, &res);
 	free(substext);
-	if (!res.ok)
+	if (!res.ok && strcmp(res.sqlstate, "28000") == 0)
 	{
-		SqlError(s, id, &res);
-		if (strcmp(res.sqlstate, "28000") == 0)
-			SessionClose(s, 4001, "unauthorized");
+		ProtocolSendError(s, id, "unauthorized", res.message, res.sqlstate, false);
+		SessionClose(s, 4001, "unauthorized");
 		SqlResultFree(&res);
 		return;
 	}
-	welcome = json_loads(res.values[0], 0, NULL);
-	if (welcome == NULL || !json_is_string(json_object_get(welcome, "device")))
+	if (!res.ok)
+	{
+		SqlError(s, id, &res);
+		SqlResultFree(&res);
+		return;
+	}
+	welcome = res.nvalues == 3 ? json_loads(res.values[0], 0, NULL) : NULL;
+	if (welcome == NULL || res.values[1] == NULL || res.values[2] == NULL)
 	{
 		ProtocolSendError(s, id, "server_error", "hello returned no device", NULL, false);
 		json_decref(welcome);
@@ -202,7 +277,11 @@ HandleHello(Session *s, json_t *id, json_t *msg)
 		OfsCount(OFS_STAT_CONNECTED, 1);
 		OfsCount(OFS_STAT_SESSIONS, 1);
 	}
-	SessionSetString(&s->device, json_string_value(json_object_get(welcome, "device")));
+	/* A second hello authenticates again: the session takes its authority. */
+	SessionSetString(&s->device, res.values[1]);
+	SessionSetString(&s->role, res.values[2]);
+	memcpy(s->token_sha256, check.token_sha256, sizeof(s->token_sha256));
+	s->expires_ms = check.expires_ms;
 	s->state = SESSION_READY;
 	s->live = false;
 	limits = NewObject();
@@ -237,8 +316,8 @@ HandleSubscribe(Session *s, json_t *id, json_t *msg, bool subscribe)
 	args[0] = s->device;
 	args[1] = StringField(msg, "table");
 	args[2] = StringField(msg, "filter");
-	WorkerSql(subscribe ? "SELECT ofs.subscribe($1, $2, $3)::text"
-			  : "SELECT ofs.unsubscribe($1, $2, $3)::text", 3, args, &res);
+	SessionSql(s, subscribe ? "SELECT ofs.subscribe($1, $2, $3)::text"
+			   : "SELECT ofs.unsubscribe($1, $2, $3)::text", 3, args, &res);
 	if (res.ok)
 	{
 		Reply(s, subscribe ? "subscribed" : "unsubscribed", id, res.values[0]);
@@ -254,13 +333,18 @@ HandleSubscribe(Session *s, json_t *id, json_t *msg, bool subscribe)
 	SqlResultFree(&res);
 }
 
+/*
+ * HandlePush hands the mutations to ofs.apply_batch as the device wrote
+ * them: the message's own text goes to PostgreSQL's JSON parser, so a
+ * numeric value arrives digit for digit (jansson holds numbers as doubles
+ * and 64-bit integers, and is used here only to check the message's shape).
+ */
 static void
-HandlePush(Session *s, json_t *id, json_t *msg)
+HandlePush(Session *s, json_t *id, json_t *msg, const char *text)
 {
 	json_t	   *muts = json_object_get(msg, "mutations");
 	const char *args[2];
 	SqlResult	res;
-	char	   *text;
 
 	if (!json_is_array(muts))
 	{
@@ -273,21 +357,20 @@ HandlePush(Session *s, json_t *id, json_t *msg)
 						  psprintf("a push may hold at most %d mutations", OFS_MAX_BATCH), NULL, false);
 		return;
 	}
-	text = json_dumps(muts, JSON_COMPACT);
 	args[0] = s->device;
 	args[1] = text;
-	WorkerSql("SELECT jsonb_build_object('results', coalesce(jsonb_agg("
-			  "         jsonb_build_object('operation_id', r.operation_id, 'status', r.status)"
-			  "         || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message))"
-			  "         || CASE WHEN r.hint IS NULL THEN '{}' ELSE jsonb_build_object('hint', r.hint) END"
-			  "         ORDER BY r.ord), '[]'))::text,"
-			  "       count(*) FILTER (WHERE r.status = 'applied'),"
-			  "       count(*) FILTER (WHERE r.status = 'duplicate'),"
-			  "       count(*) FILTER (WHERE r.status = 'rejected'),"
-			  "       count(*) FILTER (WHERE r.status = 'conflict')"
-			  "  FROM ofs.apply_batch($1, $2::jsonb) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord)",
-			  2, args, &res);
-	free(text);
+	SessionSql(s, "SELECT jsonb_build_object('results', coalesce(jsonb_agg("
+			   "         jsonb_build_object('operation_id', r.operation_id, 'status', r.status)"
+			   "         || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message))"
+			   "         || CASE WHEN r.hint IS NULL THEN '{}' ELSE jsonb_build_object('hint', r.hint) END"
+			   "         ORDER BY r.ord), '[]'))::text,"
+			   "       count(*) FILTER (WHERE r.status = 'applied'),"
+			   "       count(*) FILTER (WHERE r.status = 'duplicate'),"
+			   "       count(*) FILTER (WHERE r.status = 'rejected'),"
+			   "       count(*) FILTER (WHERE r.status = 'conflict')"
+			   "  FROM ofs.apply_batch($1, $2::jsonb -> 'mutations')"
+			   "       WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord)",
+			   2, args, &res);
 	if (res.ok && res.nvalues == 5)
 	{
 		Reply(s, "pushed", id, res.values[0]);
@@ -304,35 +387,111 @@ HandlePush(Session *s, json_t *id, json_t *msg)
 }
 
 /*
+ * ReplyChanges sends a "changes" answer: the SQL's result without its
+ * cursor (body), with the cursor sealed for the device.
+ */
+static bool
+ReplyChanges(Session *s, json_t *id, const char *cursor, const char *body)
+{
+	char	   *sealed = CursorSeal(s->device, cursor);
+	json_t	   *c;
+	char	   *ctext;
+	StringInfoData buf;
+
+	if (cursor != NULL && sealed == NULL)
+	{
+		ProtocolSendError(s, id, "server_error", "could not seal the cursor", NULL, true);
+		return false;
+	}
+	c = sealed ? json_string(sealed) : json_null();
+	ctext = json_dumps(c, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(c);
+	free(sealed);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"cursor\":%s", ctext ? ctext : "null");
+	free(ctext);
+	while (*body == ' ')
+		body++;
+	if (*body == '{')
+		body++;
+	while (*body == ' ')
+		body++;
+	if (*body != '}' && *body != '\0')
+		appendStringInfoChar(&buf, ',');
+	appendStringInfoString(&buf, body);
+	Reply(s, "changes", id, buf.data);
+	pfree(buf.data);
+	return true;
+}
+
+/*
+ * OpenCursor reads a cursor the device sent: *plain is set for an unsealed
+ * cursor while cursors are sealed (honoured only if it is the one last
+ * sent).  A cursor that does not open is none (cursor.c).
+ */
+static char *
+OpenCursor(Session *s, const char *text, bool *plain)
+{
+	char	   *cursor = NULL;
+	CursorVerdict v = CursorOpen(s->device, text, &cursor);
+
+	*plain = (v == CURSOR_PLAIN && CursorSealing());
+	if (v == CURSOR_FORGED)
+		ereport(LOG,
+				(errmsg("ofs sync worker: device \"%s\" sent a cursor this origin did not give it; it starts afresh",
+						s->device)));
+	return cursor;
+}
+
+/*
  * Pull answers a pull (or the first page of live) with ofs.pull, and keeps
  * the cursor and whether more waits for the live stream.
  */
 static void
-Pull(Session *s, json_t *id, const char *cursor, int max_rows, const char *confirmed)
+Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirmed)
 {
-	const char *args[4];
+	const char *args[5];
 	char		maxtext[16];
 	SqlResult	res;
+	bool		plain;
+	char	   *cursor = OpenCursor(s, sent, &plain);
 
 	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
 	args[0] = s->device;
 	args[1] = cursor;
 	args[2] = maxtext;
 	args[3] = confirmed;
-	WorkerSql("SELECT p::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
-			  "  FROM ofs.pull($1, $2, $3::int, $4) p", 4, args, &res);
+	args[4] = plain ? "t" : "f";
+	/* An unsealed cursor counts only as the one the origin last sent. */
+	SessionSql(s, "SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
+			   "  FROM ofs.pull($1, CASE WHEN $5::boolean AND $2 IS DISTINCT FROM"
+			   "                          (SELECT d.last_cursor FROM ofs.device d WHERE d.device = $1)"
+			   "                     THEN NULL ELSE $2 END, $3::int, $4) p", 5, args, &res);
+	free(cursor);
 	if (!res.ok)
 		SqlError(s, id, &res);
 	else if (res.nvalues != 4)
 		ProtocolSendError(s, id, "server_error", "pull returned nothing", NULL, true);
-	else
+	else if (ReplyChanges(s, id, res.values[1], res.values[0]))
 	{
 		SessionSetString(&s->cursor, res.values[1]);
 		s->live_pending = strcmp(res.values[2], "t") == 0;
-		Reply(s, "changes", id, res.values[0]);
 		OfsCount(OFS_STAT_ROWS_SENT, atoi(res.values[3]));
 	}
 	SqlResultFree(&res);
+}
+
+/* SetAcked keeps the cursor a device confirmed, opened (none if it does not open). */
+static void
+SetAcked(Session *s, const char *sent)
+{
+	bool		plain;
+	char	   *cursor = OpenCursor(s, sent, &plain);
+
+	free(s->acked);
+	s->acked = plain ? NULL : cursor;
+	if (plain)
+		free(cursor);
 }
 
 static void
@@ -366,7 +525,7 @@ HandlePull(Session *s, json_t *id, json_t *msg, bool live)
 	}
 	if (live)
 	{
-		SessionSetString(&s->acked, StringField(msg, "cursor"));
+		SetAcked(s, StringField(msg, "cursor"));
 		s->live = true;
 	}
 	Pull(s, id, StringField(msg, "cursor"), max_rows, live ? NULL : s->acked);
@@ -374,95 +533,189 @@ HandlePull(Session *s, json_t *id, json_t *msg, bool live)
 		WorkerScheduleLive();
 }
 
+/* One device's share of a live round, kept until the round's check. */
+typedef struct LiveShare
+{
+	char	   *body;			/* malloc'd: the result without its cursor */
+	char	   *cursor;			/* malloc'd */
+} LiveShare;
+
 typedef struct LiveBatch
 {
 	Session   **list;
 	int			n;
+	LiveShare  *shares;
+	bool	   *lost;			/* authority gone: results dropped */
+	char	   *texts[3];		/* devices, token hashes, roles (JSON) */
 } LiveBatch;
 
-/* LiveResult sends one device's share of a batch of live pulls. */
+/* KeepLiveResult keeps a row of ofs.pull_live until the round is checked. */
 static void
-LiveResult(void *arg, char **cols, int ncols)
+KeepLiveResult(void *arg, char **cols, int ncols)
 {
 	LiveBatch  *b = (LiveBatch *) arg;
-	int			ord = ncols >= 2 && cols[0] ? atoi(cols[0]) : 0;
-	Session    *s;
-	json_t	   *res;
+	int			ord = ncols >= 3 && cols[0] ? atoi(cols[0]) : 0;
+
+	if (ord < 1 || ord > b->n || cols[1] == NULL || b->shares[ord - 1].body != NULL)
+		return;
+	b->shares[ord - 1].body = strdup(cols[1]);
+	b->shares[ord - 1].cursor = cols[2] ? strdup(cols[2]) : NULL;
+}
+
+/* CheckLiveBatch: whose authority no longer holds, after the round. */
+static void
+CheckLiveBatch(void *arg, SqlResult *res)
+{
+	LiveBatch  *b = (LiveBatch *) arg;
+
+	SqlLostAuthorities(b->texts[0], b->texts[1], b->texts[2], b->n, b->lost);
+}
+
+/* SendLiveShare sends one device's share of a live round. */
+static void
+SendLiveShare(Session *s, LiveShare *share)
+{
+	json_t	   *res = json_loads(share->body, 0, NULL);
 	json_t	   *changes;
 
-	if (ord < 1 || ord > b->n || cols[1] == NULL)
-		return;
-	s = b->list[ord - 1];
-	res = json_loads(cols[1], 0, NULL);
 	if (res == NULL)
 		return;
 	if (json_is_string(json_object_get(res, "error")))
 	{
 		const char *state = json_string_value(json_object_get(res, "sqlstate"));
+		const char *message = json_string_value(json_object_get(res, "error"));
 
-		OfsRecordError(json_string_value(json_object_get(res, "error")));
+		OfsRecordError(message);
 		if (state && strcmp(state, "28000") == 0)
-		{
-			ProtocolSendError(s, NULL, "revoked", json_string_value(json_object_get(res, "error")),
-							  state, false);
-			SessionClose(s, 4003, "device revoked");
-		}
+			Revoked(s, message);
+		else
+			ProtocolSendError(s, NULL, "server_error", message, state, true);
 		s->live_pending = false;
 		json_decref(res);
 		return;
 	}
 	changes = json_object_get(res, "changes");
-	SessionSetString(&s->cursor, json_string_value(json_object_get(res, "cursor")));
-	s->live_pending = json_is_true(json_object_get(res, "more"));
 	if (json_array_size(changes) > 0)
 	{
-		Reply(s, "changes", NULL, cols[1]);
+		if (!ReplyChanges(s, NULL, share->cursor, share->body))
+		{
+			json_decref(res);
+			return;
+		}
 		OfsCount(OFS_STAT_ROWS_SENT, (int64) json_array_size(changes));
 	}
+	SessionSetString(&s->cursor, share->cursor);
+	s->live_pending = json_is_true(json_object_get(res, "more"));
 	json_decref(res);
 }
 
 /*
  * ProtocolLiveBatch pulls for many live devices in one call of
  * ofs.pull_live, which reads the feed and the rows once for all of them.
+ * The round's results are sent only after a check, in the same
+ * transaction, that every device's authority still holds.  A round that
+ * fails as a whole is run again device by device, so that one device's
+ * failure reaches that device only.
  */
 void
 ProtocolLiveBatch(Session **list, int n)
 {
-	json_t	   *devices = json_array();
-	json_t	   *cursors = json_array();
-	json_t	   *acked = json_array();
+	json_t	   *arrays[6];
 	const char *args[3];
-	char	   *texts[3];
+	char	   *cursors;
+	char	   *acked;
 	SqlResult	res;
-	LiveBatch	b = {list, n};
+	LiveBatch	b;
 
+	for (int i = 0; i < 6; i++)
+		arrays[i] = json_array();
 	for (int i = 0; i < n; i++)
 	{
-		json_array_append_new(devices, json_string(list[i]->device));
-		json_array_append_new(cursors, list[i]->cursor ? json_string(list[i]->cursor) : json_null());
-		json_array_append_new(acked, list[i]->acked ? json_string(list[i]->acked) : json_null());
+		json_array_append_new(arrays[0], json_string(list[i]->device));
+		json_array_append_new(arrays[1], json_string(list[i]->token_sha256));
+		json_array_append_new(arrays[2], json_string(list[i]->role ? list[i]->role : ""));
+		json_array_append_new(arrays[3], list[i]->cursor ? json_string(list[i]->cursor) : json_null());
+		json_array_append_new(arrays[4], list[i]->acked ? json_string(list[i]->acked) : json_null());
 		/* A device with nothing new is not asked again until the next commit. */
 		list[i]->live_pending = false;
 	}
-	texts[0] = json_dumps(devices, JSON_COMPACT);
-	texts[1] = json_dumps(cursors, JSON_COMPACT);
-	texts[2] = json_dumps(acked, JSON_COMPACT);
-	json_decref(devices);
-	json_decref(cursors);
-	json_decref(acked);
+	b.list = list;
+	b.n = n;
+	b.shares = calloc(n, sizeof(LiveShare));
+	b.lost = calloc(n, sizeof(bool));
 	for (int i = 0; i < 3; i++)
-		args[i] = texts[i];
-	WorkerSqlRows("SELECT ord, result::text FROM ofs.pull_live("
-				  "ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
-				  "ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
-				  "ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))",
-				  3, args, LiveResult, &b, &res);
+		b.texts[i] = json_dumps(arrays[i], JSON_COMPACT);
+	cursors = json_dumps(arrays[3], JSON_COMPACT);
+	acked = json_dumps(arrays[4], JSON_COMPACT);
+	for (int i = 0; i < 6; i++)
+		json_decref(arrays[i]);
+	if (b.shares == NULL || b.lost == NULL || !b.texts[0] || !b.texts[1] || !b.texts[2] || !cursors || !acked)
+	{
+		OfsRecordError("out of memory in a live round");
+		goto done;
+	}
+	args[0] = b.texts[0];
+	args[1] = cursors;
+	args[2] = acked;
+	WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor' FROM ofs.pull_live("
+				"ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
+				"ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
+				"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))",
+				3, args, KeepLiveResult, CheckLiveBatch, &b, &res);
 	if (!res.ok)
+	{
 		OfsRecordError(res.message);
+		if (n > 1)
+		{
+			/* One device may be the cause: each alone, the others unharmed. */
+			for (int i = 0; i < n; i++)
+				ProtocolLiveBatch(list + i, 1);
+		}
+		else if (!res.retry)
+		{
+			/* This device's live stream fails on its own: it is told, and it stops. */
+			ProtocolSendError(list[0], NULL, "server_error", res.message, res.sqlstate, false);
+			list[0]->live = false;
+		}
+	}
+	else
+		for (int i = 0; i < n; i++)
+		{
+			if (b.lost[i])
+				Revoked(list[i], NULL);
+			else if (b.shares[i].body)
+				SendLiveShare(list[i], &b.shares[i]);
+		}
 	SqlResultFree(&res);
+done:
+	if (b.shares)
+		for (int i = 0; i < n; i++)
+		{
+			free(b.shares[i].body);
+			free(b.shares[i].cursor);
+		}
+	free(b.shares);
+	free(b.lost);
 	for (int i = 0; i < 3; i++)
-		free(texts[i]);
+		free(b.texts[i]);
+	free(cursors);
+	free(acked);
+}
+
+/*
+ * ParseMessage parses a device's message.  A number too large for jansson
+ * (an integer beyond 64 bits) does not make the message invalid: its shape
+ * is read with integers as doubles, and the values that matter travel as
+ * the message's own text (HandlePush).
+ */
+static json_t *
+ParseMessage(const char *text, size_t len, json_error_t *err)
+{
+	json_t	   *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, err);
+
+	if (msg == NULL && json_error_code(err) == json_error_numeric_overflow)
+		msg = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, err);
+	return msg;
 }
 
 /* ProtocolHandle answers one message of a device. */
@@ -470,7 +723,7 @@ void
 ProtocolHandle(Session *s, const char *text, size_t len)
 {
 	json_error_t err;
-	json_t	   *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	json_t	   *msg = ParseMessage(text, len, &err);
 	json_t	   *id;
 	const char *type;
 
@@ -501,12 +754,14 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 		ProtocolSendError(s, id, "unauthenticated", "the first message must be hello", NULL, false);
 		SessionClose(s, 4001, "not authenticated");
 	}
+	else if (s->expires_ms > 0 && WorkerNowMs() >= s->expires_ms)
+		Revoked(s, "the device's token has expired");
 	else if (strcmp(type, "schema") == 0)
 	{
 		SqlResult	res;
 		const char *args[1] = {s->device};
 
-		WorkerSql("SELECT ofs.device_schema($1)::text", 1, args, &res);
+		SessionSql(s, "SELECT ofs.device_schema($1)::text", 1, args, &res);
 		if (res.ok)
 			Reply(s, "schema", id, res.values[0]);
 		else
@@ -518,7 +773,7 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 	else if (strcmp(type, "unsubscribe") == 0)
 		HandleSubscribe(s, id, msg, false);
 	else if (strcmp(type, "push") == 0)
-		HandlePush(s, id, msg);
+		HandlePush(s, id, msg, text);
 	else if (strcmp(type, "pull") == 0)
 		HandlePull(s, id, msg, false);
 	else if (strcmp(type, "live") == 0)
@@ -526,7 +781,7 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 	else if (strcmp(type, "ack") == 0)
 	{
 		if (FieldOk(msg, "cursor", JSON_STRING, false))
-			SessionSetString(&s->acked, StringField(msg, "cursor"));
+			SetAcked(s, StringField(msg, "cursor"));
 		else
 			BadField(s, id, "ack", "cursor", "a string");
 	}
@@ -536,53 +791,64 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 }
 
 /*
- * ProtocolCheckDevices closes the connections of devices that were revoked
- * or whose token expired.
+ * ProtocolCheckDevices closes the connections whose authority no longer
+ * holds: a device revoked, given a new token or role, expired, or whose
+ * role may no longer act as a device.  The loop calls it when a commit
+ * changed devices, and every few seconds.
  */
 void
 ProtocolCheckDevices(void)
 {
-	json_t	   *names = json_array();
-	char	   *text;
-	const char *args[1];
-	SqlResult	res;
+	json_t	   *arrays[3];
+	char	   *texts[3];
+	Session   **list;
+	bool	   *lost;
+	int			n = 0;
 	Session    *s;
+	SqlResult	res;
 
 	for (s = sessions; s; s = s->next)
 		if (s->device && s->state == SESSION_READY)
-			json_array_append_new(names, json_string(s->device));
-	if (json_array_size(names) == 0)
-	{
-		json_decref(names);
+			n++;
+	if (n == 0)
 		return;
-	}
-	text = json_dumps(names, JSON_COMPACT);
-	json_decref(names);
-	args[0] = text;
-	WorkerSql("SELECT coalesce(jsonb_agg(d.device), '[]')::text FROM ofs.device d"
-			  " WHERE d.device IN (SELECT jsonb_array_elements_text($1::jsonb))"
-			  "   AND (d.revoked_at IS NOT NULL OR d.expires_at < now())", 1, args, &res);
-	free(text);
-	if (res.ok && res.nvalues == 1)
+	list = calloc(n, sizeof(Session *));
+	lost = calloc(n, sizeof(bool));
+	for (int i = 0; i < 3; i++)
+		arrays[i] = json_array();
+	n = 0;
+	if (list && lost)
+		for (s = sessions; s; s = s->next)
+			if (s->device && s->state == SESSION_READY)
+			{
+				list[n++] = s;
+				json_array_append_new(arrays[0], json_string(s->device));
+				json_array_append_new(arrays[1], json_string(s->token_sha256));
+				json_array_append_new(arrays[2], json_string(s->role ? s->role : ""));
+			}
+	for (int i = 0; i < 3; i++)
 	{
-		json_t	   *gone = json_loads(res.values[0], 0, NULL);
-		size_t		i;
-		json_t	   *v;
-
-		json_array_foreach(gone, i, v)
-		{
-			for (s = sessions; s; s = s->next)
-				if (s->device && s->state == SESSION_READY && strcmp(s->device, json_string_value(v)) == 0)
-				{
-					ProtocolSendError(s, NULL, "revoked",
-									  psprintf("device \"%s\" was revoked or its token expired", s->device),
-									  "28000", false);
-					SessionClose(s, 4003, "device revoked");
-				}
-		}
-		json_decref(gone);
+		texts[i] = json_dumps(arrays[i], JSON_COMPACT);
+		json_decref(arrays[i]);
 	}
-	else if (!res.ok)
-		OfsRecordError(res.message);
-	SqlResultFree(&res);
+	if (n > 0 && texts[0] && texts[1] && texts[2])
+	{
+		LiveBatch	b = {.list = list, .n = n, .lost = lost, .texts = {texts[0], texts[1], texts[2]}};
+
+		WorkerSqlTx("SELECT 1", 0, NULL, NULL, CheckLiveBatch, &b, &res);
+		if (res.ok)
+		{
+			for (int i = 0; i < n; i++)
+				if (lost[i])
+					Revoked(list[i], psprintf("the credential of device \"%s\" no longer holds: its token was replaced, revoked or expired, or its role changed",
+											  list[i]->device));
+		}
+		else
+			OfsRecordError(res.message);
+		SqlResultFree(&res);
+	}
+	for (int i = 0; i < 3; i++)
+		free(texts[i]);
+	free(list);
+	free(lost);
 }

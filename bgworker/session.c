@@ -15,6 +15,8 @@
 #include <uv.h>
 #include <libwebsockets.h>
 
+#include "utils/memutils.h"
+
 #include "ofs.h"
 #include "worker.h"
 
@@ -60,7 +62,8 @@ SessionFree(Session *s)
 	free(s->device);
 	free(s->cursor);
 	free(s->acked);
-	s->rx = s->device = s->cursor = s->acked = NULL;
+	free(s->role);
+	s->rx = s->device = s->cursor = s->acked = s->role = NULL;
 }
 
 /* SessionSetString replaces a malloc'd string field with a copy of value. */
@@ -140,9 +143,10 @@ SessionReceive(Session *s, const char *in, size_t len)
 	}
 	if (s->rx_len + len > (size_t) ofs_max_message_bytes)
 	{
-		ProtocolSendError(s, NULL, "too_big",
-						  psprintf("a message may have at most %d bytes", ofs_max_message_bytes),
-						  NULL, false);
+		char		message[96];
+
+		snprintf(message, sizeof(message), "a message may have at most %d bytes", ofs_max_message_bytes);
+		ProtocolSendError(s, NULL, "too_big", message, NULL, false);
 		SessionClose(s, 1009, "message too big");
 		return;
 	}
@@ -176,17 +180,28 @@ SessionReceive(Session *s, const char *in, size_t len)
 	}
 	if (++s->window_msgs > ofs_max_messages_per_second)
 	{
-		ProtocolSendError(s, NULL, "rate_limited",
-						  psprintf("more than %d messages in a second", ofs_max_messages_per_second),
-						  NULL, false);
+		char		message[96];
+
+		snprintf(message, sizeof(message), "more than %d messages in a second", ofs_max_messages_per_second);
+		ProtocolSendError(s, NULL, "rate_limited", message, NULL, false);
 		SessionClose(s, 4008, "too many messages");
 		return;
 	}
-	if (s->rx_binary)
-		ProtocolSendError(s, NULL, "invalid_message", "binary messages are not part of the protocol; send JSON text",
-						  NULL, false);
-	else
-		ProtocolHandle(s, s->rx, s->rx_len);
+	/*
+	 * What answering allocates in PostgreSQL's memory lives in a context
+	 * reset after each message: no message leaves memory behind.
+	 */
+	{
+		MemoryContext old = MemoryContextSwitchTo(WorkerMessageContext);
+
+		if (s->rx_binary)
+			ProtocolSendError(s, NULL, "invalid_message",
+							  "binary messages are not part of the protocol; send JSON text", NULL, false);
+		else
+			ProtocolHandle(s, s->rx, s->rx_len);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(WorkerMessageContext);
+	}
 	/* Large buffers are not kept for idle connections. */
 	if (s->rx_cap > 65536)
 	{
@@ -259,6 +274,7 @@ SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 	switch ((enum lws_callback_reasons) reason)
 	{
 		case LWS_CALLBACK_ESTABLISHED:
+			AdmissionEstablished(wsi);
 			memset(s, 0, sizeof(*s));
 			s->wsi = wsi;
 			s->state = SESSION_AWAIT_HELLO;
@@ -270,6 +286,9 @@ SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 			break;
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			return SessionWriteable(s);
+		case LWS_CALLBACK_WSI_DESTROY:
+			AdmissionRemove(wsi);
+			break;
 		case LWS_CALLBACK_CLOSED:
 			if (s->state != SESSION_CLOSING && s->device)
 				OfsCount(OFS_STAT_CONNECTED, -1);

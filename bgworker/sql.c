@@ -10,11 +10,15 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "datatype/timestamp.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 
@@ -54,6 +58,18 @@ WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res)
 void
 WorkerSqlRows(const char *sql, int nargs, const char *const *args,
 			  SqlRowFn fn, void *arg, SqlResult *res)
+{
+	WorkerSqlTx(sql, nargs, args, fn, NULL, arg, res);
+}
+
+/*
+ * WorkerSqlTx is WorkerSqlRows with a check that runs in the same
+ * transaction after the statement (with the first row in res): "after" may
+ * raise an error, which aborts the transaction and is the result.
+ */
+void
+WorkerSqlTx(const char *sql, int nargs, const char *const *args,
+			SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -104,6 +120,13 @@ WorkerSqlRows(const char *sql, int nargs, const char *const *args,
 			for (i = 0; i < res->nvalues; i++)
 				res->values[i] = Strdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1));
 		}
+		if (after)
+		{
+			/* A statement of its own: it sees what committed meanwhile. */
+			PopActiveSnapshot();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			after(arg, res);
+		}
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		SPI_finish();
 		PopActiveSnapshot();
@@ -143,4 +166,142 @@ SqlResultFree(SqlResult *res)
 	free(res->message);
 	free(res->detail);
 	memset(res, 0, sizeof(*res));
+}
+
+/*
+ * The authority a session was opened with (docs/DESIGN.md, "Threat model"):
+ * its device, the SHA-256 of its token, and the role hello answered.  It
+ * holds while ofs.device still has that token for that device and role,
+ * unrevoked and unexpired, and the role may still act as a device: no
+ * superuser, no BYPASSRLS, and no owner (or member with the owner's
+ * privileges) of a synced table that does not force row-level security,
+ * since owners are exempt from its policies.  The plan is kept across
+ * transactions: it runs with every request.
+ */
+#define AUTHORITY_HOLDS \
+	"       d.revoked_at IS NULL AND (d.expires_at IS NULL OR d.expires_at > now())" \
+	"   AND NOT r.rolsuper AND NOT r.rolbypassrls" \
+	"   AND NOT EXISTS (SELECT 1 FROM ofs.synced_table st JOIN pg_catalog.pg_class c ON c.oid = st.tbl" \
+	"                    WHERE NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))"
+
+static SPIPlanPtr authority_plan = NULL;
+static SPIPlanPtr authorities_plan = NULL;
+
+static SPIPlanPtr
+KeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * SqlCheckAuthority raises 28000 unless the authority holds; on success
+ * *expires_ms is the token's expiry (0: none).  Run it inside a request's
+ * transaction, after the request: a change of the device that the request
+ * could have seen has committed before this statement began, so it is seen
+ * here, and the request's work is rolled back with the error.
+ */
+void
+SqlCheckAuthority(const char *device, const char *token_sha256, const char *role, int64_t *expires_ms)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	SPIPlanPtr	plan;
+	bool		isnull;
+	int			rc;
+
+	if (device == NULL || token_sha256 == NULL || role == NULL)
+		elog(ERROR, "a session without a credential cannot make requests");
+	plan = KeptPlan(&authority_plan,
+					"SELECT coalesce((extract(epoch FROM d.expires_at) * 1000)::int8, 0)"
+					"  FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
+					" WHERE d.device = $1 AND d.token_sha256 = pg_catalog.decode($2, 'hex')"
+					"   AND d.role = $3::name AND" AUTHORITY_HOLDS, 3, types);
+	values[0] = CStringGetTextDatum(device);
+	values[1] = CStringGetTextDatum(token_sha256);
+	values[2] = CStringGetTextDatum(role);
+	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "checking the authority of device \"%s\" failed: %s", device, SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("the credential of device \"%s\" no longer holds", device),
+				 errdetail("Its token was replaced, revoked or has expired, its role changed, or the role may no longer act as a device."),
+				 errhint("Connect again with the device's current token.")));
+	if (expires_ms)
+	{
+		int64		unix_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		/* In the worker's clock (WorkerNowMs): milliseconds since 2000-01-01. */
+		*expires_ms = unix_ms == 0 ? 0 :
+			unix_ms - (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+	}
+}
+
+/*
+ * SqlLostAuthorities is SqlCheckAuthority for many sessions at once: it
+ * sets lost[i] for each whose authority no longer holds.  The arrays are
+ * JSON arrays of text (devices, token hashes, roles), in session order.
+ */
+void
+SqlLostAuthorities(const char *devices, const char *hashes, const char *roles, int n, bool *lost)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	SPIPlanPtr	plan;
+	int			rc;
+
+	plan = KeptPlan(&authorities_plan,
+					"SELECT a.i FROM ROWS FROM (pg_catalog.jsonb_array_elements_text($1::jsonb),"
+					"                           pg_catalog.jsonb_array_elements_text($2::jsonb),"
+					"                           pg_catalog.jsonb_array_elements_text($3::jsonb))"
+					"       WITH ORDINALITY AS a(device, hash, role, i)"
+					" WHERE NOT EXISTS (SELECT 1 FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
+					"                    WHERE d.device = a.device AND d.token_sha256 = pg_catalog.decode(a.hash, 'hex')"
+					"                      AND d.role = a.role::name AND" AUTHORITY_HOLDS ")", 3, types);
+	values[0] = CStringGetTextDatum(devices);
+	values[1] = CStringGetTextDatum(hashes);
+	values[2] = CStringGetTextDatum(roles);
+	rc = SPI_execute_plan(plan, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "checking the authority of devices failed: %s", SPI_result_code_string(rc));
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		i = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && i >= 1 && i <= n)
+			lost[i - 1] = true;
+	}
+}
+
+/* SqlTokenSha256 is the hex SHA-256 of a token, as ofs.device keeps it. */
+bool
+SqlTokenSha256(const char *token, char out[65])
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	ResourceOwner save = CurrentResourceOwner;
+	pg_cryptohash_ctx *ctx;
+	bool		ok;
+
+	CurrentResourceOwner = WorkerCryptoOwner();
+	ctx = pg_cryptohash_create(PG_SHA256);
+	ok = ctx != NULL && pg_cryptohash_init(ctx) == 0 &&
+		pg_cryptohash_update(ctx, (const uint8 *) token, strlen(token)) == 0 &&
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) == 0;
+	pg_cryptohash_free(ctx);
+	CurrentResourceOwner = save;
+	if (!ok)
+		return false;
+	hex_encode((const char *) digest, sizeof(digest), out);
+	out[64] = '\0';
+	return true;
 }

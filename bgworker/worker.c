@@ -50,6 +50,16 @@ int			ofs_max_messages_per_second = 200;
 Session    *sessions = NULL;
 int			nsessions = 0;
 
+/*
+ * Memory the worker allocates while answering one message, or in one turn
+ * of its loop, goes into a context that is reset afterwards, as
+ * PostgreSQL's own workers do: nothing a device sends can make the worker
+ * grow.  What outlives a message (sessions, queued answers) is malloc'd
+ * and freed with its connection.
+ */
+MemoryContext WorkerMessageContext = NULL;
+static MemoryContext WorkerLoopContext = NULL;
+
 static volatile sig_atomic_t shutdown_requested = false;
 static bool live_scheduled = false;
 
@@ -143,11 +153,20 @@ OnAccept(uv_poll_t *handle, int status, int events)
 
 	for (;;)
 	{
-		int			c = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage sa;
+		socklen_t	salen = sizeof(sa);
+		int			c = accept4(l->fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		lws_sock_file_fd_type fd;
+		struct lws *wsi;
 
 		if (c < 0)
 			break;
+		/* Over a limit (admission.c): closed at once, never adopted. */
+		if (!AdmissionAllowed(&sa))
+		{
+			close(c);
+			continue;
+		}
 		/* Small messages go out at once (no Nagle delay behind an unacknowledged one). */
 		{
 			int			one = 1;
@@ -155,10 +174,13 @@ OnAccept(uv_poll_t *handle, int status, int events)
 			setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
 		fd.sockfd = c;
-		if (lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET |
-									   (use_tls ? LWS_ADOPT_ALLOW_SSL : 0),
-									   fd, NULL, NULL) == NULL)
+		wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET |
+										 (use_tls ? LWS_ADOPT_ALLOW_SSL : 0),
+										 fd, NULL, NULL);
+		if (wsi == NULL)
 			close(c);
+		else
+			AdmissionAdd(wsi, &sa);
 	}
 }
 
@@ -338,17 +360,26 @@ LiveRound(void)
 			live_scheduled = true;
 }
 
-/* Housekeeping closes connections that never said hello. */
+/*
+ * Housekeeping drops connections that did not finish their handshake in
+ * time, and closes those that never said hello, or whose token expired.
+ */
 static void
 Housekeeping(int64_t now)
 {
 	Session    *s;
 
+	AdmissionExpire(now);
 	for (s = sessions; s; s = s->next)
 		if (s->state == SESSION_AWAIT_HELLO && now - s->connected_ms > OFS_HELLO_TIMEOUT_MS)
 		{
 			ProtocolSendError(s, NULL, "unauthenticated", "no hello within 10 seconds", NULL, false);
 			SessionClose(s, 4001, "no hello");
+		}
+		else if (s->state == SESSION_READY && s->expires_ms > 0 && now >= s->expires_ms)
+		{
+			ProtocolSendError(s, NULL, "revoked", "the device's token has expired", "28000", false);
+			SessionClose(s, 4003, "token expired");
 		}
 }
 
@@ -411,9 +442,15 @@ ofs_worker_main(Datum arg)
 	pgstat_report_appname("ofs sync worker");
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
 
+	WorkerMessageContext = AllocSetContextCreate(TopMemoryContext, "ofs sync worker message",
+												 ALLOCSET_DEFAULT_SIZES);
+	WorkerLoopContext = AllocSetContextCreate(TopMemoryContext, "ofs sync worker loop",
+											  ALLOCSET_DEFAULT_SIZES);
 	WaitForSql();
+	CursorLoadKey();
 	OfsRegisterLatch(MyLatch);
 
+	AdmissionInit();
 	lws_set_log_level(LLL_ERR | LLL_WARN, LwsLog);
 	loop = malloc(sizeof(uv_loop_t));
 	if (loop == NULL || uv_loop_init(loop) != 0)
@@ -453,6 +490,8 @@ ofs_worker_main(Datum arg)
 		uint64		feed;
 		uint64		devices;
 
+		MemoryContextReset(WorkerLoopContext);
+		MemoryContextSwitchTo(WorkerLoopContext);
 		uv_run(loop, UV_RUN_NOWAIT);
 		if (shutdown_requested)
 			break;
@@ -498,9 +537,11 @@ ofs_worker_main(Datum arg)
 				CloseAll(loop, set, "the ofs extension of the origin is being changed; reconnect later");
 				listening = false;
 				WaitForSql();
+				CursorLoadKey();
 				next_bind = 0;
 				continue;
 			}
+			CursorLoadKey();
 			ProtocolCheckDevices();
 		}
 		if (now >= next_house)
@@ -558,6 +599,18 @@ WorkerInit(void)
 							NULL, &ofs_max_messages_per_second, 200, 1, 1000000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("ofs.max_connections",
+							"Connections each sync worker takes at most (also bounded by its descriptor limit).",
+							NULL, &ofs_max_connections, 10000, 16, 1000000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.max_connections_per_address",
+							"Connections each sync worker takes at most from one client address.",
+							NULL, &ofs_max_connections_per_address, 500, 1, 1000000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.handshake_timeout",
+							"How long a new connection has to finish its WebSocket handshake.",
+							NULL, &ofs_handshake_timeout_ms, 5000, 100, 600000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	DefineCustomBoolVariable("ofs.permessage_deflate",
 							 "Offer permessage-deflate to devices (see docs/PROTOCOL.md before turning it on).",
 							 NULL, &ofs_permessage_deflate, false, PGC_POSTMASTER, 0, NULL, NULL, NULL);

@@ -30,11 +30,16 @@ extern int	ofs_max_messages_per_second;
 extern int	ofs_compact_interval_s;
 extern bool ofs_permessage_deflate;
 extern char *ofs_feed_retention;
+extern int	ofs_max_connections;
+extern int	ofs_max_connections_per_address;
+extern int	ofs_handshake_timeout_ms;
 
 #define OFS_MAX_BATCH			1000
 #define OFS_MAX_ROWS			1000
 #define OFS_MAX_QUEUED_BYTES	(8 * 1024 * 1024)
 #define OFS_HELLO_TIMEOUT_MS	10000
+/* Errors a connection may cause before hello; the next closes it (4001). */
+#define OFS_UNAUTHENTICATED_ERRORS	3
 
 typedef enum SessionState
 {
@@ -59,6 +64,10 @@ typedef struct Session
 	struct Session *next;
 	SessionState state;
 	char	   *device;			/* malloc'd, once authenticated */
+	/* The authority hello granted; every request checks it still holds. */
+	char		token_sha256[65];	/* hex SHA-256 of the token */
+	char	   *role;			/* malloc'd: the role it acts as */
+	int64_t		expires_ms;		/* the token's expiry (0: none) */
 	bool		live;			/* changes are pushed as they commit */
 	bool		live_pending;	/* there may be changes to push */
 	char	   *cursor;			/* live: cursor of the last changes sent */
@@ -80,10 +89,23 @@ typedef struct Session
 } Session;
 
 /* worker.c */
+#include "utils/palloc.h"
+extern MemoryContext WorkerMessageContext;	/* reset after each message */
 extern Session *sessions;
 extern int	nsessions;
 extern int64_t WorkerNowMs(void);
 extern void WorkerScheduleLive(void);
+
+/* admission.c */
+struct sockaddr_storage;
+extern void AdmissionInit(void);
+extern int	AdmissionCapacity(void);
+extern bool AdmissionAllowed(const struct sockaddr_storage *sa);
+extern void AdmissionAdd(struct lws *wsi, const struct sockaddr_storage *sa);
+extern void AdmissionEstablished(struct lws *wsi);
+extern void AdmissionRemove(struct lws *wsi);
+extern int	AdmissionCount(void);
+extern void AdmissionExpire(int64_t now);
 
 /* session.c */
 extern int	SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len);
@@ -111,6 +133,24 @@ typedef enum WorkerSqlState
 extern int	ofs_sql_version;
 extern WorkerSqlState WorkerSqlCheck(const char *who);
 
+/* cursor.c */
+typedef enum CursorVerdict
+{
+	CURSOR_NONE,				/* no cursor: start afresh */
+	CURSOR_SEALED,				/* sealed by this origin for this device */
+	CURSOR_PLAIN,				/* unsealed, of a valid shape */
+	CURSOR_FORGED				/* anything else: treated as none */
+} CursorVerdict;
+
+#include "utils/resowner.h"
+extern ResourceOwner WorkerCryptoOwner(void);
+extern void CursorSetKey(const uint8_t *bytes, size_t len);
+extern void CursorLoadKey(void);
+extern bool CursorSealing(void);
+extern bool CursorPlainOk(const char *text, size_t len);
+extern char *CursorSeal(const char *device, const char *cursor);
+extern CursorVerdict CursorOpen(const char *device, const char *text, char **cursor);
+
 /* sql.c */
 #define SQL_MAX_VALUES 6
 typedef struct SqlResult
@@ -125,10 +165,19 @@ typedef struct SqlResult
 } SqlResult;
 
 typedef void (*SqlRowFn) (void *arg, char **cols, int ncols);
+/* Runs inside the transaction after the statement; may raise an ERROR. */
+typedef void (*SqlAfterFn) (void *arg, SqlResult *res);
 
 extern void WorkerSql(const char *sql, int nargs, const char *const *args, SqlResult *res);
 extern void WorkerSqlRows(const char *sql, int nargs, const char *const *args,
 						  SqlRowFn fn, void *arg, SqlResult *res);
+extern void WorkerSqlTx(const char *sql, int nargs, const char *const *args,
+						SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res);
 extern void SqlResultFree(SqlResult *res);
+extern void SqlCheckAuthority(const char *device, const char *token_sha256, const char *role,
+							  int64_t *expires_ms);
+extern void SqlLostAuthorities(const char *devices, const char *hashes, const char *roles,
+							   int n, bool *lost);
+extern bool SqlTokenSha256(const char *token, char out[65]);
 
 #endif							/* OFS_WORKER_H */

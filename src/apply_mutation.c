@@ -187,6 +187,11 @@ typedef struct Target
 	bool		has_json;
 } Target;
 
+/*
+ * ResolveTarget resolves the table a mutation names as every other message
+ * does (ofs.resolve_table: a qualified name, or an unqualified one in
+ * public), and insists that it is synced.
+ */
 static void
 ResolveTarget(const char *op_id, const char *table, Target *t)
 {
@@ -204,7 +209,7 @@ ResolveTarget(const char *op_id, const char *table, Target *t)
 		Reject(op_id, "names no table");
 	args[0] = CStringGetTextDatum(table);
 	Exec(WritePlan("table",
-			  "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = pg_catalog.to_regclass($1)",
+			  "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = ofs.resolve_table($1)",
 			  1, types), args, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -53,15 +53,23 @@ ofs_cluster_init "$TMP/cluster" "ofs.port = $OFS_WS_PORT" "ofs.database = 'ofs_e
   >"$TMP/init.log" 2>&1 || {
   cat "$TMP/init.log"; echo "could not start the test cluster"; echo "0 passed, 1 failed"; exit 1; }
 
+# The cluster's owner runs pg_regress and must read its inputs wherever the
+# checkout lives (a clone under /root is closed to it): it gets a copy, and
+# runs from a directory of its own.
+INPUT="$TMP/input"
+mkdir -p "$INPUT"
+cp -r test/sql test/expected test/specs "$INPUT/" 2>/dev/null
+[ "$(id -u)" -eq 0 ] && chown -R "$OFS_PG_USER" "$INPUT"
+
 if wants regress; then
   tests=$(cd test/sql && ls *.sql 2>/dev/null | sed 's/\.sql$//' | sort)
   if [ -n "$tests" ]; then
     out=$(ofs_mktemp ofs-regress); mv "$out" "$TMP/regress"; out="$TMP/regress"
     [ "$(id -u)" -eq 0 ] && chown "$OFS_PG_USER" "$out"
-    ofs_as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
+    (cd "$INPUT" && ofs_as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
       --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" \
-      --bindir="$OFS_PG_BINDIR" --inputdir="$ROOT/test" --outputdir="$out" \
-      --dbname=ofs_regress --load-extension=ofs $tests >"$out/log" 2>&1
+      --bindir="$OFS_PG_BINDIR" --inputdir="$INPUT" --outputdir="$out" \
+      --dbname=ofs_regress --load-extension=ofs $tests >"$out/log" 2>&1)
     read -r ok failed < <(count_pg_regress "$out/log")
     # A test that did not report (pg_regress stopped early) is a failure.
     total=$(echo $tests | wc -w)
@@ -75,10 +83,10 @@ if wants isolation; then
   specs=$(cd test/specs && ls *.spec 2>/dev/null | sed 's/\.spec$//' | sort)
   if [ -n "$specs" ]; then
     out="$TMP/isolation"; ofs_as_pg mkdir -p "$out"
-    ofs_as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
+    (cd "$INPUT" && ofs_as_pg "$PGXS_DIR/src/test/isolation/pg_isolation_regress" \
       --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" \
-      --bindir="$OFS_PG_BINDIR" --inputdir="$ROOT/test" --outputdir="$out" \
-      --dbname=ofs_isolation --load-extension=ofs $specs >"$out/log" 2>&1
+      --bindir="$OFS_PG_BINDIR" --inputdir="$INPUT" --outputdir="$out" \
+      --dbname=ofs_isolation --load-extension=ofs $specs >"$out/log" 2>&1)
     read -r ok failed < <(count_pg_regress "$out/log")
     total=$(echo $specs | wc -w)
     [ $((ok + failed)) -lt "$total" ] && failed=$((total - ok))

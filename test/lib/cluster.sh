@@ -12,10 +12,12 @@
 OFS_PG_USER=${OFS_PG_USER:-postgres}
 OFS_PG_BINDIR=${OFS_PG_BINDIR:-$(pg_config --bindir)}
 
-# ofs_as_pg CMD...: run a command as the cluster's owner.
+# ofs_as_pg CMD...: run a command as the cluster's owner, from /, since the
+# checkout may be closed to that user (a clone under /root): paths given to
+# it must be absolute.
 ofs_as_pg() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u "$OFS_PG_USER" -- env PATH="$PATH" "$@"
+    (cd / && runuser -u "$OFS_PG_USER" -- env PATH="$PATH" "$@")
   else
     "$@"
   fi

@@ -105,12 +105,13 @@ check "at 1.0 numbers were issued" \
 check "at 1.0 the transition log has rows" \
   "[ \"\$(dev_sql -c 'SELECT count(*) FROM ofs.transition_log')\" -ge 4 ]"
 
-# ofs's data, one JSON line per row of each of its tables (the columns that
-# a connected device's contact moves are left out).
+# ofs's data, one JSON line per row of each of its tables of 1.0 (the
+# columns that a connected device's contact moves are left out).
+OFS_TABLES_1_0=$(dev_sql -c "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'ofs'::regnamespace
+                                AND c.relkind = 'r' ORDER BY 1")
 ofs_data() {
   local t
-  for t in $(dev_sql -c "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'ofs'::regnamespace
-                           AND c.relkind = 'r' ORDER BY 1"); do
+  for t in $OFS_TABLES_1_0; do
     dev_sql -c "SELECT '$t ' || (to_jsonb(x) - 'last_contact' - 'caught_up_at')::text FROM ofs.$t x" | LC_ALL=C sort
   done
 }

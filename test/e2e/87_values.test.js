@@ -1,0 +1,52 @@
+'use strict';
+// Values arrive exactly as written.  A numeric sent as a JSON number is
+// stored digit for digit (0.1 is 0.1, not 0.10000000000000001), as through
+// ofs.apply_batch in SQL; an integer beyond 2^63 in a numeric column is
+// stored exactly, and in a bigint column it is refused for that mutation
+// alone, with a clear message, never as invalid JSON for the whole push.
+const { test, psql, show, clock } = require('./lib');
+
+const T = 'public.e2e_val_t';
+
+test('values', { timeout: 60 }, async (t) => {
+  const role = t.role('e2e_val_dev');
+  psql(`CREATE TABLE e2e_val_t (id text PRIMARY KEY, n numeric, big int8, f float8);
+        GRANT USAGE ON SCHEMA public TO ${role};
+        GRANT SELECT, INSERT, UPDATE ON e2e_val_t TO ${role};
+        SELECT ofs.sync_table('e2e_val_t');`);
+  const c = await t.device(t.token(role, 'e2e-val'), 'val');
+  const hlc = clock(c.welcome.hlc);
+  // Written by hand: JavaScript numbers could not carry these digits.
+  const mut = (op, id, fields) => `{"op_id":"${op}","table":"${T}","op":"insert","pk":{"id":"${id}"},` +
+    `"data":{"id":"${id}",${fields}},"hlc":${hlc()}}`;
+  const text = `{"type":"push","id":"v1","mutations":[` +
+    `${mut('v-1', 'tenth', '"n":0.1')},` +
+    `${mut('v-2', 'long', '"n":12345678901234567890.123456789012345678901234567890')},` +
+    `${mut('v-3', 'tiny', '"n":1e-30')},` +
+    `${mut('v-4', 'huge', '"n":92233720368547758070')},` +
+    `${mut('v-5', 'toobig', '"big":92233720368547758070')},` +
+    `${mut('v-6', 'maxbig', '"big":9223372036854775807')},` +
+    `${mut('v-7', 'float', '"f":0.1')}]}`;
+  const r = await c.requestRaw(text, 'v1');
+  t.answer(r, 'pushed', 'a push holding an integer beyond 2^63 is answered, not refused as invalid JSON');
+  const st = (r.results || []).map((x) => x.status);
+  t.same(st, ['applied', 'applied', 'applied', 'applied', 'rejected', 'applied', 'applied'], 'every mutation has its own result', show(r));
+  const bad = (r.results || [])[4] || {};
+  t.is(bad.sqlstate, '22003', 'the bigint out of range is rejected with 22003');
+  t.match(bad.message, /out of range|bigint/i, '... and a message that says so');
+  const got = (id, col) => psql(`SELECT ${col}::text FROM e2e_val_t WHERE id = '${id}'`);
+  t.is(got('tenth', 'n'), '0.1', '0.1 is stored as 0.1');
+  t.is(got('long', 'n'), '12345678901234567890.123456789012345678901234567890', 'a 50-digit numeric is stored digit for digit');
+  t.is(got('tiny', 'n'), '0.000000000000000000000000000001', '1e-30 is stored exactly');
+  t.is(got('huge', 'n'), '92233720368547758070', 'an integer beyond 2^63 in a numeric column is stored exactly');
+  t.is(got('maxbig', 'big'), '9223372036854775807', 'the largest bigint is stored exactly');
+  t.is(got('float', 'f'), '0.1', 'a float8 keeps its value');
+  // The same mutation through SQL gives the same value.
+  psql(`SELECT * FROM ofs.apply_batch('e2e-val', '[{"op_id":"s-1","table":"${T}","op":"insert","pk":{"id":"sql"},"data":{"id":"sql","n":0.1},"hlc":${hlc()}}]')`);
+  t.is(got('sql', 'n'), got('tenth', 'n'), 'the worker stores what ofs.apply_batch stores');
+  // The pull brings the values back as exact text.
+  await c.request({ type: 'subscribe', table: T });
+  await c.pullAll(1000, { cursor: null });
+  const row = c.replica.get(`${T} {"id":"long"}`);
+  t.is(row && String(row.row.n), '12345678901234567890.123456789012345678901234567890', 'the pull brings the numeric back exactly', show(row));
+});
