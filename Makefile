@@ -24,7 +24,7 @@ ISOLATION_OPTS = --inputdir=test --load-extension=ofs
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: deps test demo bench build-install
+.PHONY: deps test demo bench build-install fuzz soak
 
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
@@ -65,3 +65,13 @@ demo: build-install
 
 bench: build-install
 	bench/run.sh
+
+# The fuzz target of the sync worker's message handling, for FUZZ_SECONDS
+# (0: until stopped); make test runs it for a minute.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	test/fuzz/run.sh $(FUZZ_SECONDS)
+
+# Minutes of many devices and faults against a cluster of its own.
+soak: build-install
+	test/soak/soak.sh

@@ -26,13 +26,12 @@
 #include "common/sha2.h"
 #include "utils/resowner.h"
 
+#include "message.h"
 #include "worker.h"
 
 #define SEAL_PREFIX "c1."
 #define TAG_BYTES 16			/* 128 bits of the HMAC */
 #define MAX_PLAIN_CURSOR 65536
-/* Page numbers and versions stay far below where arithmetic could overflow. */
-#define MAX_CURSOR_NUMBER ((json_int_t) 1 << 53)
 
 static uint8 key[32];
 static bool have_key = false;
@@ -86,63 +85,6 @@ Tag(const char *device, const char *cursor, size_t cursor_len, uint8 out[PG_SHA2
 		pg_hmac_final(ctx, out, PG_SHA256_DIGEST_LENGTH) == 0;
 	pg_hmac_free(ctx);
 	CurrentResourceOwner = save;
-	return ok;
-}
-
-/* CursorNumber: a JSON integer, or a string of digits, in [0, max). */
-static bool
-CursorNumber(json_t *v, json_int_t max)
-{
-	json_int_t	n = 0;
-
-	if (json_is_integer(v))
-		n = json_integer_value(v);
-	else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 17)
-	{
-		for (const char *p = json_string_value(v); *p; p++)
-		{
-			if (*p < '0' || *p > '9')
-				return false;
-			n = n * 10 + (*p - '0');
-		}
-	}
-	else
-		return false;
-	return n >= 0 && n < max;
-}
-
-/*
- * CursorPlainOk: the shape ofs.pull gives its cursors, with numbers in
- * range: {"f": text, "v": n, "p": n, "s": [{"t": n, "g": n, ...}, ...]}.
- */
-bool
-CursorPlainOk(const char *text, size_t len)
-{
-	json_t	   *c;
-	json_t	   *e;
-	size_t		i;
-	bool		ok;
-
-	if (len > MAX_PLAIN_CURSOR)
-		return false;
-	c = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
-	ok = json_is_object(c) && json_object_size(c) == 4 &&
-		json_is_string(json_object_get(c, "f")) &&
-		json_string_length(json_object_get(c, "f")) < 256 &&
-		CursorNumber(json_object_get(c, "v"), MAX_CURSOR_NUMBER) &&
-		CursorNumber(json_object_get(c, "p"), MAX_CURSOR_NUMBER) &&
-		json_is_array(json_object_get(c, "s")) && json_array_size(json_object_get(c, "s")) <= 100000;
-	if (ok)
-		json_array_foreach(json_object_get(c, "s"), i, e)
-	{
-		if (!json_is_object(e) || !CursorNumber(json_object_get(e, "t"), (json_int_t) 1 << 32) ||
-			!CursorNumber(json_object_get(e, "g"), MAX_CURSOR_NUMBER))
-		{
-			ok = false;
-			break;
-		}
-	}
-	json_decref(c);
 	return ok;
 }
 

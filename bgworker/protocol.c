@@ -29,6 +29,7 @@
 #include "lib/stringinfo.h"
 
 #include "ofs.h"
+#include "message.h"
 #include "worker.h"
 
 #define OFS_PROTOCOL_VERSION 1
@@ -175,32 +176,6 @@ SqlError(Session *s, json_t *id, SqlResult *res)
 	ProtocolSendError(s, id, code, message, res->sqlstate, res->retry);
 }
 
-static const char *
-StringField(json_t *msg, const char *name)
-{
-	json_t	   *v = json_object_get(msg, name);
-
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* FieldIs: the field is absent/null (when allowed) or of the given type. */
-static bool
-FieldOk(json_t *msg, const char *name, json_type type, bool optional)
-{
-	json_t	   *v = json_object_get(msg, name);
-
-	if (v == NULL || json_is_null(v))
-		return optional;
-	return json_typeof(v) == type;
-}
-
-static void
-BadField(Session *s, json_t *id, const char *type, const char *name, const char *what)
-{
-	ProtocolSendError(s, id, "invalid_message",
-					  psprintf("\"%s\" needs field \"%s\" as %s", type, name, what), NULL, false);
-}
-
 /* The credential a hello presents, checked with its answer. */
 typedef struct HelloCheck
 {
@@ -218,34 +193,24 @@ CheckHello(void *arg, SqlResult *res)
 }
 
 static void
-HandleHello(Session *s, json_t *id, json_t *msg)
+HandleHello(Session *s, Message *m, const char *text)
 {
+	json_t	   *id = m->id;
 	const char *args[2];
 	SqlResult	res;
-	json_t	   *subs = json_object_get(msg, "subscriptions");
 	json_t	   *welcome;
 	json_t	   *limits;
 	char	   *substext = NULL;
 	HelloCheck	check;
 
-	if (!FieldOk(msg, "token", JSON_STRING, false))
-	{
-		BadField(s, id, "hello", "token", "a string");
-		return;
-	}
-	if (!FieldOk(msg, "subscriptions", JSON_ARRAY, true))
-	{
-		BadField(s, id, "hello", "subscriptions", "an array of {table, filter}");
-		return;
-	}
-	if (!SqlTokenSha256(StringField(msg, "token"), check.token_sha256))
+	if (!SqlTokenSha256(m->token, check.token_sha256))
 	{
 		ProtocolSendError(s, id, "server_error", "could not hash the token", NULL, true);
 		return;
 	}
-	if (subs && json_is_array(subs))
-		substext = json_dumps(subs, JSON_COMPACT);
-	args[0] = StringField(msg, "token");
+	if (m->subscriptions)
+		substext = json_dumps(m->subscriptions, JSON_COMPACT);
+	args[0] = m->token;
 	args[1] = substext;
 	check.expires_ms = 0;
 	WorkerSqlTx("SELECT h::text, h->>'device', h->>'role' FROM ofs.hello($1, $2::jsonb) h",
@@ -297,25 +262,16 @@ HandleHello(Session *s, json_t *id, json_t *msg)
 }
 
 static void
-HandleSubscribe(Session *s, json_t *id, json_t *msg, bool subscribe)
+HandleSubscribe(Session *s, Message *m, const char *text)
 {
-	const char *type = subscribe ? "subscribe" : "unsubscribe";
+	json_t	   *id = m->id;
+	bool		subscribe = m->type == MSG_SUBSCRIBE;
 	const char *args[3];
 	SqlResult	res;
 
-	if (!FieldOk(msg, "table", JSON_STRING, false))
-	{
-		BadField(s, id, type, "table", "a string");
-		return;
-	}
-	if (!FieldOk(msg, "filter", JSON_STRING, true))
-	{
-		BadField(s, id, type, "filter", "a string");
-		return;
-	}
 	args[0] = s->device;
-	args[1] = StringField(msg, "table");
-	args[2] = StringField(msg, "filter");
+	args[1] = m->table;
+	args[2] = m->filter;
 	SessionSql(s, subscribe ? "SELECT ofs.subscribe($1, $2, $3)::text"
 			   : "SELECT ofs.unsubscribe($1, $2, $3)::text", 3, args, &res);
 	if (res.ok)
@@ -340,23 +296,12 @@ HandleSubscribe(Session *s, json_t *id, json_t *msg, bool subscribe)
  * and 64-bit integers, and is used here only to check the message's shape).
  */
 static void
-HandlePush(Session *s, json_t *id, json_t *msg, const char *text)
+HandlePush(Session *s, Message *m, const char *text)
 {
-	json_t	   *muts = json_object_get(msg, "mutations");
+	json_t	   *id = m->id;
 	const char *args[2];
 	SqlResult	res;
 
-	if (!json_is_array(muts))
-	{
-		BadField(s, id, "push", "mutations", "an array of mutations");
-		return;
-	}
-	if (json_array_size(muts) > OFS_MAX_BATCH)
-	{
-		ProtocolSendError(s, id, "invalid_message",
-						  psprintf("a push may hold at most %d mutations", OFS_MAX_BATCH), NULL, false);
-		return;
-	}
 	args[0] = s->device;
 	args[1] = text;
 	SessionSql(s, "SELECT jsonb_build_object('results', coalesce(jsonb_agg("
@@ -495,42 +440,44 @@ SetAcked(Session *s, const char *sent)
 }
 
 static void
-HandlePull(Session *s, json_t *id, json_t *msg, bool live)
+HandlePull(Session *s, Message *m, const char *text)
 {
-	const char *type = live ? "live" : "pull";
-	json_t	   *max = json_object_get(msg, "max_rows");
-	json_t	   *on = json_object_get(msg, "on");
-	int			max_rows = OFS_MAX_ROWS;
+	bool		live = m->type == MSG_LIVE;
 
-	if (live && json_is_false(on))
+	if (m->live_off)
 	{
 		s->live = false;
-		Reply(s, "live", id, "{\"on\": false}");
+		Reply(s, "live", m->id, "{\"on\": false}");
 		return;
-	}
-	if (!FieldOk(msg, "cursor", JSON_STRING, true))
-	{
-		BadField(s, id, type, "cursor", "a string or null");
-		return;
-	}
-	if (max && !json_is_null(max))
-	{
-		if (!json_is_integer(max) || json_integer_value(max) < 1)
-		{
-			BadField(s, id, type, "max_rows", "a positive integer");
-			return;
-		}
-		if (json_integer_value(max) < OFS_MAX_ROWS)
-			max_rows = (int) json_integer_value(max);
 	}
 	if (live)
 	{
-		SetAcked(s, StringField(msg, "cursor"));
+		SetAcked(s, m->cursor);
 		s->live = true;
 	}
-	Pull(s, id, StringField(msg, "cursor"), max_rows, live ? NULL : s->acked);
+	Pull(s, m->id, m->cursor, m->max_rows, live ? NULL : s->acked);
 	if (live && s->live_pending)
 		WorkerScheduleLive();
+}
+
+static void
+HandleAck(Session *s, Message *m, const char *text)
+{
+	SetAcked(s, m->cursor);
+}
+
+static void
+HandleSchema(Session *s, Message *m, const char *text)
+{
+	SqlResult	res;
+	const char *args[1] = {s->device};
+
+	SessionSql(s, "SELECT ofs.device_schema($1)::text", 1, args, &res);
+	if (res.ok)
+		Reply(s, "schema", m->id, res.values[0]);
+	else
+		SqlError(s, m->id, &res);
+	SqlResultFree(&res);
 }
 
 /* One device's share of a live round, kept until the round's check. */
@@ -702,92 +649,40 @@ done:
 	free(acked);
 }
 
-/*
- * ParseMessage parses a device's message.  A number too large for jansson
- * (an integer beyond 64 bits) does not make the message invalid: its shape
- * is read with integers as doubles, and the values that matter travel as
- * the message's own text (HandlePush).
- */
-static json_t *
-ParseMessage(const char *text, size_t len, json_error_t *err)
-{
-	json_t	   *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, err);
+/* The handlers of the message types (message.h), all but hello for devices. */
+typedef void (*Handler) (Session *s, Message *m, const char *text);
 
-	if (msg == NULL && json_error_code(err) == json_error_numeric_overflow)
-		msg = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, err);
-	return msg;
-}
+static const Handler handlers[MSG_TYPE_COUNT] = {
+	[MSG_HELLO] = HandleHello,
+	[MSG_SCHEMA] = HandleSchema,
+	[MSG_SUBSCRIBE] = HandleSubscribe,
+	[MSG_UNSUBSCRIBE] = HandleSubscribe,
+	[MSG_PUSH] = HandlePush,
+	[MSG_PULL] = HandlePull,
+	[MSG_LIVE] = HandlePull,
+	[MSG_ACK] = HandleAck,
+};
 
 /* ProtocolHandle answers one message of a device. */
 void
 ProtocolHandle(Session *s, const char *text, size_t len)
 {
-	json_error_t err;
-	json_t	   *msg = ParseMessage(text, len, &err);
-	json_t	   *id;
-	const char *type;
+	Message		m;
 
-	if (msg == NULL || !json_is_object(msg))
+	MessageParse(text, len, OFS_MAX_ROWS, OFS_MAX_BATCH, &m);
+	if (m.typed && m.type != MSG_HELLO && s->state != SESSION_READY)
 	{
-		ProtocolSendError(s, NULL, "invalid_json",
-						  msg ? "a message must be a JSON object"
-						  : psprintf("the message is not JSON: %s (at character %d)", err.text, err.position),
-						  NULL, false);
-		json_decref(msg);
-		return;
-	}
-	id = json_object_get(msg, "id");
-	if (id && !(json_is_integer(id) || (json_is_string(id) && json_string_length(id) <= 64)))
-	{
-		ProtocolSendError(s, NULL, "invalid_message", "\"id\" must be a number or a string of at most 64 characters",
-						  NULL, false);
-		json_decref(msg);
-		return;
-	}
-	type = StringField(msg, "type");
-	if (type == NULL)
-		ProtocolSendError(s, id, "invalid_message", "a message needs a string \"type\"", NULL, false);
-	else if (strcmp(type, "hello") == 0)
-		HandleHello(s, id, msg);
-	else if (s->state != SESSION_READY)
-	{
-		ProtocolSendError(s, id, "unauthenticated", "the first message must be hello", NULL, false);
+		/* Whatever else it is, a request before hello ends the connection. */
+		ProtocolSendError(s, m.id, "unauthenticated", "the first message must be hello", NULL, false);
 		SessionClose(s, 4001, "not authenticated");
 	}
-	else if (s->expires_ms > 0 && WorkerNowMs() >= s->expires_ms)
+	else if (m.error_code)
+		ProtocolSendError(s, m.id, m.error_code, m.error, NULL, false);
+	else if (m.type != MSG_HELLO && s->expires_ms > 0 && WorkerNowMs() >= s->expires_ms)
 		Revoked(s, "the device's token has expired");
-	else if (strcmp(type, "schema") == 0)
-	{
-		SqlResult	res;
-		const char *args[1] = {s->device};
-
-		SessionSql(s, "SELECT ofs.device_schema($1)::text", 1, args, &res);
-		if (res.ok)
-			Reply(s, "schema", id, res.values[0]);
-		else
-			SqlError(s, id, &res);
-		SqlResultFree(&res);
-	}
-	else if (strcmp(type, "subscribe") == 0)
-		HandleSubscribe(s, id, msg, true);
-	else if (strcmp(type, "unsubscribe") == 0)
-		HandleSubscribe(s, id, msg, false);
-	else if (strcmp(type, "push") == 0)
-		HandlePush(s, id, msg, text);
-	else if (strcmp(type, "pull") == 0)
-		HandlePull(s, id, msg, false);
-	else if (strcmp(type, "live") == 0)
-		HandlePull(s, id, msg, true);
-	else if (strcmp(type, "ack") == 0)
-	{
-		if (FieldOk(msg, "cursor", JSON_STRING, false))
-			SetAcked(s, StringField(msg, "cursor"));
-		else
-			BadField(s, id, "ack", "cursor", "a string");
-	}
 	else
-		ProtocolSendError(s, id, "invalid_message", psprintf("unknown message type \"%.64s\"", type), NULL, false);
-	json_decref(msg);
+		handlers[m.type] (s, &m, text);
+	MessageFree(&m);
 }
 
 /*

@@ -556,6 +556,9 @@ ofs_worker_main(Datum arg)
 		timeout = uv_backend_timeout(loop);
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000;
+		/* Housekeeping (deadlines, expiries) runs every second on time. */
+		if (next_house - WorkerNowMs() < timeout)
+			timeout = (int) Max(next_house - WorkerNowMs(), 0);
 		if (live_scheduled)
 			timeout = 0;
 		(void) WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);

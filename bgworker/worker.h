@@ -147,7 +147,6 @@ extern ResourceOwner WorkerCryptoOwner(void);
 extern void CursorSetKey(const uint8_t *bytes, size_t len);
 extern void CursorLoadKey(void);
 extern bool CursorSealing(void);
-extern bool CursorPlainOk(const char *text, size_t len);
 extern char *CursorSeal(const char *device, const char *cursor);
 extern CursorVerdict CursorOpen(const char *device, const char *text, char **cursor);
 

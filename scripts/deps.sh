@@ -17,6 +17,8 @@ PACKAGES=(
   libuv1-dev
   sqlite3
   jq
+  clang-14
+  libclang-rt-14-dev
 )
 
 missing=()

@@ -1,0 +1,261 @@
+/*
+ * message.c: a device's message, parsed and checked before any SQL.
+ *
+ * Everything that can be said about a message without the origin's data is
+ * said here: that it is a JSON object, its id, its type, and the presence
+ * and types of the fields its type needs.  The texts of the refusals are
+ * the protocol's (docs/PROTOCOL.md, error).  No PostgreSQL header is
+ * included, so the fuzz target runs this very code on its own.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "message.h"
+
+static const char *const type_names[MSG_TYPE_COUNT] = {
+	[MSG_HELLO] = "hello",
+	[MSG_SCHEMA] = "schema",
+	[MSG_SUBSCRIBE] = "subscribe",
+	[MSG_UNSUBSCRIBE] = "unsubscribe",
+	[MSG_PUSH] = "push",
+	[MSG_PULL] = "pull",
+	[MSG_LIVE] = "live",
+	[MSG_ACK] = "ack",
+};
+
+#define MAX_PLAIN_CURSOR 65536
+/* Page numbers and versions stay far below where arithmetic could overflow. */
+#define MAX_CURSOR_NUMBER ((json_int_t) 1 << 53)
+
+static void
+Refuse(Message *m, const char *code, const char *fmt, const char *a, const char *b, const char *c)
+{
+	m->error_code = code;
+	snprintf(m->error, sizeof(m->error), fmt, a, b, c);
+}
+
+/* Field: the field is absent or null (when optional) or of the type. */
+static bool
+Field(Message *m, const char *name, json_type type, bool optional, const char *what)
+{
+	json_t	   *v = json_object_get(m->root, name);
+
+	if ((v == NULL || json_is_null(v)) ? optional : json_typeof(v) == type)
+		return true;
+	Refuse(m, "invalid_message", "\"%s\" needs field \"%s\" as %s", m->type_name, name, what);
+	return false;
+}
+
+static const char *
+String(Message *m, const char *name)
+{
+	json_t	   *v = json_object_get(m->root, name);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * Parse parses the text.  A number too large for jansson (an integer beyond
+ * 64 bits) does not make the message invalid: its shape is read with
+ * integers as doubles, and the values that matter travel as the message's
+ * own text (protocol.c, push).
+ */
+static json_t *
+Parse(const char *text, size_t len, json_error_t *err)
+{
+	json_t	   *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, err);
+
+	if (root == NULL && json_error_code(err) == json_error_numeric_overflow)
+		root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, err);
+	return root;
+}
+
+void
+MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message *m)
+{
+	json_error_t err;
+	const char *type;
+	int			t;
+
+	memset(m, 0, sizeof(*m));
+	m->type = MSG_TYPE_COUNT;
+	m->root = Parse(text, len, &err);
+	if (m->root == NULL)
+	{
+		char		pos[16];
+
+		snprintf(pos, sizeof(pos), "%d", err.position);
+		Refuse(m, "invalid_json", "the message is not JSON: %s (at character %s)%s", err.text, pos, "");
+		return;
+	}
+	if (!json_is_object(m->root))
+	{
+		Refuse(m, "invalid_json", "a message must be a JSON object%s%s%s", "", "", "");
+		return;
+	}
+	m->id = json_object_get(m->root, "id");
+	if (m->id && !(json_is_integer(m->id) || (json_is_string(m->id) && json_string_length(m->id) <= 64)))
+	{
+		m->id = NULL;
+		Refuse(m, "invalid_message", "\"id\" must be a number or a string of at most 64 characters%s%s%s", "", "", "");
+		return;
+	}
+	type = String(m, "type");
+	if (type == NULL)
+	{
+		Refuse(m, "invalid_message", "a message needs a string \"type\"%s%s%s", "", "", "");
+		return;
+	}
+	m->typed = true;
+	for (t = 0; t < MSG_TYPE_COUNT; t++)
+		if (strcmp(type, type_names[t]) == 0)
+			break;
+	if (t == MSG_TYPE_COUNT)
+	{
+		char		shown[65];
+
+		snprintf(shown, sizeof(shown), "%.64s", type);
+		Refuse(m, "invalid_message", "unknown message type \"%s\"%s%s", shown, "", "");
+		return;
+	}
+	m->type = (MessageType) t;
+	m->type_name = type_names[t];
+	m->max_rows = max_rows;
+
+	switch (m->type)
+	{
+		case MSG_HELLO:
+			if (!Field(m, "token", JSON_STRING, false, "a string") ||
+				!Field(m, "subscriptions", JSON_ARRAY, true, "an array of {table, filter}"))
+				return;
+			m->token = String(m, "token");
+			m->subscriptions = json_object_get(m->root, "subscriptions");
+			if (json_is_null(m->subscriptions))
+				m->subscriptions = NULL;
+			break;
+		case MSG_SUBSCRIBE:
+		case MSG_UNSUBSCRIBE:
+			if (!Field(m, "table", JSON_STRING, false, "a string") ||
+				!Field(m, "filter", JSON_STRING, true, "a string"))
+				return;
+			m->table = String(m, "table");
+			m->filter = String(m, "filter");
+			break;
+		case MSG_PUSH:
+			m->mutations = json_object_get(m->root, "mutations");
+			if (!json_is_array(m->mutations))
+			{
+				Refuse(m, "invalid_message", "\"%s\" needs field \"%s\" as %s", "push", "mutations", "an array of mutations");
+				return;
+			}
+			if (json_array_size(m->mutations) > (size_t) max_batch)
+			{
+				char		limit[16];
+
+				snprintf(limit, sizeof(limit), "%d", max_batch);
+				Refuse(m, "invalid_message", "a push may hold at most %s mutations%s%s", limit, "", "");
+				return;
+			}
+			break;
+		case MSG_LIVE:
+			if (json_is_false(json_object_get(m->root, "on")))
+			{
+				m->live_off = true;
+				break;
+			}
+			/* FALLTHROUGH */
+		case MSG_PULL:
+			{
+				json_t	   *max = json_object_get(m->root, "max_rows");
+
+				if (!Field(m, "cursor", JSON_STRING, true, "a string or null"))
+					return;
+				if (max && !json_is_null(max))
+				{
+					if (!json_is_integer(max) || json_integer_value(max) < 1)
+					{
+						Refuse(m, "invalid_message", "\"%s\" needs field \"%s\" as %s", m->type_name, "max_rows",
+							   "a positive integer");
+						return;
+					}
+					if (json_integer_value(max) < max_rows)
+						m->max_rows = (int) json_integer_value(max);
+				}
+				m->cursor = String(m, "cursor");
+			}
+			break;
+		case MSG_ACK:
+			if (!Field(m, "cursor", JSON_STRING, false, "a string"))
+				return;
+			m->cursor = String(m, "cursor");
+			break;
+		case MSG_SCHEMA:
+		case MSG_TYPE_COUNT:
+			break;
+	}
+}
+
+void
+MessageFree(Message *m)
+{
+	json_decref(m->root);
+	m->root = NULL;
+}
+
+/* CursorNumber: a JSON integer, or a string of digits, in [0, max). */
+static bool
+CursorNumber(json_t *v, json_int_t max)
+{
+	json_int_t	n = 0;
+
+	if (json_is_integer(v))
+		n = json_integer_value(v);
+	else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 17)
+	{
+		for (const char *p = json_string_value(v); *p; p++)
+		{
+			if (*p < '0' || *p > '9')
+				return false;
+			n = n * 10 + (*p - '0');
+		}
+	}
+	else
+		return false;
+	return n >= 0 && n < max;
+}
+
+/*
+ * CursorPlainOk: the shape ofs.pull gives its cursors, with numbers in
+ * range: {"f": text, "v": n, "p": n, "s": [{"t": n, "g": n, ...}, ...]}.
+ */
+bool
+CursorPlainOk(const char *text, size_t len)
+{
+	json_t	   *c;
+	json_t	   *e;
+	size_t		i;
+	bool		ok;
+
+	if (len > MAX_PLAIN_CURSOR)
+		return false;
+	c = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	ok = json_is_object(c) && json_object_size(c) == 4 &&
+		json_is_string(json_object_get(c, "f")) &&
+		json_string_length(json_object_get(c, "f")) < 256 &&
+		CursorNumber(json_object_get(c, "v"), MAX_CURSOR_NUMBER) &&
+		CursorNumber(json_object_get(c, "p"), MAX_CURSOR_NUMBER) &&
+		json_is_array(json_object_get(c, "s")) && json_array_size(json_object_get(c, "s")) <= 100000;
+	if (ok)
+		json_array_foreach(json_object_get(c, "s"), i, e)
+	{
+		if (!json_is_object(e) || !CursorNumber(json_object_get(e, "t"), (json_int_t) 1 << 32) ||
+			!CursorNumber(json_object_get(e, "g"), MAX_CURSOR_NUMBER))
+		{
+			ok = false;
+			break;
+		}
+	}
+	json_decref(c);
+	return ok;
+}
