@@ -35,6 +35,10 @@ all install:
 	$(MAKE) $@
 endif
 
+# Every object depends on the headers (PGXS tracks none): a struct that
+# changes size must not be compiled into one file and not another.
+$(OBJS): $(wildcard src/*.h bgworker/*.h)
+
 deps:
 	@scripts/deps.sh
 

@@ -103,6 +103,443 @@ SELECT sha256(convert_to(gen_random_uuid()::text || gen_random_uuid()::text, 'UT
 COMMENT ON TABLE ofs.cursor_key IS
     'The secret with which the sync worker seals pull cursors; readable by the extension owner only';
 
+-- A row is held by a device only once a cursor of the device confirms the
+-- page that sent it; pages are bounded by bytes in the sync worker.
+ALTER TABLE ofs.device_row ADD COLUMN sent_page bigint;
+CREATE INDEX device_row_sent ON ofs.device_row (device, sent_page) WHERE sent_page IS NOT NULL;
+COMMENT ON COLUMN ofs.device_row.sent_page IS
+    'The page that first sent the row, until a cursor of the device confirms it: a row of a page never delivered is not held';
+CREATE OR REPLACE FUNCTION ofs.pull(device text, since text DEFAULT NULL, max_rows int DEFAULT 1000,
+                         confirmed text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.device_check(device);
+  roleid oid;
+  cur jsonb;
+  next_cursor text;
+  feedc text;
+  v bigint := 0;
+  since_page bigint := 0;
+  conf_page bigint;
+  new_page bigint;
+  snaps jsonb := '[]';
+  snap jsonb;
+  t oid;
+  g bigint;
+  cond text;
+  fs text[];
+  out jsonb[] := '{}';
+  room int;
+  cnt int;
+  want int;
+  last_pk jsonb;
+  resnap boolean := false;
+  more boolean := false;
+  progress jsonb;
+  r record;
+  f_cursor text[];
+  f_tbl oid[];
+  f_pk jsonb[];
+  f_name text[];
+  tname text;
+  vis jsonb;
+  held jsonb;
+  seen jsonb;
+  key text;
+  i int;
+  rounds int := 0;
+  feed_more boolean;
+BEGIN
+  IF max_rows IS NULL OR max_rows < 1 THEN
+    RAISE EXCEPTION 'max_rows must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  room := least(max_rows, 1000);
+  roleid := (SELECT oid FROM pg_roles WHERE rolname = dev.role);
+  -- The pulls of one device happen one at a time.
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(dev.device));
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dev.device;
+  new_page := dev.page_seq + 1;
+  -- Tables the device may no longer read (unsynced, dropped, SELECT
+  -- revoked) lose their shapes: the snapshot below removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0
+     AND (NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+          OR coalesce(NOT has_table_privilege(roleid, s.tbl, 'SELECT'), true));
+
+  IF since IS NULL THEN
+    resnap := true;
+  ELSE
+    BEGIN
+      cur := since::jsonb;
+      feedc := cur->>'f';
+      v := (cur->>'v')::bigint;
+      since_page := (cur->>'p')::bigint;
+      snaps := cur->'s';
+      IF feedc IS NULL OR v IS NULL OR since_page IS NULL OR jsonb_typeof(snaps) IS DISTINCT FROM 'array'
+         OR EXISTS (SELECT 1 FROM jsonb_array_elements(snaps) e
+                     WHERE jsonb_typeof(e) IS DISTINCT FROM 'object'
+                        OR coalesce(e->>'t', '') !~ '^[0-9]+$' OR coalesce(e->>'g', '') !~ '^[0-9]+$') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_text_representation';
+      END IF;
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range
+                   OR invalid_parameter_value OR datatype_mismatch THEN
+      RAISE EXCEPTION 'invalid pull cursor'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A cursor is the opaque text of a "changes" answer.',
+              HINT = 'Send the cursor of the last changes the device applied, or none to start afresh.';
+    END;
+    BEGIN
+      PERFORM ofs.cursor_parse(feedc);
+    EXCEPTION WHEN SQLSTATE 'OF010' THEN
+      resnap := true;
+    END;
+  END IF;
+
+  IF resnap THEN
+    -- Everything afresh: every table of the device, from the feed's present.
+    feedc := ofs.feed_cursor();
+    v := nextval('ofs.shape_version');
+    snaps := (SELECT coalesce(jsonb_agg(jsonb_build_object('t', s.tbl, 'g', v) ORDER BY s.tbl), '[]')
+                FROM ofs.device_shape s WHERE s.device = dev.device);
+  ELSE
+    -- Tables whose shapes changed since the cursor are snapshot anew.
+    FOR r IN SELECT s.tbl, s.version FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.version > v ORDER BY s.version LOOP
+      snaps := (SELECT coalesce(jsonb_agg(e), '[]') FROM jsonb_array_elements(snaps) e
+                 WHERE (e->>'t')::oid <> r.tbl)
+               || jsonb_build_array(jsonb_build_object('t', r.tbl, 'g', r.version));
+      v := greatest(v, r.version);
+    END LOOP;
+  END IF;
+
+  -- Removals the device confirmed are forgotten; removals sent after its
+  -- cursor may have been lost with the connection, and are sent again.
+  conf_page := since_page;
+  IF confirmed IS NOT NULL THEN
+    BEGIN
+      conf_page := least(since_page, (confirmed::jsonb->>'p')::bigint);
+    EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+      conf_page := 0;
+    END;
+  END IF;
+  DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.gone_page <= coalesce(conf_page, 0);
+  -- Rows first sent in a page after the cursor never reached the device:
+  -- it does not hold them.  Those of pages it confirmed it holds.
+  IF since IS NOT NULL AND NOT resnap THEN
+    DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.sent_page > since_page;
+  END IF;
+  UPDATE ofs.device_row d SET sent_page = NULL
+   WHERE d.device = dev.device AND d.sent_page <= coalesce(conf_page, 0);
+  -- Removals owed are marked with the largest page number until a page
+  -- carries them: one that does not fit in this page stays owed.
+  UPDATE ofs.device_row d SET gone_page = 9223372036854775807
+   WHERE d.device = dev.device AND d.gone_page > since_page AND d.gone_page < 9223372036854775807;
+  FOR r IN SELECT d.tbl, d.pk FROM ofs.device_row d
+            WHERE d.device = dev.device AND d.gone_page = 9223372036854775807
+            ORDER BY d.tbl, d.pk LIMIT room + 1 LOOP
+    IF cardinality(out) >= room THEN
+      more := true;
+      EXIT;
+    END IF;
+    out := out || jsonb_build_object('table', ofs.table_name(r.tbl), 'op', 'delete', 'pk', r.pk);
+    UPDATE ofs.device_row d SET gone_page = new_page
+     WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = r.pk;
+  END LOOP;
+
+  -- Snapshots first: each table's rows in scope in key order, then the
+  -- removal of the rows of older generations not sent again.
+  WHILE cardinality(out) < room AND jsonb_array_length(snaps) > 0 LOOP
+    snap := snaps->0;
+    t := (snap->>'t')::oid;
+    g := (snap->>'g')::bigint;
+    SELECT s.filters INTO fs FROM ofs.device_shape s WHERE s.device = dev.device AND s.tbl = t;
+    IF NOT EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = t) THEN
+      fs := '{}';
+    END IF;
+    cond := ofs.shape_condition(coalesce(fs, '{}'));
+    tname := ofs.table_name(t);
+    IF NOT coalesce((snap->>'stale')::boolean, false) THEN
+      IF cond = 'FALSE' THEN
+        snap := snap || '{"stale": true}';
+      ELSE
+        IF NOT snap ? 'n' THEN
+          snap := snap || jsonb_build_object('n', ofs.scope_count(roleid, t, cond), 'd', 0);
+        END IF;
+        want := room - cardinality(out);
+        -- One statement per page: the rows, and the device holding them.
+        WITH p AS MATERIALIZED (
+               SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) WITH ORDINALITY AS x(pk, "row", ord)),
+             held AS (
+               INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
+               SELECT dev.device, t, p.pk, g, new_page FROM p
+               ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL)
+        SELECT out || coalesce(array_agg(jsonb_build_object('table', tname, 'op', 'upsert',
+                                                            'pk', p.pk, 'row', p."row") ORDER BY p.ord), '{}'),
+               count(*), (array_agg(p.pk ORDER BY p.ord DESC))[1]
+          INTO out, cnt, last_pk
+          FROM p;
+        snap := snap || jsonb_build_object('d', (snap->>'d')::bigint + cnt);
+        IF cnt < want THEN
+          snap := (snap - 'a') || '{"stale": true}';
+        ELSE
+          snap := snap || jsonb_build_object('a', last_pk);
+        END IF;
+        progress := jsonb_build_object('table', ofs.table_name(t), 'rows_done', snap->'d',
+                                       'rows_total', greatest((snap->>'n')::bigint, (snap->>'d')::bigint));
+      END IF;
+    END IF;
+    IF (snap->>'stale')::boolean AND cardinality(out) < room THEN
+      want := room - cardinality(out);
+      cnt := 0;
+      FOR r IN SELECT d.pk FROM ofs.device_row d
+                WHERE d.device = dev.device AND d.tbl = t AND d.gen < g AND d.gone_page IS NULL
+                ORDER BY d.pk LIMIT want LOOP
+        out := out || jsonb_build_object('table', ofs.table_name(t), 'op', 'delete', 'pk', r.pk);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = t AND d.pk = r.pk;
+        cnt := cnt + 1;
+      END LOOP;
+      IF cnt < want THEN
+        snaps := snaps - 0;
+        CONTINUE;
+      END IF;
+    END IF;
+    snaps := jsonb_set(snaps, '{0}', snap);
+  END LOOP;
+  more := more OR jsonb_array_length(snaps) > 0;
+
+  -- Then the feed: each change of a subscribed table becomes the row as the
+  -- role sees it now (an upsert), or the removal of a row the device holds.
+  feed_more := NOT more;
+  WHILE feed_more AND cardinality(out) < room AND rounds < 20 LOOP
+    rounds := rounds + 1;
+    want := room - cardinality(out);
+    SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
+           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord)
+      INTO f_cursor, f_tbl, f_pk, f_name
+      FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                          operation_id, hlc, changed_columns, ord);
+    IF f_cursor IS NULL THEN
+      feed_more := false;
+      EXIT;
+    END IF;
+    vis := '{}';
+    held := '{}';
+    FOR r IN SELECT s.tbl, s.filters FROM ofs.device_shape s
+              WHERE s.device = dev.device AND s.tbl = ANY (f_tbl) AND cardinality(s.filters) > 0
+                AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl) LOOP
+      vis := vis || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || x.pk::text, x."row"), '{}')
+                       FROM ofs.scope_rows(roleid, r.tbl, ofs.shape_condition(r.filters),
+                                           (SELECT jsonb_agg(DISTINCT f_pk[j]) FROM generate_subscripts(f_tbl, 1) j
+                                             WHERE f_tbl[j] = r.tbl)) x);
+      -- One index lookup per changed key, whatever the statistics say.
+      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || k.pk::text, true), '{}')
+                         FROM (SELECT DISTINCT f_pk[j] AS pk FROM generate_subscripts(f_tbl, 1) j
+                                WHERE f_tbl[j] = r.tbl) k
+                        WHERE EXISTS (SELECT 1 FROM ofs.device_row d
+                                       WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = k.pk
+                                         AND d.gone_page IS NULL));
+    END LOOP;
+    seen := '{}';
+    FOR i IN 1 .. cardinality(f_cursor) LOOP
+      key := f_tbl[i] || ':' || f_pk[i]::text;
+      CONTINUE WHEN seen ? key;
+      seen := seen || jsonb_build_object(key, true);
+      IF vis ? key THEN
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
+        IF NOT held ? key THEN
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
+          VALUES (dev.device, f_tbl[i], f_pk[i], v, new_page)
+          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+        END IF;
+      ELSIF held ? key THEN
+        out := out || jsonb_build_object('table', f_name[i], 'op', 'delete', 'pk', f_pk[i]);
+        UPDATE ofs.device_row d SET gone_page = new_page
+         WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
+      END IF;
+    END LOOP;
+    -- A short read may end a batch, not the feed: go on to the next one.
+    feedc := f_cursor[cardinality(f_cursor)];
+  END LOOP;
+  -- Still true here: the page filled up before the feed ran dry.
+  more := more OR feed_more;
+
+  IF cardinality(out) > 0 THEN
+    since_page := new_page;
+  END IF;
+  next_cursor := jsonb_build_object('f', feedc, 'v', v, 'p', since_page, 's', snaps)::text;
+  UPDATE ofs.device d
+     SET page_seq = greatest(d.page_seq, since_page), last_contact = now(), last_cursor = next_cursor,
+         caught_up_at = CASE WHEN more THEN d.caught_up_at ELSE now() END
+   WHERE d.device = dev.device;
+  RETURN jsonb_build_object('cursor', next_cursor, 'changes', to_jsonb(out), 'more', more)
+         || CASE WHEN progress IS NULL THEN '{}' ELSE jsonb_build_object('snapshot', progress) END;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
+RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  d record;
+  room int := least(greatest(max_rows, 1), 1000);
+  got int;
+  n int;
+  cur text;
+  devs ofs.live_dev[];
+  chg ofs.live_change[] := '{}';
+  part ofs.live_change[];
+  feeds ofs.live_feed[] := '{}';
+  vis ofs.live_vis[] := '{}';
+  outs ofs.live_out[];
+BEGIN
+  -- The pulls of one device happen one at a time (in key order: no deadlock).
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(x))
+     FROM (SELECT DISTINCT unnest(devices) AS x ORDER BY 1) u;
+
+  devs := ARRAY(
+    SELECT ROW(a.i, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint,
+               coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint),
+               dv.page_seq + 1,
+               jsonb_array_length(c->'s') = 0
+                 AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
+                 AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                                  WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint)
+                 AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                                  WHERE h.device = a.device AND h.sent_page > (c->>'p')::bigint))::ofs.live_dev
+      FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+      JOIN ofs.device dv ON dv.device = a.device
+                        AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
+      JOIN pg_roles ro ON ro.rolname = dv.role
+      CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\{.*\}$' THEN NULL
+                                      ELSE a.since::jsonb END AS c) cc
+     WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
+       AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$');
+
+  -- The feed, once per distinct cursor; a cursor the feed no longer serves
+  -- sends its devices the slow way (ofs.pull re-snapshots them).
+  -- ofs.changes stops at the end of a batch: read on into the next ones.
+  FOR r IN SELECT DISTINCT l.f FROM unnest(devs) l WHERE l.fast LOOP
+    BEGIN
+      got := 0;
+      cur := r.f;
+      n := 0;
+      FOR k IN 1 .. 20 LOOP
+        part := ARRAY(
+          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk)::ofs.live_change
+            FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
+                                                                    operation_id, hlc, changed_columns, ord)
+           ORDER BY c.ord);
+        n := cardinality(part);
+        EXIT WHEN n = 0;
+        chg := chg || part;
+        got := got + n;
+        cur := (part[n]).cursor;
+        EXIT WHEN got >= room;
+      END LOOP;
+      IF got > 0 AND got < room AND n > 0 THEN
+        -- Twenty batches read and the page not full: say there is more.
+        got := room;
+      END IF;
+      IF got > 0 THEN
+        feeds := feeds || ROW(r.f, cur, got)::ofs.live_feed;
+      END IF;
+    EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.f IS DISTINCT FROM r.f)::ofs.live_dev FROM unnest(devs) l);
+    END;
+  END LOOP;
+  -- One row change per batch: the first mention carries the row as it is now.
+  chg := ARRAY(SELECT c FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c FROM unnest(chg) c
+                               ORDER BY c.f, c.tbl, c.pk, c.idx) x);
+
+  -- Rows as each role and shape sees them, once per (role, table, shape).
+  FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
+             FROM unnest(devs) l
+             JOIN ofs.device_shape s ON s.device = l.device AND cardinality(s.filters) > 0
+            WHERE l.fast
+              AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
+              AND EXISTS (SELECT 1 FROM unnest(chg) c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
+    BEGIN
+      vis := vis || ARRAY(
+        SELECT ROW(r.role, r.tbl, r.cond, x.pk, x."row")::ofs.live_vis
+          FROM ofs.scope_rows(r.role, r.tbl, r.cond,
+                              (SELECT jsonb_agg(DISTINCT c.pk) FROM unnest(chg) c
+                                WHERE c.tbl = r.tbl
+                                  AND c.f IN (SELECT l.f FROM unnest(devs) l WHERE l.fast AND l.role = r.role))) x);
+    EXCEPTION WHEN OTHERS THEN
+      -- The role may no longer read the table (say): ofs.pull sorts it out.
+      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
+                               l.fast AND l.role <> r.role)::ofs.live_dev FROM unnest(devs) l);
+    END;
+  END LOOP;
+
+  -- What each device gets: the row if it is in scope, its removal if the
+  -- device holds it and it is not.
+  outs := ARRAY(
+    SELECT ROW(l.ord, c.idx, c.tbl, c.tname, c.pk,
+               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL)::ofs.live_out
+      FROM unnest(devs) l
+      JOIN unnest(chg) c ON c.f = l.f
+      JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
+      LEFT JOIN unnest(vis) v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
+                             AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
+      LEFT JOIN LATERAL (SELECT h.pk FROM ofs.device_row h
+                          WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
+     WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
+
+  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen, sent_page)
+  SELECT l.device, o.tbl, o.pk, l.v, l.new_page FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+   WHERE o.op = 'upsert' AND NOT o.held
+  ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+  UPDATE ofs.device_row h SET gone_page = l.new_page
+    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+   WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
+  DELETE FROM ofs.device_row h USING unnest(devs) l
+   WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
+  UPDATE ofs.device_row h SET sent_page = NULL FROM unnest(devs) l
+   WHERE l.fast AND h.device = l.device AND h.sent_page <= l.conf;
+
+  -- Each device's share of the output, gathered once (not per device).
+  RETURN QUERY
+  WITH mine AS (
+         SELECT o.ord, jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
+                                 || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row") ELSE '{}' END
+                                 ORDER BY o.idx) AS changes
+           FROM unnest(outs) o GROUP BY o.ord),
+       upd AS (
+         UPDATE ofs.device dv
+            SET page_seq = CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE dv.page_seq END,
+                last_contact = now(),
+                last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
+                                                 'p', CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE l.p END,
+                                                 's', '[]'::jsonb)::text,
+                caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
+           FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f LEFT JOIN mine m ON m.ord = l.ord
+          WHERE l.fast AND dv.device = l.device
+         RETURNING l.ord, dv.last_cursor, fd.n, m.changes)
+  SELECT u.ord::int, jsonb_build_object('cursor', u.last_cursor, 'more', u.n >= room,
+                                        'changes', coalesce(u.changes, '[]'))
+    FROM upd u;
+
+  -- The rest, one by one.
+  FOR d IN SELECT a.i, a.device, a.since, a.confirmed
+             FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
+             LEFT JOIN unnest(devs) l ON l.ord = a.i AND l.fast
+            WHERE l.ord IS NULL LOOP
+    BEGIN
+      ord := d.i;
+      result := ofs.pull(d.device, d.since, room, d.confirmed);
+      RETURN NEXT;
+    EXCEPTION WHEN OTHERS THEN
+      ord := d.i;
+      result := jsonb_build_object('error', SQLERRM, 'sqlstate', SQLSTATE);
+      RETURN NEXT;
+    END;
+  END LOOP;
+END $$;
+
 -- Last in every upgrade script: at commit, the sync workers read the
 -- installed version again (bgworker/sqlversion.c).
 SELECT ofs.notify_device_change();

@@ -1132,9 +1132,13 @@ CREATE TABLE ofs.device_row (
     pk        jsonb NOT NULL,
     gen       bigint NOT NULL,
     gone_page bigint,
+    sent_page bigint,
     PRIMARY KEY (device, tbl, pk)
 );
 CREATE INDEX device_row_gone ON ofs.device_row (device, gone_page) WHERE gone_page IS NOT NULL;
+CREATE INDEX device_row_sent ON ofs.device_row (device, sent_page) WHERE sent_page IS NOT NULL;
+COMMENT ON COLUMN ofs.device_row.sent_page IS
+    'The page that first sent the row, until a cursor of the device confirms it: a row of a page never delivered is not held';
 COMMENT ON TABLE ofs.device_row IS
     'The rows each device holds (or was just told to remove); maintained by ofs.pull';
 
@@ -1472,6 +1476,13 @@ BEGIN
     END;
   END IF;
   DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.gone_page <= coalesce(conf_page, 0);
+  -- Rows first sent in a page after the cursor never reached the device:
+  -- it does not hold them.  Those of pages it confirmed it holds.
+  IF since IS NOT NULL AND NOT resnap THEN
+    DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.sent_page > since_page;
+  END IF;
+  UPDATE ofs.device_row d SET sent_page = NULL
+   WHERE d.device = dev.device AND d.sent_page <= coalesce(conf_page, 0);
   -- Removals owed are marked with the largest page number until a page
   -- carries them: one that does not fit in this page stays owed.
   UPDATE ofs.device_row d SET gone_page = 9223372036854775807
@@ -1512,8 +1523,8 @@ BEGIN
         WITH p AS MATERIALIZED (
                SELECT * FROM ofs.scope_page(roleid, t, cond, snap->'a', want) WITH ORDINALITY AS x(pk, "row", ord)),
              held AS (
-               INSERT INTO ofs.device_row AS d (device, tbl, pk, gen)
-               SELECT dev.device, t, p.pk, g FROM p
+               INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
+               SELECT dev.device, t, p.pk, g, new_page FROM p
                ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL)
         SELECT out || coalesce(array_agg(jsonb_build_object('table', tname, 'op', 'upsert',
                                                             'pk', p.pk, 'row', p."row") ORDER BY p.ord), '{}'),
@@ -1590,7 +1601,8 @@ BEGIN
       IF vis ? key THEN
         out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
         IF NOT held ? key THEN
-          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen) VALUES (dev.device, f_tbl[i], f_pk[i], v)
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
+          VALUES (dev.device, f_tbl[i], f_pk[i], v, new_page)
           ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
         END IF;
       ELSIF held ? key THEN
@@ -1769,7 +1781,9 @@ BEGIN
                jsonb_array_length(c->'s') = 0
                  AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)
                  AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
-                                  WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint))::ofs.live_dev
+                                  WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint)
+                 AND NOT EXISTS (SELECT 1 FROM ofs.device_row h
+                                  WHERE h.device = a.device AND h.sent_page > (c->>'p')::bigint))::ofs.live_dev
       FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
       JOIN ofs.device dv ON dv.device = a.device
                         AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)
@@ -1851,8 +1865,8 @@ BEGIN
                           WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
      WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
 
-  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen)
-  SELECT l.device, o.tbl, o.pk, l.v FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen, sent_page)
+  SELECT l.device, o.tbl, o.pk, l.v, l.new_page FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
    WHERE o.op = 'upsert' AND NOT o.held
   ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
   UPDATE ofs.device_row h SET gone_page = l.new_page
@@ -1860,6 +1874,8 @@ BEGIN
    WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
   DELETE FROM ofs.device_row h USING unnest(devs) l
    WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
+  UPDATE ofs.device_row h SET sent_page = NULL FROM unnest(devs) l
+   WHERE l.fast AND h.device = l.device AND h.sent_page <= l.conf;
 
   -- Each device's share of the output, gathered once (not per device).
   RETURN QUERY

@@ -389,6 +389,48 @@ OpenCursor(Session *s, const char *text, bool *plain)
 }
 
 /*
+ * A page is bounded by bytes as well as rows.  A pull whose answer would be
+ * larger than OFS_MAX_PAGE_BYTES is rolled back (nothing of it is recorded
+ * as sent) and made again with fewer rows; a single row larger than that
+ * goes alone, in a message of up to OFS_MAX_MESSAGE_OUT bytes.
+ */
+#define PAGE_TOO_LARGE "OF031"
+
+typedef struct PageCheck
+{
+	Session    *s;
+	size_t		bytes;			/* the page's size, when too large */
+	int			rows;
+} PageCheck;
+
+static void
+CheckPage(void *arg, SqlResult *res)
+{
+	PageCheck  *pc = (PageCheck *) arg;
+	size_t		bytes = res->nvalues == 4 && res->values[0] ? strlen(res->values[0]) : 0;
+	int			rows = res->nvalues == 4 && res->values[3] ? atoi(res->values[3]) : 0;
+
+	CheckSession(pc->s, res);
+	if ((bytes > OFS_MAX_PAGE_BYTES && rows > 1) || bytes > OFS_MAX_MESSAGE_OUT)
+	{
+		pc->bytes = bytes;
+		pc->rows = rows;
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('O', 'F', '0', '3', '1')),
+				 errmsg("a page of %d rows has %zu bytes, more than a page may have", rows, bytes)));
+	}
+}
+
+/* PageRows: how many rows to ask for after a page of rows had bytes. */
+static int
+PageRows(int rows, size_t bytes)
+{
+	double		fit = (double) rows * OFS_MAX_PAGE_BYTES / (double) Max(bytes, 1) * 0.8;
+
+	return (int) Max(1, Min(fit, rows - 1));
+}
+
+/*
  * Pull answers a pull (or the first page of live) with ofs.pull, and keeps
  * the cursor and whether more waits for the live stream.
  */
@@ -400,25 +442,49 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 	SqlResult	res;
 	bool		plain;
 	char	   *cursor = OpenCursor(s, sent, &plain);
+	PageCheck	pc = {s, 0, 0};
+	int			rows = Min(max_rows, s->page_rows > 0 ? s->page_rows : OFS_MAX_ROWS);
 
-	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
-	args[0] = s->device;
-	args[1] = cursor;
-	args[2] = maxtext;
-	args[3] = confirmed;
-	args[4] = plain ? "t" : "f";
-	/* An unsealed cursor counts only as the one the origin last sent. */
-	SessionSql(s, "SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
-			   "  FROM ofs.pull($1, CASE WHEN $5::boolean AND $2 IS DISTINCT FROM"
-			   "                          (SELECT d.last_cursor FROM ofs.device d WHERE d.device = $1)"
-			   "                     THEN NULL ELSE $2 END, $3::int, $4) p", 5, args, &res);
+	for (;;)
+	{
+		snprintf(maxtext, sizeof(maxtext), "%d", rows);
+		args[0] = s->device;
+		args[1] = cursor;
+		args[2] = maxtext;
+		args[3] = confirmed;
+		args[4] = plain ? "t" : "f";
+		/* An unsealed cursor counts only as the one the origin last sent. */
+		WorkerSqlTx("SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
+					"  FROM ofs.pull($1, CASE WHEN $5::boolean AND $2 IS DISTINCT FROM"
+					"                          (SELECT d.last_cursor FROM ofs.device d WHERE d.device = $1)"
+					"                     THEN NULL ELSE $2 END, $3::int, $4) p", 5, args, NULL, CheckPage, &pc, &res);
+		if (res.ok || strcmp(res.sqlstate, PAGE_TOO_LARGE) != 0 || pc.rows <= 1)
+			break;
+		/* Too large: again with the rows that fit, remembered for the next pages. */
+		rows = PageRows(pc.rows, pc.bytes);
+		s->page_rows = rows;
+		SqlResultFree(&res);
+	}
 	free(cursor);
-	if (!res.ok)
+	if (!res.ok && strcmp(res.sqlstate, PAGE_TOO_LARGE) == 0)
+	{
+		char		message[160];
+
+		snprintf(message, sizeof(message),
+				 "the next row has %zu bytes as JSON; the origin sends rows of up to %d bytes",
+				 pc.bytes, OFS_MAX_MESSAGE_OUT);
+		OfsRecordError(message);
+		ProtocolSendError(s, id, "server_error", message, PAGE_TOO_LARGE, false);
+	}
+	else if (!res.ok)
 		SqlError(s, id, &res);
 	else if (res.nvalues != 4)
 		ProtocolSendError(s, id, "server_error", "pull returned nothing", NULL, true);
 	else if (ReplyChanges(s, id, res.values[1], res.values[0]))
 	{
+		/* Small pages let the next ones grow back. */
+		if (s->page_rows > 0 && strlen(res.values[0]) < OFS_MAX_PAGE_BYTES / 4)
+			s->page_rows = s->page_rows * 2 >= OFS_MAX_ROWS ? 0 : s->page_rows * 2;
 		SessionSetString(&s->cursor, res.values[1]);
 		s->live_pending = strcmp(res.values[2], "t") == 0;
 		OfsCount(OFS_STAT_ROWS_SENT, atoi(res.values[3]));
@@ -485,6 +551,8 @@ typedef struct LiveShare
 {
 	char	   *body;			/* malloc'd: the result without its cursor */
 	char	   *cursor;			/* malloc'd */
+	int			rows;
+	bool		too_large;		/* over OFS_MAX_PAGE_BYTES: pulled again alone */
 } LiveShare;
 
 typedef struct LiveBatch
@@ -501,21 +569,41 @@ static void
 KeepLiveResult(void *arg, char **cols, int ncols)
 {
 	LiveBatch  *b = (LiveBatch *) arg;
-	int			ord = ncols >= 3 && cols[0] ? atoi(cols[0]) : 0;
+	int			ord = ncols >= 4 && cols[0] ? atoi(cols[0]) : 0;
 
 	if (ord < 1 || ord > b->n || cols[1] == NULL || b->shares[ord - 1].body != NULL)
 		return;
 	b->shares[ord - 1].body = strdup(cols[1]);
 	b->shares[ord - 1].cursor = cols[2] ? strdup(cols[2]) : NULL;
+	b->shares[ord - 1].rows = cols[3] ? atoi(cols[3]) : 0;
 }
 
-/* CheckLiveBatch: whose authority no longer holds, after the round. */
+/*
+ * CheckLiveBatch: whose authority no longer holds, after the round, and
+ * whether a device's share is over a page's bytes: then the round is
+ * rolled back, and made again without those devices, which are pulled
+ * alone with fewer rows.
+ */
 static void
 CheckLiveBatch(void *arg, SqlResult *res)
 {
 	LiveBatch  *b = (LiveBatch *) arg;
+	bool		too_large = false;
 
 	SqlLostAuthorities(b->texts[0], b->texts[1], b->texts[2], b->n, b->lost);
+	if (b->shares == NULL)
+		return;
+	for (int i = 0; i < b->n; i++)
+	{
+		size_t		bytes = b->shares[i].body ? strlen(b->shares[i].body) : 0;
+
+		if ((bytes > OFS_MAX_PAGE_BYTES && b->shares[i].rows > 1) || bytes > OFS_MAX_MESSAGE_OUT)
+			too_large = b->shares[i].too_large = true;
+	}
+	if (too_large)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('O', 'F', '0', '3', '1')),
+				 errmsg("a live round has a page over %d bytes", OFS_MAX_PAGE_BYTES)));
 }
 
 /* SendLiveShare sends one device's share of a live round. */
@@ -564,11 +652,52 @@ SendLiveShare(Session *s, LiveShare *share)
  * fails as a whole is run again device by device, so that one device's
  * failure reaches that device only.
  */
+static void LiveBatchRows(Session **list, int n, int max_rows);
+
 void
 ProtocolLiveBatch(Session **list, int n)
 {
+	Session   **common = calloc(n, sizeof(Session *));
+	int			ncommon = 0;
+
+
+	/* Devices whose rows are large go alone, with the rows that fit a page. */
+	for (int i = 0; i < n; i++)
+		if (list[i]->page_rows > 0 || common == NULL)
+			LiveBatchRows(&list[i], 1, list[i]->page_rows > 0 ? list[i]->page_rows : OFS_MAX_ROWS);
+		else
+			common[ncommon++] = list[i];
+	if (ncommon > 0)
+		LiveBatchRows(common, ncommon, OFS_MAX_ROWS);
+	free(common);
+}
+
+/* LiveAlone pulls for one live device whose share was too large, with fewer rows. */
+static void
+LiveAlone(Session *s, int rows, size_t bytes)
+{
+	if (rows <= 1)
+	{
+		char		message[160];
+
+		snprintf(message, sizeof(message),
+				 "the next row has %zu bytes as JSON; the origin sends rows of up to %d bytes",
+				 bytes, OFS_MAX_MESSAGE_OUT);
+		OfsRecordError(message);
+		ProtocolSendError(s, NULL, "server_error", message, PAGE_TOO_LARGE, false);
+		s->live = false;
+		return;
+	}
+	s->page_rows = PageRows(rows, bytes);
+	LiveBatchRows(&s, 1, s->page_rows);
+}
+
+static void
+LiveBatchRows(Session **list, int n, int max_rows)
+{
 	json_t	   *arrays[6];
-	const char *args[3];
+	char		maxtext[16];
+	const char *args[4];
 	char	   *cursors;
 	char	   *acked;
 	SqlResult	res;
@@ -604,19 +733,38 @@ ProtocolLiveBatch(Session **list, int n)
 	args[0] = b.texts[0];
 	args[1] = cursors;
 	args[2] = acked;
-	WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor' FROM ofs.pull_live("
+	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
+	args[3] = maxtext;
+	WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor',"
+				"       jsonb_array_length(result->'changes') FROM ofs.pull_live("
 				"ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
 				"ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
-				"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))",
-				3, args, KeepLiveResult, CheckLiveBatch, &b, &res);
-	if (!res.ok)
+				"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)",
+				4, args, KeepLiveResult, CheckLiveBatch, &b, &res);
+	if (!res.ok && strcmp(res.sqlstate, PAGE_TOO_LARGE) == 0)
+	{
+		/* The others again together; the large ones alone, with fewer rows. */
+		Session   **rest = calloc(n, sizeof(Session *));
+		int			nrest = 0;
+
+		for (int i = 0; i < n; i++)
+			if (!b.shares[i].too_large && rest)
+				rest[nrest++] = list[i];
+		if (nrest > 0)
+			LiveBatchRows(rest, nrest, max_rows);
+		free(rest);
+		for (int i = 0; i < n; i++)
+			if (b.shares[i].too_large)
+				LiveAlone(list[i], b.shares[i].rows, strlen(b.shares[i].body));
+	}
+	else if (!res.ok)
 	{
 		OfsRecordError(res.message);
 		if (n > 1)
 		{
 			/* One device may be the cause: each alone, the others unharmed. */
 			for (int i = 0; i < n; i++)
-				ProtocolLiveBatch(list + i, 1);
+				LiveBatchRows(list + i, 1, max_rows);
 		}
 		else if (!res.retry)
 		{

@@ -85,7 +85,8 @@ SessionSend(Session *s, const char *text, size_t len)
 
 	if (s->state == SESSION_CLOSING)
 		return;
-	if (s->out_bytes + len > OFS_MAX_QUEUED_BYTES)
+	/* One message may be larger than the queue's bound, alone in it (a large row). */
+	if (s->out_bytes + len > OFS_MAX_QUEUED_BYTES && !(s->out_bytes == 0 && len <= OFS_MAX_MESSAGE_OUT))
 	{
 		SessionClose(s, 4009, "the device does not read its messages");
 		return;

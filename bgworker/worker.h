@@ -37,6 +37,10 @@ extern int	ofs_handshake_timeout_ms;
 #define OFS_MAX_BATCH			1000
 #define OFS_MAX_ROWS			1000
 #define OFS_MAX_QUEUED_BYTES	(8 * 1024 * 1024)
+/* A page of changes has at most this many bytes (but one row)... */
+#define OFS_MAX_PAGE_BYTES		(4 * 1024 * 1024)
+/* ...and a message to a device at most this many (a row alone). */
+#define OFS_MAX_MESSAGE_OUT		(72 * 1024 * 1024)
 #define OFS_HELLO_TIMEOUT_MS	10000
 /* Errors a connection may cause before hello; the next closes it (4001). */
 #define OFS_UNAUTHENTICATED_ERRORS	3
@@ -68,6 +72,7 @@ typedef struct Session
 	char		token_sha256[65];	/* hex SHA-256 of the token */
 	char	   *role;			/* malloc'd: the role it acts as */
 	int64_t		expires_ms;		/* the token's expiry (0: none) */
+	int			page_rows;		/* rows per page after a too large one (0: the limit) */
 	bool		live;			/* changes are pushed as they commit */
 	bool		live_pending;	/* there may be changes to push */
 	char	   *cursor;			/* live: cursor of the last changes sent */

@@ -15,7 +15,7 @@
 
 #include "internal.h"
 
-#define OFS_MAX_INCOMING (64 * 1024 * 1024)
+#define OFS_MAX_INCOMING (80 * 1024 * 1024)
 
 typedef struct OutMsg
 {
