@@ -149,6 +149,20 @@ test('authority', { timeout: 120 }, async (t) => {
     d.close();
   });
 
+  await t.section('what a push can learn of rows outside the scope', async () => {
+    const c = await t.device(t.token(low, 'e2e-auth-keys'), 'keys');
+    const hlc = clock(c.welcome.hlc);
+    const ins = (op, id) => ({ op_id: op, table: T, op: 'insert', pk: { id }, data: { id, tenant: 'A', body: 'mine' }, hlc: hlc() });
+    const p = await c.request({ type: 'push', mutations: [ins('k1', 'b1'), ins('k2', 'a-new-key')] });
+    const [taken, free] = p.results || [];
+    t.is(taken && taken.sqlstate, '23505', 'an insert of a key held by a row outside the scope: unique_violation (documented)', show(p));
+    t.ok(taken && taken.hint && taken.hint.row === null, '... whose hint carries no row', show(taken));
+    t.ok(!p.log && !JSON.stringify(p).includes('SECRET-B') && !JSON.stringify(p).includes('"B"'),
+      '... and no value of that row', show(p));
+    t.is(free && free.status, 'applied', 'a free key of the own tenant is applied');
+    c.close();
+  });
+
   await t.section('monitoring privileges', async () => {
     let err = '';
     try {
