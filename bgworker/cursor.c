@@ -14,7 +14,7 @@
  * With the SQL of 1.0 there is no key: cursors travel as ofs.pull makes
  * them, checked here for their shape and ranges only.  A device that
  * kept such a cursor across the upgrade presents it once more; it is
- * honoured only if it is the one the origin last sent that device
+ * honoured only if it is at the page the origin last sent that device
  * (protocol.c), so the upgrade costs no snapshot.
  */
 #include "postgres.h"
@@ -31,7 +31,7 @@
 
 #define SEAL_PREFIX "c1."
 #define TAG_BYTES 16			/* 128 bits of the HMAC */
-#define MAX_PLAIN_CURSOR 65536
+#define MAX_PLAIN_CURSOR (1024 * 1024)
 
 static uint8 key[32];
 static bool have_key = false;

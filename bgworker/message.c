@@ -24,7 +24,8 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_ACK] = "ack",
 };
 
-#define MAX_PLAIN_CURSOR 65536
+/* Bounds a cursor's text only: its feed position lists in-progress xids. */
+#define MAX_PLAIN_CURSOR (1024 * 1024)
 /* Page numbers and versions stay far below where arithmetic could overflow. */
 #define MAX_CURSOR_NUMBER ((json_int_t) 1 << 53)
 
@@ -242,7 +243,6 @@ CursorPlainOk(const char *text, size_t len)
 	c = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 	ok = json_is_object(c) && json_object_size(c) == 4 &&
 		json_is_string(json_object_get(c, "f")) &&
-		json_string_length(json_object_get(c, "f")) < 256 &&
 		CursorNumber(json_object_get(c, "v"), MAX_CURSOR_NUMBER) &&
 		CursorNumber(json_object_get(c, "p"), MAX_CURSOR_NUMBER) &&
 		json_is_array(json_object_get(c, "s")) && json_array_size(json_object_get(c, "s")) <= 100000;

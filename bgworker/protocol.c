@@ -453,10 +453,15 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 		args[2] = maxtext;
 		args[3] = confirmed;
 		args[4] = plain ? "t" : "f";
-		/* An unsealed cursor counts only as the one the origin last sent. */
+		/*
+		 * An unsealed cursor (kept across the update that brought sealing)
+		 * counts only if it is at the page the origin last sent this device:
+		 * its feed position may lag, when live rounds moved on without
+		 * anything for it.
+		 */
 		WorkerSqlTx("SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
-					"  FROM ofs.pull($1, CASE WHEN $5::boolean AND $2 IS DISTINCT FROM"
-					"                          (SELECT d.last_cursor FROM ofs.device d WHERE d.device = $1)"
+					"  FROM ofs.pull($1, CASE WHEN $5::boolean AND ($2::jsonb->>'p')::bigint IS DISTINCT FROM"
+					"                          (SELECT (d.last_cursor::jsonb->>'p')::bigint FROM ofs.device d WHERE d.device = $1)"
 					"                     THEN NULL ELSE $2 END, $3::int, $4) p", 5, args, NULL, CheckPage, &pc, &res);
 		if (res.ok || strcmp(res.sqlstate, PAGE_TOO_LARGE) != 0 || pc.rows <= 1)
 			break;

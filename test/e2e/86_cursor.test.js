@@ -59,6 +59,31 @@ test('cursor', { timeout: 90 }, async (t) => {
       n++;
     });
   }
+  await t.section('a cursor taken while many transactions were in progress', async () => {
+    // The feed position lists the transactions in progress: with 60 of
+    // them the cursor is long, and must still be honoured.
+    const { spawn } = require('node:child_process');
+    const holders = [];
+    for (let i = 0; i < 60; i++) {
+      const p = spawn('psql', ['-X', '-q', '-At', '-d', process.env.OFS_E2E_DB || 'ofs_e2e'], { stdio: ['pipe', 'pipe', 'ignore'] });
+      p.stdin.write('BEGIN; SELECT txid_current();\n');
+      holders.push(p);
+    }
+    await Promise.all(holders.map((p) => new Promise((r) => p.stdout.once('data', r))));
+    await psqlAsync(`INSERT INTO e2e_cur_t VALUES (3000, 'while busy')`);
+    const c = await t.device(t.token(role, 'e2e-cur-busy'), 'busy');
+    await c.request({ type: 'subscribe', table: T });
+    await c.pullAll(1000, { cursor: null });
+    const long = c.cursor;
+    for (const p of holders) p.stdin.end('COMMIT;\n');
+    await Promise.all(holders.map((p) => new Promise((r) => p.once('close', r))));
+    await psqlAsync(`INSERT INTO e2e_cur_t VALUES (3001, 'after')`);
+    const next = await c.request({ type: 'pull', cursor: long });
+    t.ok(long.length > 400, `the cursor is long (${long.length} characters)`);
+    t.same(next.changes.map((x) => x.pk.id), [3001], 'and it is honoured: the next pull brings only the new row', show(next.changes.length));
+    c.close();
+  });
+
   await t.section('a live round with a forged cursor', async () => {
     const l = await t.device(t.token(role, 'e2e-cur-live'), 'live-attacker');
     await l.request({ type: 'subscribe', table: T });

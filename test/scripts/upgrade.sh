@@ -86,8 +86,10 @@ DELETE FROM items WHERE id = 'o150';
 SQL
 dev_new dev_a up_rep items
 dev_new dev_b up_rep
+dev_new dev_c up_rep
 cli dev_b subscribe items "qty <= 100" >/dev/null || die "filtered subscription"
-for d in dev_a dev_b; do out=$(cli $d sync) || die "first sync of $d: $out"; done
+cli dev_c subscribe items "qty <= 100" >/dev/null || die "filtered subscription of C"
+for d in dev_a dev_b dev_c; do out=$(cli $d sync) || die "first sync of $d: $out"; done
 cli dev_a exec "
 INSERT INTO items (id, status, qty, note) VALUES ('a1', 'draft', 5, 'from A'), ('a2', 'draft', 6, 'from A');
 INSERT INTO items (id, status, qty, note) VALUES ('bad', 'draft', -1, 'the origin refuses this');
@@ -98,22 +100,32 @@ check_eq "at 1.0, with the new library, a push is applied" "$(printf '%s\n' "$ou
 check_eq "... and the refused insert is a dead letter" \
   "$(dev_sql -c "SELECT count(*) FROM ofs.dead_letters WHERE device = 'dev_a' AND status = 'open'")" 1
 cli dev_b sync >/dev/null || die "B's second sync at 1.0"
+# C is live at 1.0 while rows outside its shape are written: live rounds
+# move the origin's record of its cursor on without sending it anything,
+# so the cursor C keeps lags that record when C goes away.
+cli_bg dev_c live --seconds 20; live_c=$CLI_PID
+sleep 2
+dev_sql -c "INSERT INTO items (id, qty, note) VALUES ('outside-c', 500, 'not in the shape of B and C')" >/dev/null
+sleep 2
+kill "$live_c" 2>/dev/null; wait "$live_c" 2>/dev/null
 check "at 1.0 the devices hold rows" \
   "[ \"\$(dev_sql -c 'SELECT count(*) FROM ofs.device_row')\" -gt 200 ]"
 check "at 1.0 numbers were issued" \
-  "[ \"\$(dev_sql -c 'SELECT count(*) FROM ofs.gapless_issued')\" -eq 152 ]"
+  "[ \"\$(dev_sql -c 'SELECT count(*) FROM ofs.gapless_issued')\" -eq 153 ]"
 check "at 1.0 the transition log has rows" \
   "[ \"\$(dev_sql -c 'SELECT count(*) FROM ofs.transition_log')\" -ge 4 ]"
 
 # ofs's data, one JSON line per row of each of its tables of 1.0 (the
-# columns that a connected device's contact moves are left out).
+# columns that move on their own are left out: a live device's contact and
+# its cursor as live rounds advance it, the maintenance worker's last
+# compaction).
 OFS_TABLES_1_0=$(dev_sql -c "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'ofs'::regnamespace
                                 AND c.relkind = 'r' ORDER BY 1")
 declare -A OFS_COLUMNS_1_0
 for t in $OFS_TABLES_1_0; do
   OFS_COLUMNS_1_0[$t]=$(dev_sql -c "SELECT array_agg(attname ORDER BY attnum)::text FROM pg_attribute
                                      WHERE attrelid = 'ofs.$t'::regclass AND attnum > 0 AND NOT attisdropped
-                                       AND attname NOT IN ('last_contact', 'caught_up_at')")
+                                       AND attname NOT IN ('last_contact', 'caught_up_at', 'last_cursor', 'page_seq', 'compacted_at')")
 done
 # Columns that an update adds are not compared: only those of 1.0.
 ofs_data() {
@@ -131,12 +143,14 @@ cli_bg dev_b live --seconds 30; live_b=$CLI_PID
 connected() { [ "$(dev_sql -c 'SELECT connected_devices FROM ofs.stats')" -ge 1 ]; }
 wait_for 10 connected || notok "B is connected before the update"
 sleep 0.5
-serving_before=$(log_count "serves version $DEFAULT_VERSION of the ofs extension")
+serving_before=$(log_count "ofs sync worker serves version $DEFAULT_VERSION of the ofs extension")
+hellos_before=$(dev_sql -c 'SELECT sessions FROM ofs.stats')
 dev_sql -c "ALTER EXTENSION ofs UPDATE" >/dev/null
 check_eq "ALTER EXTENSION ofs UPDATE reaches the default version" \
   "$(dev_sql -c "SELECT extversion FROM pg_extension WHERE extname = 'ofs'")" "$DEFAULT_VERSION"
 check "the workers notice the update at once (the script wakes them)" \
-  "wait_for 3 log_has 'serves version $DEFAULT_VERSION of the ofs extension' $((serving_before + 2))"
+  "wait_for 3 log_has 'ofs sync worker serves version $DEFAULT_VERSION of the ofs extension' $((serving_before + 2))"
+check_eq "the update made the key that seals cursors" "$(dev_sql -c 'SELECT count(*) FROM ofs.cursor_key WHERE length(key) = 32')" 1
 check_eq "ofs.library_version() is the default version of ofs.control" \
   "$(dev_sql -c 'SELECT ofs.library_version()')" "$DEFAULT_VERSION"
 after=$(ofs_data)
@@ -162,7 +176,8 @@ check "the schema signature covers functions, columns, grants and comments" \
 dev_sql -c "INSERT INTO items (id, qty, note) VALUES ('after-origin', 7, 'written after the update')" >/dev/null
 has() { [ "$(sqlite3 "$DEV_DIR/$1.db" "SELECT count(*) FROM items WHERE id = '$2'" 2>/dev/null)" = 1 ]; }
 check "the live device hears of an origin write made after the update" "wait_for 10 has dev_b after-origin"
-check "... on the connection it had before the update" "kill -0 $live_b 2>/dev/null"
+check_eq "... on the connection it had before the update (no hello since)" \
+  "$(dev_sql -c 'SELECT sessions FROM ofs.stats')" "$hellos_before"
 cli dev_a exec "
 INSERT INTO items (id, status, qty, note) VALUES ('after-a', 'draft', 8, 'from A after the update');
 UPDATE items SET status = 'done' WHERE id = 'o4';
@@ -173,8 +188,14 @@ check_eq "A syncs after the update" "$rc" 0
 check_eq "... its three writes are applied" "$(printf '%s\n' "$out" | tail -1 | jq -r .applied)" 3
 pulled=$(printf '%s\n' "$out" | tail -1 | jq -r .pulled)
 check "... and it pulls only what changed, not a snapshot ($pulled rows)" "[ '$pulled' -ge 1 ] && [ '$pulled' -le 10 ]"
+check "... and stores a cursor sealed by the origin" \
+  "sqlite3 '$DEV_DIR/dev_a.db' \"SELECT value FROM _ofs_meta WHERE key = 'cursor'\" | grep -q '^c1\\.'"
+out=$(cli dev_c sync); note "C's sync after the update: $out"
+pulled=$(printf '%s\n' "$out" | tail -1 | jq -r .pulled)
+check "a device whose live cursor lagged at 1.0 syncs after the update without a snapshot ($pulled rows)" \
+  "[ '$pulled' -ge 1 ] && [ '$pulled' -le 10 ]"
 check_eq "numbering continues without a gap after the update" \
-  "$(dev_sql -c "SELECT count(*) || ' ' || min(value) || ' ' || max(value) FROM ofs.gapless_issued WHERE sequence_name = 'up_inv'")" "154 1 154"
+  "$(dev_sql -c "SELECT count(*) || ' ' || min(value) || ' ' || max(value) FROM ofs.gapless_issued WHERE sequence_name = 'up_inv'")" "155 1 155"
 check_eq "the transition check and the log work after the update" \
   "$(dev_sql -c "SELECT count(*) FROM ofs.transition_log WHERE device = 'dev_a' AND to_state = 'done'")" 1
 check_eq "the counter adds up across the update" "$(dev_sql -c "SELECT hits FROM items WHERE id = 'o5'")" 5
