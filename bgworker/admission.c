@@ -193,8 +193,12 @@ AdmissionExpire(int64_t now)
 	while ((c = hash_seq_search(&seq)) != NULL)
 		if (!c->established && now - c->accepted_ms > ofs_handshake_timeout_ms)
 		{
-			/* Killed from libwebsockets' own loop, not from under it. */
-			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-			c->established = true;	/* asked once */
+			/*
+			 * Closed at once: this runs from the worker's loop, outside
+			 * libwebsockets' callbacks.  Its destroy callback removes the
+			 * entry, which a sequential scan allows for the current one.
+			 */
+			c->established = true;
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 		}
 }

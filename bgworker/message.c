@@ -7,6 +7,7 @@
  * the protocol's (docs/PROTOCOL.md, error).  No PostgreSQL header is
  * included, so the fuzz target runs this very code on its own.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -96,10 +97,17 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 		return;
 	}
 	m->id = json_object_get(m->root, "id");
-	if (m->id && !(json_is_integer(m->id) || (json_is_string(m->id) && json_string_length(m->id) <= 64)))
+	if (m->id && json_is_real(m->id) && json_real_value(m->id) == (double) (json_int_t) json_real_value(m->id) &&
+		fabs(json_real_value(m->id)) < 9007199254740992.0)
+	{
+		/* Read with integers as doubles (a number elsewhere was too large): the id is an integer again. */
+		json_object_set_new(m->root, "id", json_integer((json_int_t) json_real_value(m->id)));
+		m->id = json_object_get(m->root, "id");
+	}
+	if (m->id && !(json_is_number(m->id) || (json_is_string(m->id) && json_string_length(m->id) <= 64)))
 	{
 		m->id = NULL;
-		Refuse(m, "invalid_message", "\"id\" must be a number or a string of at most 64 characters%s%s%s", "", "", "");
+		Refuse(m, "invalid_message", "\"id\" must be a number or a string of at most 64 bytes%s%s%s", "", "", "");
 		return;
 	}
 	type = String(m, "type");
@@ -134,6 +142,14 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 			m->subscriptions = json_object_get(m->root, "subscriptions");
 			if (json_is_null(m->subscriptions))
 				m->subscriptions = NULL;
+			if (m->subscriptions && json_array_size(m->subscriptions) > OFS_MAX_SHAPES)
+			{
+				char		limit[16];
+
+				snprintf(limit, sizeof(limit), "%d", OFS_MAX_SHAPES);
+				Refuse(m, "invalid_message", "a device may have at most %s shapes%s%s", limit, "", "");
+				return;
+			}
 			break;
 		case MSG_SUBSCRIBE:
 		case MSG_UNSUBSCRIBE:

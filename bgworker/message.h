@@ -53,6 +53,9 @@ typedef struct Message
  * MessageFree must follow either way.
  */
 extern void MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message *m);
+
+/* Shapes (table and filter) a device may have, in all. */
+#define OFS_MAX_SHAPES 64
 extern void MessageFree(Message *m);
 
 /* CursorPlainOk: a cursor of the shape ofs.pull makes, numbers in range. */

@@ -134,7 +134,7 @@ CheckSession(void *arg, SqlResult *res)
 {
 	Session    *s = (Session *) arg;
 
-	SqlCheckAuthority(s->device, s->token_sha256, s->role, &s->expires_ms);
+	SqlCheckAuthority(s->device, s->token_sha256, s->role, &s->role_oid, &s->expires_ms);
 }
 
 /* SessionSql runs a request of an authenticated session, checked. */
@@ -180,6 +180,7 @@ SqlError(Session *s, json_t *id, SqlResult *res)
 typedef struct HelloCheck
 {
 	char		token_sha256[65];
+	uint32_t	role_oid;
 	int64_t		expires_ms;
 } HelloCheck;
 
@@ -189,7 +190,7 @@ CheckHello(void *arg, SqlResult *res)
 	HelloCheck *h = (HelloCheck *) arg;
 
 	if (res->nvalues == 3)
-		SqlCheckAuthority(res->values[1], h->token_sha256, res->values[2], &h->expires_ms);
+		SqlCheckAuthority(res->values[1], h->token_sha256, res->values[2], &h->role_oid, &h->expires_ms);
 }
 
 static void
@@ -213,6 +214,7 @@ HandleHello(Session *s, Message *m, const char *text)
 	args[0] = m->token;
 	args[1] = substext;
 	check.expires_ms = 0;
+	check.role_oid = 0;
 	WorkerSqlTx("SELECT h::text, h->>'device', h->>'role' FROM ofs.hello($1, $2::jsonb) h",
 				2, args, NULL, CheckHello, &check, &res);
 	free(substext);
@@ -246,6 +248,7 @@ HandleHello(Session *s, Message *m, const char *text)
 	SessionSetString(&s->device, res.values[1]);
 	SessionSetString(&s->role, res.values[2]);
 	memcpy(s->token_sha256, check.token_sha256, sizeof(s->token_sha256));
+	s->role_oid = check.role_oid;
 	s->expires_ms = check.expires_ms;
 	s->state = SESSION_READY;
 	s->live = false;
@@ -254,6 +257,7 @@ HandleHello(Session *s, Message *m, const char *text)
 	json_object_set_new(limits, "max_batch", json_integer(OFS_MAX_BATCH));
 	json_object_set_new(limits, "max_rows", json_integer(OFS_MAX_ROWS));
 	json_object_set_new(limits, "max_messages_per_second", json_integer(ofs_max_messages_per_second));
+	json_object_set_new(limits, "max_shapes", json_integer(OFS_MAX_SHAPES));
 	json_object_set_new(welcome, "limits", limits);
 	json_object_set_new(welcome, "protocol", json_integer(OFS_PROTOCOL_VERSION));
 	ReplyJson(s, "welcome", id, welcome);
@@ -272,6 +276,29 @@ HandleSubscribe(Session *s, Message *m, const char *text)
 	args[0] = s->device;
 	args[1] = m->table;
 	args[2] = m->filter;
+	if (subscribe)
+	{
+		/* Each shape costs every pull of the device: there are at most so many. */
+		SessionSql(s, "SELECT coalesce(sum(cardinality(s.filters)), 0) FROM ofs.device_shape s WHERE s.device = $1",
+				   1, args, &res);
+		if (res.ok && res.nvalues == 1 && atoi(res.values[0]) >= OFS_MAX_SHAPES)
+		{
+			char		message[96];
+
+			snprintf(message, sizeof(message), "a device may have at most %d shapes; unsubscribe some first",
+					 OFS_MAX_SHAPES);
+			SqlResultFree(&res);
+			ProtocolSendError(s, id, "invalid_message", message, "54000", false);
+			return;
+		}
+		if (!res.ok)
+		{
+			SqlError(s, id, &res);
+			SqlResultFree(&res);
+			return;
+		}
+		SqlResultFree(&res);
+	}
 	SessionSql(s, subscribe ? "SELECT ofs.subscribe($1, $2, $3)::text"
 			   : "SELECT ofs.unsubscribe($1, $2, $3)::text", 3, args, &res);
 	if (res.ok)
@@ -381,7 +408,8 @@ OpenCursor(Session *s, const char *text, bool *plain)
 	CursorVerdict v = CursorOpen(s->device, text, &cursor);
 
 	*plain = (v == CURSOR_PLAIN && CursorSealing());
-	if (v == CURSOR_FORGED)
+	/* Logged once per connection: a device must not fill the log. */
+	if (v == CURSOR_FORGED && !s->cursor_logged && (s->cursor_logged = true))
 		ereport(LOG,
 				(errmsg("ofs sync worker: device \"%s\" sent a cursor this origin did not give it; it starts afresh",
 						s->device)));
@@ -557,6 +585,9 @@ typedef struct LiveShare
 	char	   *body;			/* malloc'd: the result without its cursor */
 	char	   *cursor;			/* malloc'd */
 	int			rows;
+	bool		more;
+	char	   *error;			/* malloc'd: the device's own failure, or NULL */
+	char		sqlstate[6];
 	bool		too_large;		/* over OFS_MAX_PAGE_BYTES: pulled again alone */
 } LiveShare;
 
@@ -566,7 +597,7 @@ typedef struct LiveBatch
 	int			n;
 	LiveShare  *shares;
 	bool	   *lost;			/* authority gone: results dropped */
-	char	   *texts[3];		/* devices, token hashes, roles (JSON) */
+	char	   *texts[4];		/* devices, token hashes, roles, role OIDs (JSON) */
 } LiveBatch;
 
 /* KeepLiveResult keeps a row of ofs.pull_live until the round is checked. */
@@ -574,13 +605,19 @@ static void
 KeepLiveResult(void *arg, char **cols, int ncols)
 {
 	LiveBatch  *b = (LiveBatch *) arg;
-	int			ord = ncols >= 4 && cols[0] ? atoi(cols[0]) : 0;
+	int			ord = ncols >= 7 && cols[0] ? atoi(cols[0]) : 0;
+	LiveShare  *sh;
 
 	if (ord < 1 || ord > b->n || cols[1] == NULL || b->shares[ord - 1].body != NULL)
 		return;
-	b->shares[ord - 1].body = strdup(cols[1]);
-	b->shares[ord - 1].cursor = cols[2] ? strdup(cols[2]) : NULL;
-	b->shares[ord - 1].rows = cols[3] ? atoi(cols[3]) : 0;
+	/* What the round needs is read in SQL: the rows are never parsed here. */
+	sh = &b->shares[ord - 1];
+	sh->body = strdup(cols[1]);
+	sh->cursor = cols[2] ? strdup(cols[2]) : NULL;
+	sh->rows = cols[3] ? atoi(cols[3]) : 0;
+	sh->more = cols[4] && strcmp(cols[4], "t") == 0;
+	sh->error = cols[5] ? strdup(cols[5]) : NULL;
+	strlcpy(sh->sqlstate, cols[6] ? cols[6] : "", sizeof(sh->sqlstate));
 }
 
 /*
@@ -595,7 +632,7 @@ CheckLiveBatch(void *arg, SqlResult *res)
 	LiveBatch  *b = (LiveBatch *) arg;
 	bool		too_large = false;
 
-	SqlLostAuthorities(b->texts[0], b->texts[1], b->texts[2], b->n, b->lost);
+	SqlLostAuthorities(b->texts[0], b->texts[1], b->texts[2], b->texts[3], b->n, b->lost);
 	if (b->shares == NULL)
 		return;
 	for (int i = 0; i < b->n; i++)
@@ -615,38 +652,27 @@ CheckLiveBatch(void *arg, SqlResult *res)
 static void
 SendLiveShare(Session *s, LiveShare *share)
 {
-	json_t	   *res = json_loads(share->body, 0, NULL);
-	json_t	   *changes;
-
-	if (res == NULL)
-		return;
-	if (json_is_string(json_object_get(res, "error")))
+	if (share->error)
 	{
-		const char *state = json_string_value(json_object_get(res, "sqlstate"));
-		const char *message = json_string_value(json_object_get(res, "error"));
-
-		OfsRecordError(message);
-		if (state && strcmp(state, "28000") == 0)
-			Revoked(s, message);
+		OfsRecordError(share->error);
+		if (strcmp(share->sqlstate, "28000") == 0)
+			Revoked(s, share->error);
 		else
-			ProtocolSendError(s, NULL, "server_error", message, state, true);
+			ProtocolSendError(s, NULL, "server_error", share->error, share->sqlstate[0] ? share->sqlstate : NULL, true);
 		s->live_pending = false;
-		json_decref(res);
 		return;
 	}
-	changes = json_object_get(res, "changes");
-	if (json_array_size(changes) > 0)
+	if (share->rows > 0)
 	{
 		if (!ReplyChanges(s, NULL, share->cursor, share->body))
-		{
-			json_decref(res);
 			return;
-		}
-		OfsCount(OFS_STAT_ROWS_SENT, (int64) json_array_size(changes));
+		OfsCount(OFS_STAT_ROWS_SENT, share->rows);
+		/* Small pages let the next ones grow back. */
+		if (s->page_rows > 0 && strlen(share->body) < OFS_MAX_PAGE_BYTES / 4)
+			s->page_rows = s->page_rows * 2 >= OFS_MAX_ROWS ? 0 : s->page_rows * 2;
 	}
 	SessionSetString(&s->cursor, share->cursor);
-	s->live_pending = json_is_true(json_object_get(res, "more"));
-	json_decref(res);
+	s->live_pending = share->more;
 }
 
 /*
@@ -715,8 +741,9 @@ LiveBatchRows(Session **list, int n, int max_rows)
 		json_array_append_new(arrays[0], json_string(list[i]->device));
 		json_array_append_new(arrays[1], json_string(list[i]->token_sha256));
 		json_array_append_new(arrays[2], json_string(list[i]->role ? list[i]->role : ""));
-		json_array_append_new(arrays[3], list[i]->cursor ? json_string(list[i]->cursor) : json_null());
-		json_array_append_new(arrays[4], list[i]->acked ? json_string(list[i]->acked) : json_null());
+		json_array_append_new(arrays[3], json_integer(list[i]->role_oid));
+		json_array_append_new(arrays[4], list[i]->cursor ? json_string(list[i]->cursor) : json_null());
+		json_array_append_new(arrays[5], list[i]->acked ? json_string(list[i]->acked) : json_null());
 		/* A device with nothing new is not asked again until the next commit. */
 		list[i]->live_pending = false;
 	}
@@ -724,13 +751,14 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	b.n = n;
 	b.shares = calloc(n, sizeof(LiveShare));
 	b.lost = calloc(n, sizeof(bool));
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		b.texts[i] = json_dumps(arrays[i], JSON_COMPACT);
-	cursors = json_dumps(arrays[3], JSON_COMPACT);
-	acked = json_dumps(arrays[4], JSON_COMPACT);
+	cursors = json_dumps(arrays[4], JSON_COMPACT);
+	acked = json_dumps(arrays[5], JSON_COMPACT);
 	for (int i = 0; i < 6; i++)
 		json_decref(arrays[i]);
-	if (b.shares == NULL || b.lost == NULL || !b.texts[0] || !b.texts[1] || !b.texts[2] || !cursors || !acked)
+	if (b.shares == NULL || b.lost == NULL || !b.texts[0] || !b.texts[1] || !b.texts[2] || !b.texts[3] ||
+		!cursors || !acked)
 	{
 		OfsRecordError("out of memory in a live round");
 		goto done;
@@ -741,7 +769,8 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
 	args[3] = maxtext;
 	WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor',"
-				"       jsonb_array_length(result->'changes') FROM ofs.pull_live("
+				"       coalesce(jsonb_array_length(result->'changes'), 0), (result->>'more')::boolean,"
+				"       result->>'error', result->>'sqlstate' FROM ofs.pull_live("
 				"ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
 				"ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
 				"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)",
@@ -793,10 +822,11 @@ done:
 		{
 			free(b.shares[i].body);
 			free(b.shares[i].cursor);
+			free(b.shares[i].error);
 		}
 	free(b.shares);
 	free(b.lost);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free(b.texts[i]);
 	free(cursors);
 	free(acked);
@@ -847,8 +877,8 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 void
 ProtocolCheckDevices(void)
 {
-	json_t	   *arrays[3];
-	char	   *texts[3];
+	json_t	   *arrays[4];
+	char	   *texts[4];
 	Session   **list;
 	bool	   *lost;
 	int			n = 0;
@@ -862,7 +892,7 @@ ProtocolCheckDevices(void)
 		return;
 	list = calloc(n, sizeof(Session *));
 	lost = calloc(n, sizeof(bool));
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		arrays[i] = json_array();
 	n = 0;
 	if (list && lost)
@@ -873,15 +903,16 @@ ProtocolCheckDevices(void)
 				json_array_append_new(arrays[0], json_string(s->device));
 				json_array_append_new(arrays[1], json_string(s->token_sha256));
 				json_array_append_new(arrays[2], json_string(s->role ? s->role : ""));
+				json_array_append_new(arrays[3], json_integer(s->role_oid));
 			}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 	{
 		texts[i] = json_dumps(arrays[i], JSON_COMPACT);
 		json_decref(arrays[i]);
 	}
-	if (n > 0 && texts[0] && texts[1] && texts[2])
+	if (n > 0 && texts[0] && texts[1] && texts[2] && texts[3])
 	{
-		LiveBatch	b = {.list = list, .n = n, .lost = lost, .texts = {texts[0], texts[1], texts[2]}};
+		LiveBatch	b = {.list = list, .n = n, .lost = lost, .texts = {texts[0], texts[1], texts[2], texts[3]}};
 
 		WorkerSqlTx("SELECT 1", 0, NULL, NULL, CheckLiveBatch, &b, &res);
 		if (res.ok)
@@ -895,7 +926,7 @@ ProtocolCheckDevices(void)
 			OfsRecordError(res.message);
 		SqlResultFree(&res);
 	}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free(texts[i]);
 	free(list);
 	free(lost);

@@ -44,6 +44,24 @@ SessionUnlink(Session *s)
 	nsessions--;
 }
 
+/*
+ * Bytes buffered for connections that have not said hello yet, over the
+ * whole worker: before hello a message may have OFS_MAX_HELLO_BYTES, and
+ * all of them together OFS_MAX_UNAUTHENTICATED_BYTES, so that connections
+ * without a token cannot make the worker hold much memory.
+ */
+static size_t unauthenticated_bytes = 0;
+
+/* CountUnauthenticated brings the count up to date with s's buffer. */
+static void
+CountUnauthenticated(Session *s)
+{
+	size_t		now = s->state == SESSION_AWAIT_HELLO ? s->rx_cap : 0;
+
+	unauthenticated_bytes = unauthenticated_bytes - s->rx_counted + now;
+	s->rx_counted = now;
+}
+
 static void
 SessionFree(Session *s)
 {
@@ -58,6 +76,9 @@ SessionFree(Session *s)
 	}
 	s->out_head = s->out_tail = NULL;
 	s->out_bytes = 0;
+	s->rx_cap = 0;
+	s->state = SESSION_CLOSING;
+	CountUnauthenticated(s);
 	free(s->rx);
 	free(s->device);
 	free(s->cursor);
@@ -151,10 +172,28 @@ SessionReceive(Session *s, const char *in, size_t len)
 		SessionClose(s, 1009, "message too big");
 		return;
 	}
+	if (s->state == SESSION_AWAIT_HELLO && s->rx_len + len > OFS_MAX_HELLO_BYTES)
+	{
+		char		message[96];
+
+		snprintf(message, sizeof(message), "before hello a message may have at most %d bytes", OFS_MAX_HELLO_BYTES);
+		ProtocolSendError(s, NULL, "too_big", message, NULL, false);
+		SessionClose(s, 1009, "message too big");
+		return;
+	}
 	if (s->rx_len + len + 1 > s->rx_cap)
 	{
 		size_t		cap = Max(s->rx_cap * 2, s->rx_len + len + 1);
-		char	   *rx = realloc(s->rx, Max(cap, 1024));
+		char	   *rx;
+
+		cap = Max(cap, 1024);
+		if (s->state == SESSION_AWAIT_HELLO &&
+			unauthenticated_bytes - s->rx_counted + cap > OFS_MAX_UNAUTHENTICATED_BYTES)
+		{
+			SessionClose(s, 1013, "too many connections without hello; try again later");
+			return;
+		}
+		rx = realloc(s->rx, cap);
 
 		if (rx == NULL)
 		{
@@ -162,7 +201,8 @@ SessionReceive(Session *s, const char *in, size_t len)
 			return;
 		}
 		s->rx = rx;
-		s->rx_cap = Max(cap, 1024);
+		s->rx_cap = cap;
+		CountUnauthenticated(s);
 	}
 	memcpy(s->rx + s->rx_len, in, len);
 	s->rx_len += len;
@@ -203,13 +243,14 @@ SessionReceive(Session *s, const char *in, size_t len)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(WorkerMessageContext);
 	}
-	/* Large buffers are not kept for idle connections. */
-	if (s->rx_cap > 65536)
+	/* Large buffers are not kept for idle connections, nor any before hello. */
+	if (s->rx_cap > 65536 || s->state != SESSION_READY)
 	{
 		free(s->rx);
 		s->rx = NULL;
 		s->rx_cap = 0;
 	}
+	CountUnauthenticated(s);
 	s->rx_len = 0;
 }
 

@@ -209,24 +209,27 @@ KeptPlan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
  * here, and the request's work is rolled back with the error.
  */
 void
-SqlCheckAuthority(const char *device, const char *token_sha256, const char *role, int64_t *expires_ms)
+SqlCheckAuthority(const char *device, const char *token_sha256, const char *role, uint32_t *role_oid,
+				  int64_t *expires_ms)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[4];
 	SPIPlanPtr	plan;
 	bool		isnull;
 	int			rc;
 
 	if (device == NULL || token_sha256 == NULL || role == NULL)
 		elog(ERROR, "a session without a credential cannot make requests");
+	/* The role by its OID once known: a role renamed or made anew is another. */
 	plan = KeptPlan(&authority_plan,
-					"SELECT coalesce((extract(epoch FROM d.expires_at) * 1000)::int8, 0)"
+					"SELECT coalesce((extract(epoch FROM d.expires_at) * 1000)::int8, 0), r.oid"
 					"  FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
 					" WHERE d.device = $1 AND d.token_sha256 = pg_catalog.decode($2, 'hex')"
-					"   AND d.role = $3::name AND" AUTHORITY_HOLDS, 3, types);
+					"   AND d.role = $3::name AND ($4 = 0 OR r.oid = $4) AND" AUTHORITY_HOLDS, 4, types);
 	values[0] = CStringGetTextDatum(device);
 	values[1] = CStringGetTextDatum(token_sha256);
 	values[2] = CStringGetTextDatum(role);
+	values[3] = ObjectIdGetDatum(*role_oid);
 	rc = SPI_execute_plan(plan, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "checking the authority of device \"%s\" failed: %s", device, SPI_result_code_string(rc));
@@ -236,6 +239,7 @@ SqlCheckAuthority(const char *device, const char *token_sha256, const char *role
 				 errmsg("the credential of device \"%s\" no longer holds", device),
 				 errdetail("Its token was replaced, revoked or has expired, its role changed, or the role may no longer act as a device."),
 				 errhint("Connect again with the device's current token.")));
+	*role_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (expires_ms)
 	{
 		int64		unix_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -252,24 +256,28 @@ SqlCheckAuthority(const char *device, const char *token_sha256, const char *role
  * JSON arrays of text (devices, token hashes, roles), in session order.
  */
 void
-SqlLostAuthorities(const char *devices, const char *hashes, const char *roles, int n, bool *lost)
+SqlLostAuthorities(const char *devices, const char *hashes, const char *roles, const char *oids,
+				   int n, bool *lost)
 {
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
 	SPIPlanPtr	plan;
 	int			rc;
 
 	plan = KeptPlan(&authorities_plan,
 					"SELECT a.i FROM ROWS FROM (pg_catalog.jsonb_array_elements_text($1::jsonb),"
 					"                           pg_catalog.jsonb_array_elements_text($2::jsonb),"
-					"                           pg_catalog.jsonb_array_elements_text($3::jsonb))"
-					"       WITH ORDINALITY AS a(device, hash, role, i)"
+					"                           pg_catalog.jsonb_array_elements_text($3::jsonb),"
+					"                           pg_catalog.jsonb_array_elements_text($4::jsonb))"
+					"       WITH ORDINALITY AS a(device, hash, role, roleid, i)"
 					" WHERE NOT EXISTS (SELECT 1 FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
 					"                    WHERE d.device = a.device AND d.token_sha256 = pg_catalog.decode(a.hash, 'hex')"
-					"                      AND d.role = a.role::name AND" AUTHORITY_HOLDS ")", 3, types);
+					"                      AND d.role = a.role::name AND r.oid = a.roleid::oid AND" AUTHORITY_HOLDS ")",
+					4, types);
 	values[0] = CStringGetTextDatum(devices);
 	values[1] = CStringGetTextDatum(hashes);
 	values[2] = CStringGetTextDatum(roles);
+	values[3] = CStringGetTextDatum(oids);
 	rc = SPI_execute_plan(plan, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "checking the authority of devices failed: %s", SPI_result_code_string(rc));

@@ -285,6 +285,8 @@ CreateVhost(struct lws_context *ctx)
 	info.extensions = ofs_permessage_deflate ? extensions : NULL;
 	info.vhost_name = "ofs";
 	info.retry_and_idle_policy = &idle_policy;
+	/* libwebsockets' own wait for a handshake, as admission.c's deadline. */
+	info.timeout_secs = Max(1, (ofs_handshake_timeout_ms + 999) / 1000);
 	if (use_tls)
 	{
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;

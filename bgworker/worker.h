@@ -44,6 +44,9 @@ extern int	ofs_handshake_timeout_ms;
 #define OFS_HELLO_TIMEOUT_MS	10000
 /* Errors a connection may cause before hello; the next closes it (4001). */
 #define OFS_UNAUTHENTICATED_ERRORS	3
+/* Before hello: a message's bytes, and all such connections' buffers together. */
+#define OFS_MAX_HELLO_BYTES		(256 * 1024)
+#define OFS_MAX_UNAUTHENTICATED_BYTES	(32 * 1024 * 1024)
 
 typedef enum SessionState
 {
@@ -71,8 +74,10 @@ typedef struct Session
 	/* The authority hello granted; every request checks it still holds. */
 	char		token_sha256[65];	/* hex SHA-256 of the token */
 	char	   *role;			/* malloc'd: the role it acts as */
+	uint32_t	role_oid;		/* ... and that role's OID */
 	int64_t		expires_ms;		/* the token's expiry (0: none) */
 	int			page_rows;		/* rows per page after a too large one (0: the limit) */
+	bool		cursor_logged;	/* a forged cursor of this session was logged */
 	bool		live;			/* changes are pushed as they commit */
 	bool		live_pending;	/* there may be changes to push */
 	char	   *cursor;			/* live: cursor of the last changes sent */
@@ -83,6 +88,7 @@ typedef struct Session
 	char	   *rx;				/* the message being received */
 	size_t		rx_len;
 	size_t		rx_cap;
+	size_t		rx_counted;		/* of rx_cap, counted as unauthenticated (session.c) */
 	bool		rx_binary;
 	int64_t		connected_ms;
 	int64_t		window_ms;		/* start of the rate-limit window */
@@ -156,7 +162,7 @@ extern char *CursorSeal(const char *device, const char *cursor);
 extern CursorVerdict CursorOpen(const char *device, const char *text, char **cursor);
 
 /* sql.c */
-#define SQL_MAX_VALUES 6
+#define SQL_MAX_VALUES 8
 typedef struct SqlResult
 {
 	bool		ok;
@@ -179,9 +185,9 @@ extern void WorkerSqlTx(const char *sql, int nargs, const char *const *args,
 						SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res);
 extern void SqlResultFree(SqlResult *res);
 extern void SqlCheckAuthority(const char *device, const char *token_sha256, const char *role,
-							  int64_t *expires_ms);
+							  uint32_t *role_oid, int64_t *expires_ms);
 extern void SqlLostAuthorities(const char *devices, const char *hashes, const char *roles,
-							   int n, bool *lost);
+							   const char *oids, int n, bool *lost);
 extern bool SqlTokenSha256(const char *token, char out[65]);
 
 #endif							/* OFS_WORKER_H */

@@ -850,6 +850,12 @@ apply_one(PG_FUNCTION_ARGS)
 		v = JGet(m, "hlc");
 		if (v == NULL || v->type != jbvNumeric)
 			Reject(op_id, "has no numeric hlc");
+		{
+			char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+
+			if (strpbrk(text, ".-eEN") != NULL)
+				Reject(op_id, "has an hlc that is not a non-negative integer");
+		}
 		hlc = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
 		{
 			char	   *key = KeyText(op_id, &t, pk);

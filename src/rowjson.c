@@ -67,7 +67,12 @@ RowJsonValue(StringInfo buf, Datum value, bool isnull, Oid typid)
 				double		d = typid == FLOAT4OID ? DatumGetFloat4(value) : DatumGetFloat8(value);
 
 				s = OidOutputFunctionCall(typid == FLOAT4OID ? F_FLOAT4OUT : F_FLOAT8OUT, value);
-				if (isnan(d) || isinf(d))
+				/*
+				 * Beyond 2^63 a float would be printed as an integer (JSON
+				 * numbers pass through jsonb's numeric) that no client with
+				 * 64-bit integers can read: it travels as a string, as NaN.
+				 */
+				if (isnan(d) || isinf(d) || fabs(d) >= 9223372036854775808.0)
 					escape_json(buf, s);
 				else
 					appendStringInfoString(buf, s);

@@ -163,6 +163,37 @@ test('authority', { timeout: 120 }, async (t) => {
     c.close();
   });
 
+  await t.section('shapes are limited', async () => {
+    const c = await t.device(t.token(low, 'e2e-auth-shapes'), 'shapes');
+    const max = c.welcome.limits.max_shapes;
+    t.is(max, 64, 'welcome.limits.max_shapes is 64');
+    let last;
+    for (let i = 0; i < max; i++) last = await c.request({ type: 'subscribe', table: T, filter: `body = 'x${i}'` });
+    t.answer(last, 'subscribed', `${max} shapes are accepted`);
+    const over = await c.request({ type: 'subscribe', table: T, filter: "body = 'one too many'" });
+    t.error(over, 'invalid_message', 'one more is refused', { message: /at most 64 shapes/ });
+    const h = await t.connect({ label: 'shapes-hello' });
+    const subs = Array.from({ length: 65 }, (_, i) => ({ table: T, filter: `body = 'h${i}'` }));
+    const w = await h.request({ type: 'hello', token: t.token(low, 'e2e-auth-shapes2'), subscriptions: subs });
+    t.error(w, 'invalid_message', 'a hello with 65 subscriptions is refused', { message: /at most 64 shapes/ });
+    c.close();
+  });
+
+  await t.section('a role renamed and made anew', async () => {
+    const r = t.role('e2e_auth_renamed');
+    psql(`GRANT USAGE ON SCHEMA public TO ${r}; GRANT SELECT ON e2e_auth_notes TO ${r};
+          CREATE POLICY renamed_sees_a ON e2e_auth_notes FOR SELECT TO ${r} USING (tenant = 'A');`);
+    const c = await t.device(t.token(r, 'e2e-auth-renamed'), 'renamed');
+    await c.request({ type: 'subscribe', table: T });
+    await c.pullAll(1000, { cursor: null });
+    psql(`BEGIN; ALTER ROLE ${r} RENAME TO e2e_auth_renamed_old; CREATE ROLE ${r}; GRANT ${high} TO ${r}; COMMIT;`);
+    t.cleanup(() => psql(`DROP OWNED BY e2e_auth_renamed_old CASCADE; DROP ROLE IF EXISTS e2e_auth_renamed_old`));
+    const a = await c.request({ type: 'pull', cursor: null }).catch(() => null);
+    await c.waitClose(5000);
+    t.ok(!secret(c), 'the open session never reads with the role now bearing the name', show(a));
+    t.ok(closedRevoked(c), 'its next request closes it with revoked, 4003', show(c.closed));
+  });
+
   await t.section('monitoring privileges', async () => {
     let err = '';
     try {

@@ -41,6 +41,31 @@ test('values', { timeout: 60 }, async (t) => {
   t.is(got('huge', 'n'), '92233720368547758070', 'an integer beyond 2^63 in a numeric column is stored exactly');
   t.is(got('maxbig', 'big'), '9223372036854775807', 'the largest bigint is stored exactly');
   t.is(got('float', 'f'), '0.1', 'a float8 keeps its value');
+  // Numbers elsewhere in the message: a numeric id is answered as sent,
+  // even when another number of the message is beyond 64 bits.
+  const r2 = await c.requestRaw(`{"type":"push","id":7,"mutations":[${mut('v-8', 'big-id', '"n":18446744073709551616')}]}`, 7);
+  t.answer(r2, 'pushed', 'a numeric id with a number beyond 64 bits in the same push: answered');
+  t.ok(r2.id === 7, 'the id comes back as the number 7', show(r2.id));
+  t.is(got('big-id', 'n'), '18446744073709551616', '... and the value is stored exactly');
+  const r3 = await c.requestRaw(`{"type":"push","id":1.5,"mutations":[]}`, 1.5);
+  t.answer(r3, 'pushed', 'a fractional id is an id too');
+  const hl = (op, id, h) => `{"op_id":"${op}","table":"${T}","op":"insert","pk":{"id":"${id}"},"data":{"id":"${id}"},"hlc":${h}}`;
+  const r4 = await c.requestRaw(`{"type":"push","id":"h","mutations":[${hl('h-1', 'h1', '1.5')},${hl('h-2', 'h2', '-1')},${hl('h-3', 'h3', hlc())}]}`, 'h');
+  t.same((r4.results || []).map((x) => x.status), ['rejected', 'rejected', 'applied'], 'an hlc that is not a non-negative integer rejects its mutation', show(r4));
+
+  // A float beyond 2^63 reaches devices as a string (a JSON integer that
+  // large is beyond what 64-bit clients read), and does not stop live rounds.
+  const live = await t.device(t.token(role, 'e2e-val-live'), 'val-live');
+  await live.request({ type: 'subscribe', table: T });
+  await live.pullAll(1000, { cursor: null });
+  live.autoAck = true;
+  await live.request({ type: 'live', cursor: live.cursor });
+  await c.requestRaw(`{"type":"push","id":"hf","mutations":[${mut('v-9', 'hugefloat', '"f":1e20')}]}`, 'hf');
+  psql(`INSERT INTO e2e_val_t (id, f) VALUES ('after-float', 1)`);
+  t.ok(await live.until(() => live.replica.has(`${T} {"id":"after-float"}`), 8000), 'a live device keeps receiving changes after a float of 1e20');
+  const hf = live.replica.get(`${T} {"id":"hugefloat"}`);
+  t.ok(hf && hf.row.f === '1e+20', 'the float arrives as the string "1e+20"', show(hf));
+
   // The same mutation through SQL gives the same value.
   psql(`SELECT * FROM ofs.apply_batch('e2e-val', '[{"op_id":"s-1","table":"${T}","op":"insert","pk":{"id":"sql"},"data":{"id":"sql","n":0.1},"hlc":${hlc()}}]')`);
   t.is(got('sql', 'n'), got('tenth', 'n'), 'the worker stores what ofs.apply_batch stores');

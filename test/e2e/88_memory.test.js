@@ -25,6 +25,58 @@ test('memory', { timeout: SECONDS + 90 }, async (t) => {
     t.is(errors, 3, 'after three errors');
   });
 
+  await t.section('connections without hello cannot make the worker hold much', async () => {
+    const net = require('node:net');
+    const crypto = require('node:crypto');
+    const url = new URL(WS_URL);
+    // A raw WebSocket: the upgrade, then a text frame announced as 250 KB
+    // of which 240 KB are sent, and nothing more (the worker must buffer it).
+    const partial = () => new Promise((resolve) => {
+      const sock = net.connect({ port: Number(url.port), host: '127.0.0.1', localAddress: '127.0.0.4' });
+      const out = { code: null, sock };
+      let buf = Buffer.alloc(0);
+      let upgraded = false;
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(out));
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        if (!upgraded) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          upgraded = true;
+          buf = buf.slice(end + 4);
+          const len = 250 * 1024;
+          const head = Buffer.alloc(14);
+          head[0] = 0x81; head[1] = 0x80 | 127;
+          head.writeBigUInt64BE(BigInt(len), 2);
+          crypto.randomFillSync(head, 10, 4);
+          sock.write(head);
+          sock.write(Buffer.alloc(240 * 1024, 0x20));
+          out.sent = true;
+          setTimeout(() => resolve(out), 1500);
+        }
+        // A close frame: 0x88, length, then the code.
+        if (buf.length >= 4 && buf[0] === 0x88) out.code = buf.readUInt16BE(2);
+      });
+      sock.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n` +
+        `Sec-WebSocket-Protocol: ofs.v1\r\n\r\n`);
+    });
+    const before = (await workerPids()).map(rss);
+    const results = await Promise.all(Array.from({ length: 400 }, partial));
+    const during = (await workerPids()).map(rss);
+    const refused = results.filter((r) => r.code === 1013).length;
+    const grew = during.reduce((a, x, i) => a + x.anon - before[i].anon, 0);
+    t.diag(`400 connections each holding 240 KB of a message before hello: ${refused} closed with 1013; the workers' private memory grew ${grew} kB`);
+    t.ok(refused > 0, 'past the workers\' budget for bytes before hello, connections are closed with 1013');
+    t.ok(grew < 2 * 40 * 1024, `the workers hold less than 40 MB each for them (${grew} kB in all)`);
+    for (const r of results) r.sock.destroy();
+    const big = await t.connect({ label: 'big-before-hello' });
+    big.sendRaw('x'.repeat(300 * 1024));
+    const closed = await big.waitClose(5000);
+    t.ok(closed && closed.code === 1009, 'a message over 256 KB before hello is refused (1009)', show(closed));
+  });
+
   const role = t.role('e2e_mem_dev');
   const token = t.token(role, 'e2e-mem');
   const pids = await workerPids();

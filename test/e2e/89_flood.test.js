@@ -68,6 +68,16 @@ test('flood', { timeout: 90 }, async (t) => {
   t.ok(droppedByServer > 0, `the worker drops half-open connections (${droppedByServer} dropped, ${opened} opened)`);
   stop = true;
   for (const s of sockets) s.destroy();
+  // A connection that never finishes its handshake is dropped after
+  // ofs.handshake_timeout (5 s), checked every second.
+  const silentAt = performance.now();
+  const silent = await new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.5' });
+    s.on('error', () => {});
+    s.on('close', () => resolve(performance.now() - silentAt));
+    setTimeout(() => { s.destroy(); resolve(null); }, 12000);
+  });
+  t.ok(silent !== null && silent >= 4900 && silent < 7500, `a connection that says nothing is dropped after the 5 s handshake deadline (${silent && silent.toFixed(0)} ms)`);
   const held = Number(psql(`SELECT connected_devices FROM ofs.stats`));
   t.ok(held >= 0, 'the origin answers ofs.stats after the flood');
 });

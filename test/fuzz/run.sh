@@ -15,7 +15,7 @@ DIR=${OFS_FUZZ_DIR:-$(mktemp -d /tmp/ofs-fuzz.XXXXXX)}
 mkdir -p "$DIR/corpus"
 "$CC" -g -O1 -std=c11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Ibgworker \
-  test/fuzz/message_fuzz.c bgworker/message.c -ljansson -o "$DIR/message_fuzz"
+  test/fuzz/message_fuzz.c bgworker/message.c -ljansson -lm -o "$DIR/message_fuzz"
 args=(-max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$DIR/")
 [ "$SECONDS_TO_RUN" -gt 0 ] && args+=(-max_total_time="$SECONDS_TO_RUN")
 echo "fuzz: message handling for ${SECONDS_TO_RUN}s (0: until stopped); corpus and findings in $DIR"
