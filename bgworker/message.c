@@ -97,8 +97,8 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 		return;
 	}
 	m->id = json_object_get(m->root, "id");
-	if (m->id && json_is_real(m->id) && json_real_value(m->id) == (double) (json_int_t) json_real_value(m->id) &&
-		fabs(json_real_value(m->id)) < 9007199254740992.0)
+	if (m->id && json_is_real(m->id) && fabs(json_real_value(m->id)) < 9007199254740992.0 &&
+		json_real_value(m->id) == (double) (json_int_t) json_real_value(m->id))
 	{
 		/* Read with integers as doubles (a number elsewhere was too large): the id is an integer again. */
 		json_object_set_new(m->root, "id", json_integer((json_int_t) json_real_value(m->id)));
