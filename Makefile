@@ -1,6 +1,7 @@
 # ofs: the extension (PGXS), the client library and the test, demo and bench
 # entry points.  `make demo`, `make test` and `make bench` install missing
-# Debian packages first (scripts/deps.sh), so they work on a fresh machine.
+# Debian packages first (scripts/deps.sh), so they work on a fresh machine;
+# `make` and `make install` only build and install.
 
 EXTENSION  = ofs
 MODULE_big = ofs
@@ -11,8 +12,11 @@ OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
 DATA       = $(sort $(wildcard ofs--*.sql))
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker
 SHLIB_LINK = -lwebsockets -ljansson -luv
+# Warnings are errors where the compiler is known (CI: make test WERROR=-Werror),
+# not for packagers whose compilers warn differently.
+WERROR    ?=
 PG_CFLAGS  = -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
-             -Wno-missing-field-initializers -Wno-sign-compare -Werror
+             -Wno-missing-field-initializers -Wno-sign-compare $(WERROR)
 
 # pg_regress suites: test/sql/*.sql against test/expected/*.out.
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -29,10 +33,12 @@ PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 else
-# Without the server development files PGXS is absent: install them first.
+# Without the server development files PGXS is absent.  all and install do
+# not install packages behind the user's back: make deps (or make test,
+# demo, bench) does.
 all install:
-	scripts/deps.sh
-	$(MAKE) $@
+	@echo "ofs: PostgreSQL's server development files are missing: run 'make deps' as root (Debian package postgresql-server-dev-15)" >&2
+	@exit 1
 endif
 
 # Every object depends on the headers (PGXS tracks none): a struct that
