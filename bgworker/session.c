@@ -20,6 +20,10 @@
 #include "ofs.h"
 #include "worker.h"
 
+/* The live sessions of this worker: this file's alone. */
+static Session *sessions = NULL;
+static int	nsessions = 0;
+
 static void
 SessionLink(Session *s)
 {
@@ -341,4 +345,72 @@ SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 			break;
 	}
 	return 0;
+}
+
+/* SessionCount is how many sessions (connections past their handshake) there are. */
+int
+SessionCount(void)
+{
+	return nsessions;
+}
+
+/*
+ * SessionsCollect puts up to max sessions for which want() holds into out
+ * (NULL: only count them), and returns how many it found.
+ */
+int
+SessionsCollect(bool (*want) (Session *s, void *arg), void *arg, Session **out, int max)
+{
+	int			n = 0;
+
+	for (Session *s = sessions; s; s = s->next)
+		if (want(s, arg))
+		{
+			if (out && n < max)
+				out[n] = s;
+			n++;
+			if (out && n == max)
+				break;
+		}
+	return n;
+}
+
+/* SessionsMarkLive: changes committed; every live session may have some. */
+void
+SessionsMarkLive(void)
+{
+	for (Session *s = sessions; s; s = s->next)
+		if (s->live)
+			s->live_pending = true;
+}
+
+/*
+ * SessionsHousekeeping closes the sessions that never said hello, or
+ * whose token expired.  Called about once a second.
+ */
+void
+SessionsHousekeeping(int64_t now)
+{
+	for (Session *s = sessions; s; s = s->next)
+		if (s->state == SESSION_AWAIT_HELLO && now - s->connected_ms > OFS_HELLO_TIMEOUT_MS)
+		{
+			ProtocolSendError(s, NULL, "unauthenticated", "no hello within 10 seconds", NULL, false);
+			SessionClose(s, 4001, "no hello");
+		}
+		else if (s->state == SESSION_READY && s->expires_ms > 0 && now >= s->expires_ms)
+		{
+			ProtocolSendError(s, NULL, "revoked", "the device's token has expired", "28000", false);
+			SessionClose(s, 4003, "token expired");
+		}
+}
+
+/* SessionsCloseAll tells every session why and closes it with 1001. */
+void
+SessionsCloseAll(const char *message)
+{
+	for (Session *s = sessions; s; s = s->next)
+	{
+		ProtocolSendError(s, NULL, "shutting_down", message, NULL, true);
+		SessionClose(s, 1001, "server shutting down");
+	}
 }

@@ -47,8 +47,6 @@ char	   *ofs_tls_key_file = NULL;
 int			ofs_statement_timeout_ms = 30000;
 int			ofs_max_messages_per_second = 200;
 
-Session    *sessions = NULL;
-int			nsessions = 0;
 
 /*
  * Memory the worker allocates while answering one message, or in one turn
@@ -320,69 +318,14 @@ WaitForSql(void)
 }
 
 /*
- * LiveRound pushes new changes to the live devices that may have some, in
- * batches (ofs.pull_live).  A device whose last push is still queued waits:
- * a slow reader is not fed faster than it reads.
- */
-#define LIVE_BATCH 500
-
-static void
-LiveRound(void)
-{
-	Session    *batch[LIVE_BATCH];
-	int			n = 0;
-	Session    *s;
-
-	live_scheduled = false;
-	for (s = sessions; s; s = s->next)
-	{
-		bool		dup = false;
-
-		if (!(s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL))
-			continue;
-		/* A device connected twice is pulled for once per batch. */
-		for (int i = 0; i < n && !dup; i++)
-			dup = strcmp(batch[i]->device, s->device) == 0;
-		if (dup)
-		{
-			live_scheduled = true;
-			continue;
-		}
-		batch[n++] = s;
-		if (n == LIVE_BATCH)
-		{
-			ProtocolLiveBatch(batch, n);
-			n = 0;
-		}
-	}
-	if (n > 0)
-		ProtocolLiveBatch(batch, n);
-	for (s = sessions; s; s = s->next)
-		if (s->live && s->live_pending && s->state == SESSION_READY && s->out_head == NULL)
-			live_scheduled = true;
-}
-
-/*
  * Housekeeping drops connections that did not finish their handshake in
  * time, and closes those that never said hello, or whose token expired.
  */
 static void
 Housekeeping(int64_t now)
 {
-	Session    *s;
-
 	AdmissionExpire(now);
-	for (s = sessions; s; s = s->next)
-		if (s->state == SESSION_AWAIT_HELLO && now - s->connected_ms > OFS_HELLO_TIMEOUT_MS)
-		{
-			ProtocolSendError(s, NULL, "unauthenticated", "no hello within 10 seconds", NULL, false);
-			SessionClose(s, 4001, "no hello");
-		}
-		else if (s->state == SESSION_READY && s->expires_ms > 0 && now >= s->expires_ms)
-		{
-			ProtocolSendError(s, NULL, "revoked", "the device's token has expired", "28000", false);
-			SessionClose(s, 4003, "token expired");
-		}
+	SessionsHousekeeping(now);
 }
 
 /*
@@ -392,17 +335,11 @@ Housekeeping(int64_t now)
 static void
 CloseAll(uv_loop_t *loop, WaitEventSet *set, const char *message)
 {
-	Session    *s;
 	int64_t		deadline = WorkerNowMs() + 2000;
 
 	CloseListeners();
-
-	for (s = sessions; s; s = s->next)
-	{
-		ProtocolSendError(s, NULL, "shutting_down", message, NULL, true);
-		SessionClose(s, 1001, "server shutting down");
-	}
-	while (nsessions > 0 && WorkerNowMs() < deadline)
+	SessionsCloseAll(message);
+	while (SessionCount() > 0 && WorkerNowMs() < deadline)
 	{
 		WaitEvent	ev;
 
@@ -515,12 +452,8 @@ ofs_worker_main(Datum arg)
 		feed = pg_atomic_read_u64(&ofs_shared->feed_commits);
 		if (feed != seen_feed)
 		{
-			Session    *s;
-
 			seen_feed = feed;
-			for (s = sessions; s; s = s->next)
-				if (s->live)
-					s->live_pending = true;
+			SessionsMarkLive();
 			live_scheduled = true;
 		}
 		devices = pg_atomic_read_u64(&ofs_shared->device_changes);
@@ -544,7 +477,7 @@ ofs_worker_main(Datum arg)
 				continue;
 			}
 			CursorLoadKey();
-			ProtocolCheckDevices();
+			FanoutCheckAuthority();
 		}
 		if (now >= next_house)
 		{
@@ -552,7 +485,11 @@ ofs_worker_main(Datum arg)
 			next_house = now + 1000;
 		}
 		if (live_scheduled)
-			LiveRound();
+		{
+			live_scheduled = false;
+			if (FanoutLiveRound())
+				live_scheduled = true;
+		}
 		uv_run(loop, UV_RUN_NOWAIT);
 
 		timeout = uv_backend_timeout(loop);

@@ -2,11 +2,13 @@
  * worker.h: declarations shared by the files of the sync worker.
  *
  * worker.c runs the event loop (libuv, driven from a PostgreSQL wait event
- * set) and owns the sessions; session.c is the WebSocket protocol callback
- * and each connection's queues and limits; protocol.c reads a device's
- * messages (jansson) and answers them; sql.c runs the extension's SQL
- * functions in a transaction of their own, catching every error so that
- * none unwinds through libwebsockets.
+ * set); session.c is the WebSocket protocol callback, each connection's
+ * queues and limits, and the one owner of the list of sessions;
+ * admission.c decides which connections are taken; message.c parses and
+ * checks a device's message, and protocol.c answers it; fanout.c serves
+ * many sessions at once (live rounds, authority sweeps); sql.c runs the
+ * extension's SQL functions in a transaction of their own, catching every
+ * error so that none unwinds through libwebsockets.
  */
 #ifndef OFS_WORKER_H
 #define OFS_WORKER_H
@@ -102,8 +104,6 @@ typedef struct Session
 /* worker.c */
 #include "utils/palloc.h"
 extern MemoryContext WorkerMessageContext;	/* reset after each message */
-extern Session *sessions;
-extern int	nsessions;
 extern int64_t WorkerNowMs(void);
 extern void WorkerScheduleLive(void);
 
@@ -123,13 +123,25 @@ extern int	SessionCallback(struct lws *wsi, int reason, void *user, void *in, si
 extern void SessionSend(Session *s, const char *text, size_t len);
 extern void SessionClose(Session *s, int code, const char *reason);
 extern void SessionSetString(char **field, const char *value);
+extern int	SessionCount(void);
+extern int	SessionsCollect(bool (*want) (Session *s, void *arg), void *arg, Session **out, int max);
+extern void SessionsMarkLive(void);
+extern void SessionsHousekeeping(int64_t now);
+extern void SessionsCloseAll(const char *message);
 
 /* protocol.c */
 extern void ProtocolHandle(Session *s, const char *text, size_t len);
 extern void ProtocolSendError(Session *s, const void *id, const char *code,
 							  const char *message, const char *sqlstate, bool retry);
-extern void ProtocolLiveBatch(Session **list, int n);
-extern void ProtocolCheckDevices(void);
+extern void ProtocolRevoked(Session *s, const char *message);
+extern bool ProtocolReplyChanges(Session *s, void *id, const char *cursor, const char *body);
+extern int	ProtocolPageRows(int rows, size_t bytes);
+/* A page over OFS_MAX_PAGE_BYTES: rolled back and made again with fewer rows. */
+#define OFS_PAGE_TOO_LARGE "OF031"
+
+/* fanout.c */
+extern bool FanoutLiveRound(void);
+extern void FanoutCheckAuthority(void);
 
 /* sqlversion.c */
 typedef enum WorkerSqlState
