@@ -2,15 +2,12 @@
  * apply.c: the C parts of the write path (the rest is ofs.apply_batch, in
  * SQL, in ofs--1.0.sql).
  *
- * The sync context (ofs_sync_device and friends) tells the capture trigger
- * and the transition log which device, operation and HLC the current write
- * comes from; apply_mutation.c sets it around a write, and it is reset at
- * the end of every transaction so that it can never leak into another
- * one.  ofs.encode_row renders a row in the feed's JSON encoding, for the
+ * ofs.encode_row renders a row in the feed's JSON encoding, for the
  * compensation hint of a rejected mutation.  ofs.max_clock_skew bounds how
  * far ahead of the origin's clock a device's HLC may be.
  */
 #include "ofs.h"
+#include "writer.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -29,27 +26,9 @@
 PG_FUNCTION_INFO_V1(encode_row);
 PG_FUNCTION_INFO_V1(clamp_hlc);
 
-char	   *ofs_sync_device = NULL;
-char	   *ofs_sync_operation = NULL;
-List	   *ofs_sync_columns = NIL;
-
 int			ofs_max_clock_skew_ms = 300000;
 
-static void
-ApplyXactCallback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-	{
-		ofs_sync_device = NULL;
-		ofs_sync_operation = NULL;
-		ofs_sync_hlc = 0;
-		ofs_sync_columns = NIL;
-	}
-}
-
-/* ApplyInit defines ofs.max_clock_skew and the reset at transaction end. */
+/* ApplyInit defines ofs.max_clock_skew and sets up the writer (writer.c). */
 void
 ApplyInit(void)
 {
@@ -60,7 +39,7 @@ ApplyInit(void)
 							300000, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	RegisterXactCallback(ApplyXactCallback, NULL);
+	OfsWriterInit();
 }
 
 /*

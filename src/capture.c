@@ -15,6 +15,7 @@
  */
 #include "ofs.h"
 #include "internal_tables.h"
+#include "writer.h"
 
 #include "access/htup_details.h"
 #include "access/relation.h"
@@ -45,8 +46,6 @@ PG_FUNCTION_INFO_V1(sync_table);
 PG_FUNCTION_INFO_V1(unsync_table);
 PG_FUNCTION_INFO_V1(rebuild_feed);
 PG_FUNCTION_INFO_V1(feed_commits);
-
-int64		ofs_sync_hlc = 0;
 
 /* Whether the current transaction captured a change (reset at its end). */
 static bool captured_in_xact = false;
@@ -104,6 +103,7 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 			 int npk, AttrNumber *pk, ArrayType *changed)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	const OfsWriter *w = OfsCurrentWriter();
 	Datum		values[Natts_change_log];
 	bool		nulls[Natts_change_log];
 
@@ -120,10 +120,10 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 											  CStringGetDatum(RowJsonObject(row, desc, 0, NULL)));
 	nulls[Anum_change_log_changed - 1] = (changed == NULL);
 	values[Anum_change_log_changed - 1] = PointerGetDatum(changed);
-	values[Anum_change_log_hlc - 1] = Int64GetDatum(ofs_sync_hlc ? ofs_sync_hlc : HlcNow());
-	values[Anum_change_log_site - 1] = CStringGetTextDatum(ofs_sync_device ? ofs_sync_device : "origin");
-	nulls[Anum_change_log_operation_id - 1] = (ofs_sync_operation == NULL);
-	values[Anum_change_log_operation_id - 1] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
+	values[Anum_change_log_hlc - 1] = Int64GetDatum(w && w->hlc ? w->hlc : HlcNow());
+	values[Anum_change_log_site - 1] = CStringGetTextDatum(w ? w->device : "origin");
+	nulls[Anum_change_log_operation_id - 1] = (w == NULL);
+	values[Anum_change_log_operation_id - 1] = w ? CStringGetTextDatum(w->operation) : (Datum) 0;
 	nulls[Anum_change_log_versions - 1] = true;
 	values[Anum_change_log_captured_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 
@@ -141,9 +141,12 @@ OpenChangeLog(void)
 static bool
 SyncWritesColumn(const char *name)
 {
+	const OfsWriter *w = OfsCurrentWriter();
 	ListCell   *lc;
 
-	foreach(lc, ofs_sync_columns)
+	if (w == NULL)
+		return false;
+	foreach(lc, w->columns)
 		if (strcmp((char *) lfirst(lc), name) == 0)
 			return true;
 	return false;

@@ -35,19 +35,6 @@ extern void _PG_init(void);
 #define OFS_OLDEST_SQL_VERSION	"1.0"
 extern int	OfsVersionNum(const char *version);
 
-/*
- * The device and operation id of the sync intent being applied, or NULL for
- * work done on the origin itself.  The write path sets them around each
- * mutation; the transition log and the changes feed record them.
- */
-extern char *ofs_sync_device;
-extern char *ofs_sync_operation;
-/* The HLC of the intent being applied (0: the origin's clock decides). */
-extern int64 ofs_sync_hlc;
-/* The columns the intent writes (a List of C strings). */
-#include "nodes/pg_list.h"
-extern List *ofs_sync_columns;
-
 /* bgworker/worker.c */
 extern void WorkerInit(void);
 

@@ -18,6 +18,7 @@
  */
 #include "ofs.h"
 #include "internal_tables.h"
+#include "writer.h"
 
 #include "access/htup_details.h"
 #include "access/genam.h"
@@ -567,7 +568,6 @@ PrimaryKeyJson(TableRules *rules, HeapTuple tuple, TupleDesc desc)
 	return RowJsonObject(tuple, desc, rules->npk, rules->pk);
 }
 
-/* Columns of ofs.transition_log, in table order. */
 /*
  * TransitionLog writes one row of ofs.transition_log, directly (see
  * internal_tables.c): it is written for every state change.
@@ -577,6 +577,7 @@ TransitionLog(TableRules *rules, Relation rel, HeapTuple keytuple,
 			  CachedConstraint *c, const char *from, const char *to)
 {
 	Oid			seqid = OfsRelid("transition_log_id_seq");
+	const OfsWriter *w = OfsCurrentWriter();
 	Relation	logrel;
 	Datum		values[Natts_transition_log];
 	bool		nulls[Natts_transition_log];
@@ -596,10 +597,10 @@ TransitionLog(TableRules *rules, Relation rel, HeapTuple keytuple,
 	values[Anum_transition_log_role - 1] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
 	values[Anum_transition_log_changed_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	values[Anum_transition_log_xid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	nulls[Anum_transition_log_device - 1] = (ofs_sync_device == NULL);
-	values[Anum_transition_log_device - 1] = ofs_sync_device ? CStringGetTextDatum(ofs_sync_device) : (Datum) 0;
-	nulls[Anum_transition_log_operation_id - 1] = (ofs_sync_operation == NULL);
-	values[Anum_transition_log_operation_id - 1] = ofs_sync_operation ? CStringGetTextDatum(ofs_sync_operation) : (Datum) 0;
+	nulls[Anum_transition_log_device - 1] = (w == NULL);
+	values[Anum_transition_log_device - 1] = w ? CStringGetTextDatum(w->device) : (Datum) 0;
+	nulls[Anum_transition_log_operation_id - 1] = (w == NULL);
+	values[Anum_transition_log_operation_id - 1] = w ? CStringGetTextDatum(w->operation) : (Datum) 0;
 
 	logrel = OfsOpenOwnTable(OFS_TRANSITION_LOG, RowExclusiveLock);
 	OfsInsertDirect(logrel, values, nulls);

@@ -7,14 +7,15 @@
 # line "N passed, N failed" counting individual tests; exit 1 if any failed.
 # The cluster is always stopped and removed, also on failure or interrupt.
 #
-# OFS_TESTS=regress,isolation,pgtap,client,scripts selects suites;
+# OFS_TESTS=regress,isolation,pgtap,unit,client,scripts selects suites;
+# OFS_SCRIPTS=regex selects scripts of that suite by name;
 # OFS_KEEP=1 keeps the temporary directory for inspection.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 . test/lib/cluster.sh
 
-SUITES=${OFS_TESTS:-regress,isolation,pgtap,client,scripts}
+SUITES=${OFS_TESTS:-regress,isolation,pgtap,unit,client,scripts}
 PGXS_DIR=$(dirname "$(pg_config --pgxs)")/../..
 TMP=$(ofs_mktemp ofs-test)
 PASSED=0
@@ -109,6 +110,21 @@ if wants pgtap; then
   fi
 fi
 
+# Unit tests of the extension's pure C parts (test/unit/test_X.c tests
+# src/X.c alone), under AddressSanitizer and UBSan like the client's.
+if wants unit; then
+  ok=0; failed=0
+  for t in test/unit/test_*.c; do
+    name=$(basename "$t" .c); src="src/${name#test_}.c"
+    if ${CC:-cc} -std=c11 -Wall -Wextra ${WERROR:-} -g -fsanitize=address,undefined \
+         -fno-sanitize-recover=all -Isrc -Iclient/test -o "$TMP/$name" "$t" "$src" >"$TMP/$name.log" 2>&1 &&
+       "$TMP/$name" >>"$TMP/$name.log" 2>&1; then :; else echo "not ok - $name did not build or run" >>"$TMP/$name.log"; fi
+    ok=$((ok + $(grep -Ec '^ok ' "$TMP/$name.log"))); n=$(grep -Ec '^not ok' "$TMP/$name.log")
+    failed=$((failed + n)); [ "$n" -gt 0 ] && cat "$TMP/$name.log"
+  done
+  report unit "$ok" "$failed"
+fi
+
 if wants client && [ -f client/Makefile ]; then
   if make -s -C client test >"$TMP/client.log" 2>&1; then
     ok=$(grep -Ec '^ok ' "$TMP/client.log"); failed=$(grep -Ec '^not ok ' "$TMP/client.log")
@@ -124,6 +140,7 @@ if wants scripts; then
   ok=0; failed=0; names=()
   for f in $files; do
     name=$(basename "$f" .sh)
+    [[ -n "${OFS_SCRIPTS:-}" && ! "$name" =~ ${OFS_SCRIPTS} ]] && continue
     log="$TMP/script-$name.log"
     if OFS_ROOT="$ROOT" OFS_TMP="$TMP" timeout 900 bash "$f" >"$log" 2>&1; then
       ok=$((ok + 1))
