@@ -1,7 +1,7 @@
 -- pgTAP: the invoice flow of seed 000 driven through ofs.apply_batch, as
 -- devices of a rep, a manager and an accountant push it.
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 CREATE ROLE tf_rep;
 CREATE ROLE tf_manager;
@@ -76,6 +76,21 @@ SELECT is((SELECT status FROM pg_temp.push('tf-rep-phone', 'r3', 'update', 'inv-
   'duplicate', 'a re-sent submit is a duplicate and changes nothing');
 SELECT is((SELECT count(*)::int FROM ofs.gapless_issued WHERE sequence_name = 'tf_seq'), 1,
   'exactly one official number was issued');
+
+-- The writer ends with the mutation: after a rejection, the origin's own
+-- write in the same transaction is the origin's.
+SELECT is((SELECT status FROM pg_temp.push('tf-manager-laptop', 'm3', 'update', 'inv-1', '{"status": "draft"}')),
+  'rejected', 'a mutation rejected inside a trigger');
+UPDATE tf_invoices SET amount = amount + 1 WHERE id = 'inv-1';
+SELECT is((SELECT site || '/' || coalesce(operation_id, '-') FROM ofs.change_log
+            WHERE tbl = 'tf_invoices'::regclass ORDER BY seq DESC LIMIT 1),
+  'origin/-', 'the origin''s next write is attributed to the origin, not to the rejected device');
+-- Saved plans name the table: a rename drops them.
+ALTER TABLE tf_invoices RENAME TO tf_invoices_renamed;
+SELECT is((SELECT status FROM ofs.apply_batch('tf-rep-phone', jsonb_build_array(jsonb_build_object(
+    'op_id', 'r9', 'table', 'public.tf_invoices_renamed', 'op', 'update', 'pk', jsonb_build_object('id', 'inv-1'),
+    'data', '{"amount": 5}'::jsonb, 'hlc', ofs.hlc_now())))),
+  'applied', 'an update of a renamed table is planned anew');
 
 SELECT * FROM finish();
 ROLLBACK;
