@@ -11,7 +11,13 @@ OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
 # upgrades A to B.  docs/DESIGN.md, "Versions and upgrades", says how to add one.
 DATA       = $(sort $(wildcard ofs--*.sql))
 PG_CPPFLAGS = -I$(srcdir)/src -I$(srcdir)/bgworker
-SHLIB_LINK = -lwebsockets -ljansson -luv
+SHLIB_LINK = -lwebsockets -ljansson -luv -Wl,--version-script=ofs.map
+# The library exports only what PostgreSQL looks up by name: _PG_init, the
+# module magic, the background workers' entry points and the SQL-callable
+# functions with their info records (src/sql_compat.c says why 1.0's bare
+# names are among them).  Everything else stays inside the library, so no
+# name of ofs can meet one of libwebsockets, jansson or libuv.
+EXTRA_CLEAN = ofs.map
 # Warnings are errors where the compiler is known (CI: make test WERROR=-Werror),
 # not for packagers whose compilers warn differently.
 WERROR    ?=
@@ -40,6 +46,14 @@ all install:
 	@echo "ofs: PostgreSQL's server development files are missing: run 'make deps' as root (Debian package postgresql-server-dev-15)" >&2
 	@exit 1
 endif
+
+ofs.map: $(sort $(wildcard src/*.c bgworker/*.c))
+	{ echo '{ global: _PG_init; Pg_magic_func;'; \
+	  sed -n -e 's/^\(ofs_[a-z_]*_main\)(Datum.*/\1;/p' \
+	         -e 's/^PG_FUNCTION_INFO_V1(\([a-z_0-9]*\));/\1; pg_finfo_\1;/p' $^; \
+	  sed -n 's/^\tX(\([a-z_0-9]*\)).*/\1; pg_finfo_\1;/p' src/sql_compat.c; \
+	  echo 'local: *; };'; } >$@
+$(shlib): ofs.map
 
 # Every object depends on the headers (PGXS tracks none): a struct that
 # changes size must not be compiled into one file and not another.

@@ -8,7 +8,7 @@
 
 -- The version of the loaded shared library, next to extversion.
 CREATE FUNCTION ofs.library_version() RETURNS text
-AS 'MODULE_PATHNAME', 'library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+AS 'MODULE_PATHNAME', 'ofs_library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION ofs.library_version() IS
     'Version of the ofs shared library in use; extversion in pg_extension is the version of its SQL';
 
@@ -539,6 +539,166 @@ BEGIN
     END;
   END LOOP;
 END $$;
+
+-- Every C function's symbol now carries the prefix ofs_ (the library still
+-- exports 1.0's bare names until this update has run; src/sql_compat.c).
+CREATE OR REPLACE FUNCTION ofs.create_gapless_sequence(
+    name text,
+    format text DEFAULT '{n}',
+    reset text DEFAULT 'never',
+    start bigint DEFAULT 1,
+    time_zone text DEFAULT 'UTC')
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_create_gapless_sequence'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.drop_gapless_sequence(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_drop_gapless_sequence'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.gapless_nextval(name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ofs_gapless_nextval'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.gapless_nextval(name text, at timestamptz)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ofs_gapless_nextval_at'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.gapless_next(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'ofs_gapless_next'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.gapless_next(name text, at timestamptz)
+RETURNS text
+AS 'MODULE_PATHNAME', 'ofs_gapless_next_at'
+LANGUAGE C VOLATILE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.transition_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'ofs_transition_trigger'
+LANGUAGE C;
+
+CREATE OR REPLACE FUNCTION ofs.add_transition_constraint(
+    tbl regclass, name text, col name, transitions text, initial text[] DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_add_transition_constraint'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.drop_transition_constraint(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_drop_transition_constraint'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.add_transition_check(tbl regclass, name text, expr text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_add_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.drop_transition_check(tbl regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_drop_transition_check'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.capture_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'ofs_capture_trigger'
+LANGUAGE C;
+
+CREATE OR REPLACE FUNCTION ofs.refuse_truncate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'ofs_refuse_truncate'
+LANGUAGE C;
+
+CREATE OR REPLACE FUNCTION ofs.sync_table(tbl regclass, merge jsonb DEFAULT '{}')
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_sync_table'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.unsync_table(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ofs_unsync_table'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.rebuild_feed()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ofs_rebuild_feed'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.hlc_now()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ofs_hlc_now'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.feed_commits()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'ofs_feed_commits'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
+RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
+               device text, operation_id text, hlc bigint, changed_columns text[])
+AS 'MODULE_PATHNAME', 'ofs_changes'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.notify_device_change()
+RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_device_change' LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.notify_feed_change()
+RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_feed_change' LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.clamp_hlc(hlc bigint)
+RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_clamp_hlc' LANGUAGE C VOLATILE STRICT;
+
+CREATE OR REPLACE FUNCTION ofs.encode_row(anyelement)
+RETURNS jsonb AS 'MODULE_PATHNAME', 'ofs_encode_row' LANGUAGE C STABLE STRICT;
+
+CREATE OR REPLACE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
+                              check_dependent boolean DEFAULT true)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'ofs_apply_one'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.shape_filter(tbl regclass, filter text)
+RETURNS text AS 'MODULE_PATHNAME', 'ofs_shape_filter'
+LANGUAGE C STABLE;
+
+CREATE OR REPLACE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_rows'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_page'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_scope_count'
+LANGUAGE C VOLATILE;
+
+CREATE OR REPLACE FUNCTION ofs.worker_stats(
+    OUT connected_devices bigint, OUT sessions bigint, OUT messages_in bigint, OUT messages_out bigint,
+    OUT bytes_in bigint, OUT bytes_out bigint, OUT mutations_applied bigint, OUT mutations_duplicate bigint,
+    OUT mutations_rejected bigint, OUT conflicts bigint, OUT rows_sent bigint, OUT errors bigint,
+    OUT last_error text, OUT last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'ofs_worker_stats' LANGUAGE C VOLATILE;
 
 -- Last in every upgrade script: at commit, the sync workers read the
 -- installed version again (bgworker/sqlversion.c).

@@ -62,7 +62,7 @@ CREATE FUNCTION ofs.create_gapless_sequence(
     start bigint DEFAULT 1,
     time_zone text DEFAULT 'UTC')
 RETURNS void
-AS 'MODULE_PATHNAME', 'create_gapless_sequence'
+AS 'MODULE_PATHNAME', 'ofs_create_gapless_sequence'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.create_gapless_sequence(text, text, text, bigint, text) IS
@@ -70,7 +70,7 @@ COMMENT ON FUNCTION ofs.create_gapless_sequence(text, text, text, bigint, text) 
 
 CREATE FUNCTION ofs.drop_gapless_sequence(name text)
 RETURNS void
-AS 'MODULE_PATHNAME', 'drop_gapless_sequence'
+AS 'MODULE_PATHNAME', 'ofs_drop_gapless_sequence'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.drop_gapless_sequence(text) IS
@@ -78,7 +78,7 @@ COMMENT ON FUNCTION ofs.drop_gapless_sequence(text) IS
 
 CREATE FUNCTION ofs.gapless_nextval(name text)
 RETURNS bigint
-AS 'MODULE_PATHNAME', 'gapless_nextval'
+AS 'MODULE_PATHNAME', 'ofs_gapless_nextval'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.gapless_nextval(text) IS
@@ -86,7 +86,7 @@ COMMENT ON FUNCTION ofs.gapless_nextval(text) IS
 
 CREATE FUNCTION ofs.gapless_nextval(name text, at timestamptz)
 RETURNS bigint
-AS 'MODULE_PATHNAME', 'gapless_nextval_at'
+AS 'MODULE_PATHNAME', 'ofs_gapless_nextval_at'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.gapless_nextval(text, timestamptz) IS
@@ -94,7 +94,7 @@ COMMENT ON FUNCTION ofs.gapless_nextval(text, timestamptz) IS
 
 CREATE FUNCTION ofs.gapless_next(name text)
 RETURNS text
-AS 'MODULE_PATHNAME', 'gapless_next'
+AS 'MODULE_PATHNAME', 'ofs_gapless_next'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.gapless_next(text) IS
@@ -102,7 +102,7 @@ COMMENT ON FUNCTION ofs.gapless_next(text) IS
 
 CREATE FUNCTION ofs.gapless_next(name text, at timestamptz)
 RETURNS text
-AS 'MODULE_PATHNAME', 'gapless_next_at'
+AS 'MODULE_PATHNAME', 'ofs_gapless_next_at'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.gapless_next(text, timestamptz) IS
@@ -211,7 +211,7 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
 
 CREATE FUNCTION ofs.transition_trigger()
 RETURNS trigger
-AS 'MODULE_PATHNAME', 'transition_trigger'
+AS 'MODULE_PATHNAME', 'ofs_transition_trigger'
 LANGUAGE C;
 COMMENT ON FUNCTION ofs.transition_trigger() IS
     'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
@@ -219,7 +219,7 @@ COMMENT ON FUNCTION ofs.transition_trigger() IS
 CREATE FUNCTION ofs.add_transition_constraint(
     tbl regclass, name text, col name, transitions text, initial text[] DEFAULT NULL)
 RETURNS void
-AS 'MODULE_PATHNAME', 'add_transition_constraint'
+AS 'MODULE_PATHNAME', 'ofs_add_transition_constraint'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) IS
@@ -227,7 +227,7 @@ COMMENT ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, te
 
 CREATE FUNCTION ofs.drop_transition_constraint(tbl regclass, name text)
 RETURNS void
-AS 'MODULE_PATHNAME', 'drop_transition_constraint'
+AS 'MODULE_PATHNAME', 'ofs_drop_transition_constraint'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.drop_transition_constraint(regclass, text) IS
@@ -235,7 +235,7 @@ COMMENT ON FUNCTION ofs.drop_transition_constraint(regclass, text) IS
 
 CREATE FUNCTION ofs.add_transition_check(tbl regclass, name text, expr text)
 RETURNS void
-AS 'MODULE_PATHNAME', 'add_transition_check'
+AS 'MODULE_PATHNAME', 'ofs_add_transition_check'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.add_transition_check(regclass, text, text) IS
@@ -243,7 +243,7 @@ COMMENT ON FUNCTION ofs.add_transition_check(regclass, text, text) IS
 
 CREATE FUNCTION ofs.drop_transition_check(tbl regclass, name text)
 RETURNS void
-AS 'MODULE_PATHNAME', 'drop_transition_check'
+AS 'MODULE_PATHNAME', 'ofs_drop_transition_check'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.drop_transition_check(regclass, text) IS
@@ -340,21 +340,21 @@ INSERT INTO ofs.feed_state (epoch)
 
 CREATE FUNCTION ofs.capture_trigger()
 RETURNS trigger
-AS 'MODULE_PATHNAME', 'capture_trigger'
+AS 'MODULE_PATHNAME', 'ofs_capture_trigger'
 LANGUAGE C;
 COMMENT ON FUNCTION ofs.capture_trigger() IS
     'Captures every row change of a synced table into ofs.change_log (an AFTER ROW trigger)';
 
 CREATE FUNCTION ofs.refuse_truncate()
 RETURNS trigger
-AS 'MODULE_PATHNAME', 'refuse_truncate'
+AS 'MODULE_PATHNAME', 'ofs_refuse_truncate'
 LANGUAGE C;
 COMMENT ON FUNCTION ofs.refuse_truncate() IS
     'Refuses TRUNCATE of a synced table: the feed could not tell devices which rows went';
 
 CREATE FUNCTION ofs.sync_table(tbl regclass, merge jsonb DEFAULT '{}')
 RETURNS void
-AS 'MODULE_PATHNAME', 'sync_table'
+AS 'MODULE_PATHNAME', 'ofs_sync_table'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.sync_table(regclass, jsonb) IS
@@ -362,7 +362,7 @@ COMMENT ON FUNCTION ofs.sync_table(regclass, jsonb) IS
 
 CREATE FUNCTION ofs.unsync_table(tbl regclass)
 RETURNS void
-AS 'MODULE_PATHNAME', 'unsync_table'
+AS 'MODULE_PATHNAME', 'ofs_unsync_table'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.unsync_table(regclass) IS
@@ -370,7 +370,7 @@ COMMENT ON FUNCTION ofs.unsync_table(regclass) IS
 
 CREATE FUNCTION ofs.rebuild_feed()
 RETURNS bigint
-AS 'MODULE_PATHNAME', 'rebuild_feed'
+AS 'MODULE_PATHNAME', 'ofs_rebuild_feed'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.rebuild_feed() IS
@@ -382,14 +382,14 @@ REVOKE ALL ON FUNCTION ofs.rebuild_feed() FROM PUBLIC;
 
 CREATE FUNCTION ofs.hlc_now()
 RETURNS bigint
-AS 'MODULE_PATHNAME', 'hlc_now'
+AS 'MODULE_PATHNAME', 'ofs_hlc_now'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION ofs.hlc_now() IS
     'A fresh hybrid logical clock value of the origin: Unix milliseconds * 65536 + a counter';
 
 CREATE FUNCTION ofs.feed_commits()
 RETURNS bigint
-AS 'MODULE_PATHNAME', 'feed_commits'
+AS 'MODULE_PATHNAME', 'ofs_feed_commits'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION ofs.feed_commits() IS
     'Commits that captured changes since the server started (needs ofs in shared_preload_libraries; NULL otherwise)';
@@ -458,7 +458,7 @@ $$;
 CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
 RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
                device text, operation_id text, hlc bigint, changed_columns text[])
-AS 'MODULE_PATHNAME', 'changes'
+AS 'MODULE_PATHNAME', 'ofs_changes'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.changes(text, int) IS
@@ -616,9 +616,9 @@ COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
     'Create (or replace) a device acting as a role; returns its token, shown only this once';
 
 CREATE FUNCTION ofs.notify_device_change()
-RETURNS void AS 'MODULE_PATHNAME', 'notify_device_change' LANGUAGE C VOLATILE;
+RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_device_change' LANGUAGE C VOLATILE;
 CREATE FUNCTION ofs.notify_feed_change()
-RETURNS void AS 'MODULE_PATHNAME', 'notify_feed_change' LANGUAGE C VOLATILE;
+RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_feed_change' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION ofs.notify_feed_change() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
 
@@ -742,11 +742,11 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
 
 CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
-RETURNS bigint AS 'MODULE_PATHNAME', 'clamp_hlc' LANGUAGE C VOLATILE STRICT;
+RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_clamp_hlc' LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION ofs.clamp_hlc(bigint) IS
     'A device HLC, clamped to the origin clock plus ofs.max_clock_skew (internal)';
 CREATE FUNCTION ofs.encode_row(anyelement)
-RETURNS jsonb AS 'MODULE_PATHNAME', 'encode_row' LANGUAGE C STABLE STRICT;
+RETURNS jsonb AS 'MODULE_PATHNAME', 'ofs_encode_row' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
     'A row in the JSON encoding of the changes feed';
 REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
@@ -887,7 +887,7 @@ END $$;
 CREATE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
                               check_dependent boolean DEFAULT true)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'apply_one'
+AS 'MODULE_PATHNAME', 'ofs_apply_one'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
@@ -1173,19 +1173,19 @@ SELECT s.device, s.tbl::regclass AS table_name, nullif(f, '') AS filter
 COMMENT ON VIEW ofs.subscriptions IS 'The shapes devices subscribe to: device, table and filter (NULL: the whole table)';
 
 CREATE FUNCTION ofs.shape_filter(tbl regclass, filter text)
-RETURNS text AS 'MODULE_PATHNAME', 'shape_filter'
+RETURNS text AS 'MODULE_PATHNAME', 'ofs_shape_filter'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION ofs.shape_filter(regclass, text) IS
     'Check a shape filter against the grammar of docs/PROTOCOL.md and the table, and return it rewritten from its parse tree (NULL: the whole table)';
 
 CREATE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
-RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_rows'
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_rows'
 LANGUAGE C VOLATILE;
 CREATE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
-RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'scope_page'
+RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_page'
 LANGUAGE C VOLATILE;
 CREATE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
-RETURNS bigint AS 'MODULE_PATHNAME', 'scope_count'
+RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_scope_count'
 LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION ofs.scope_count(oid, oid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
@@ -1704,7 +1704,7 @@ REVOKE ALL ON FUNCTION ofs.hello(text, jsonb) FROM PUBLIC;
 -- The version of the loaded shared library, next to extversion: after an
 -- upgrade of the library they differ until ALTER EXTENSION ofs UPDATE.
 CREATE FUNCTION ofs.library_version() RETURNS text
-AS 'MODULE_PATHNAME', 'library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+AS 'MODULE_PATHNAME', 'ofs_library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION ofs.library_version() IS
     'Version of the ofs shared library in use; extversion in pg_extension is the version of its SQL';
 
@@ -1713,7 +1713,7 @@ CREATE FUNCTION ofs.worker_stats(
     OUT bytes_in bigint, OUT bytes_out bigint, OUT mutations_applied bigint, OUT mutations_duplicate bigint,
     OUT mutations_rejected bigint, OUT conflicts bigint, OUT rows_sent bigint, OUT errors bigint,
     OUT last_error text, OUT last_error_at timestamptz)
-AS 'MODULE_PATHNAME', 'worker_stats' LANGUAGE C VOLATILE;
+AS 'MODULE_PATHNAME', 'ofs_worker_stats' LANGUAGE C VOLATILE;
 -- Its last_error names devices: monitoring roles only, as ofs.stats.
 REVOKE ALL ON FUNCTION ofs.worker_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ofs.worker_stats() TO pg_monitor;

@@ -26,8 +26,8 @@
 #include "common/sha2.h"
 #include "utils/resowner.h"
 
-#include "message.h"
 #include "worker.h"
+#include "message.h"
 
 #define SEAL_PREFIX "c1."
 #define TAG_BYTES 16			/* 128 bits of the HMAC */

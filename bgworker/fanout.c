@@ -17,8 +17,9 @@
 #include <jansson.h>
 
 #include "ofs.h"
-#include "message.h"
 #include "worker.h"
+#include "message.h"
+#include "shmem.h"
 
 static void FanoutLiveBatch(Session **list, int n);
 
@@ -135,7 +136,6 @@ FanoutLiveBatch(Session **list, int n)
 {
 	Session   **common = calloc(n, sizeof(Session *));
 	int			ncommon = 0;
-
 
 	/* Devices whose rows are large go alone, with the rows that fit a page. */
 	for (int i = 0; i < n; i++)
@@ -276,7 +276,6 @@ done:
 	free(cursors);
 	free(acked);
 }
-
 
 /* Ready: an authenticated session. */
 static bool

@@ -16,6 +16,7 @@
 
 #include "ofs.h"
 #include "worker.h"
+#include "shmem.h"
 
 int			ofs_compact_interval_s = 600;
 char	   *ofs_feed_retention = NULL;

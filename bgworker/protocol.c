@@ -29,8 +29,9 @@
 #include "lib/stringinfo.h"
 
 #include "ofs.h"
-#include "message.h"
 #include "worker.h"
+#include "message.h"
+#include "shmem.h"
 
 #define OFS_PROTOCOL_VERSION 1
 

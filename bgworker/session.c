@@ -19,6 +19,7 @@
 
 #include "ofs.h"
 #include "worker.h"
+#include "shmem.h"
 
 /* The live sessions of this worker: this file's alone. */
 static Session *sessions = NULL;

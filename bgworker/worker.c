@@ -36,6 +36,7 @@
 
 #include "ofs.h"
 #include "worker.h"
+#include "shmem.h"
 
 char	   *ofs_listen_addresses = NULL;
 int			ofs_port = 7878;
@@ -46,7 +47,6 @@ char	   *ofs_tls_cert_file = NULL;
 char	   *ofs_tls_key_file = NULL;
 int			ofs_statement_timeout_ms = 30000;
 int			ofs_max_messages_per_second = 200;
-
 
 /*
  * Memory the worker allocates while answering one message, or in one turn

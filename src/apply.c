@@ -7,6 +7,8 @@
  * far ahead of the origin's clock a device's HLC may be.
  */
 #include "ofs.h"
+#include "hlc.h"
+#include "rowjson.h"
 #include "writer.h"
 
 #include "access/htup_details.h"
@@ -23,8 +25,8 @@
 #include "utils/memutils.h"
 #include "utils/typcache.h"
 
-PG_FUNCTION_INFO_V1(encode_row);
-PG_FUNCTION_INFO_V1(clamp_hlc);
+PG_FUNCTION_INFO_V1(ofs_encode_row);
+PG_FUNCTION_INFO_V1(ofs_clamp_hlc);
 
 int			ofs_max_clock_skew_ms = 300000;
 
@@ -60,14 +62,14 @@ ClampHlc(int64 hlc)
 }
 
 Datum
-clamp_hlc(PG_FUNCTION_ARGS)
+ofs_clamp_hlc(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(ClampHlc(PG_GETARG_INT64(0)));
 }
 
 /* encode_row(record) renders a row in the feed's JSON encoding (rowjson.c). */
 Datum
-encode_row(PG_FUNCTION_ARGS)
+ofs_encode_row(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader rec;
 	TupleDesc	desc;

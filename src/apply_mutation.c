@@ -13,6 +13,7 @@
  * ofs.apply_batch returns per mutation (apply_result.c).
  */
 #include "ofs.h"
+#include "hlc.h"
 #include "internal_tables.h"
 #include "mutation.h"
 #include "plan_cache.h"
@@ -30,7 +31,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(apply_one);
+PG_FUNCTION_INFO_V1(ofs_apply_one);
 
 /* The longest op_id and key a mutation may carry. */
 #define MAX_OP_ID_BYTES		256
@@ -283,7 +284,7 @@ IsMutationsFault(ErrorData *edata)
  * mutation in its own subtransaction and returns its result object.
  */
 Datum
-apply_one(PG_FUNCTION_ARGS)
+ofs_apply_one(PG_FUNCTION_ARGS)
 {
 	Oid			roleid;
 	char	   *rolename;

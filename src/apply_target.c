@@ -8,8 +8,10 @@
  * the catalog says, quoted).
  */
 #include "ofs.h"
+#include "internal_tables.h"
 #include "mutation.h"
 #include "plan_cache.h"
+#include "rowjson.h"
 
 #include "access/relation.h"
 #include "access/sysattr.h"

@@ -10,6 +10,7 @@
  * capture trigger and the transition log whose intent this is.
  */
 #include "ofs.h"
+#include "hlc.h"
 #include "merge.h"
 #include "mutation.h"
 #include "plan_cache.h"

@@ -14,7 +14,11 @@
  * transaction that captured changes wakes the sync workers (shmem.c).
  */
 #include "ofs.h"
+#include "capture.h"
+#include "hlc.h"
 #include "internal_tables.h"
+#include "rowjson.h"
+#include "shmem.h"
 #include "writer.h"
 
 #include "access/htup_details.h"
@@ -40,12 +44,12 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
-PG_FUNCTION_INFO_V1(capture_trigger);
-PG_FUNCTION_INFO_V1(refuse_truncate);
-PG_FUNCTION_INFO_V1(sync_table);
-PG_FUNCTION_INFO_V1(unsync_table);
-PG_FUNCTION_INFO_V1(rebuild_feed);
-PG_FUNCTION_INFO_V1(feed_commits);
+PG_FUNCTION_INFO_V1(ofs_capture_trigger);
+PG_FUNCTION_INFO_V1(ofs_refuse_truncate);
+PG_FUNCTION_INFO_V1(ofs_sync_table);
+PG_FUNCTION_INFO_V1(ofs_unsync_table);
+PG_FUNCTION_INFO_V1(ofs_rebuild_feed);
+PG_FUNCTION_INFO_V1(ofs_feed_commits);
 
 /* Whether the current transaction captured a change (reset at its end). */
 static bool captured_in_xact = false;
@@ -196,7 +200,7 @@ ChangedColumns(TupleDesc desc, HeapTuple oldrow, HeapTuple newrow,
 
 /* capture_trigger is the AFTER ROW trigger ofs_capture of synced tables. */
 Datum
-capture_trigger(PG_FUNCTION_ARGS)
+ofs_capture_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel;
@@ -244,7 +248,7 @@ capture_trigger(PG_FUNCTION_ARGS)
 
 /* refuse_truncate is the BEFORE TRUNCATE trigger of synced tables. */
 Datum
-refuse_truncate(PG_FUNCTION_ARGS)
+ofs_refuse_truncate(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
@@ -374,7 +378,7 @@ ValidateMerge(Oid relid, Jsonb *merge)
 
 /* sync_table registers a table in the feed and captures the rows it holds. */
 Datum
-sync_table(PG_FUNCTION_ARGS)
+ofs_sync_table(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	Jsonb	   *merge;
@@ -449,7 +453,7 @@ sync_table(PG_FUNCTION_ARGS)
 
 /* unsync_table removes a table from the feed. */
 Datum
-unsync_table(PG_FUNCTION_ARGS)
+ofs_unsync_table(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	Oid			types[1] = {OIDOID};
@@ -488,7 +492,7 @@ unsync_table(PG_FUNCTION_ARGS)
  * table.  After pg_restore it brings the feed back.
  */
 Datum
-rebuild_feed(PG_FUNCTION_ARGS)
+ofs_rebuild_feed(PG_FUNCTION_ARGS)
 {
 	Oid			save_uid;
 	int			save_sec;
@@ -524,7 +528,7 @@ rebuild_feed(PG_FUNCTION_ARGS)
 
 /* feed_commits is the number of commits that captured changes, or NULL without preloading. */
 Datum
-feed_commits(PG_FUNCTION_ARGS)
+ofs_feed_commits(PG_FUNCTION_ARGS)
 {
 	if (ofs_shared == NULL)
 		PG_RETURN_NULL();

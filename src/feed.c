@@ -15,6 +15,7 @@
  * (ofs.cursor_parse); this file does the reading, which is the hot part.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -28,7 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/xid8.h"
 
-PG_FUNCTION_INFO_V1(changes);
+PG_FUNCTION_INFO_V1(ofs_changes);
 
 #define CHANGES_NATTS 9
 
@@ -83,7 +84,7 @@ SnapshotText(Datum snap)
  * cursor, at most max_rows, each with the cursor that resumes after it.
  */
 Datum
-changes(PG_FUNCTION_ARGS)
+ofs_changes(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int32		max_rows;

@@ -30,12 +30,12 @@
 #include "access/table.h"
 #include "utils/rel.h"
 
-PG_FUNCTION_INFO_V1(create_gapless_sequence);
-PG_FUNCTION_INFO_V1(drop_gapless_sequence);
-PG_FUNCTION_INFO_V1(gapless_nextval);
-PG_FUNCTION_INFO_V1(gapless_nextval_at);
-PG_FUNCTION_INFO_V1(gapless_next);
-PG_FUNCTION_INFO_V1(gapless_next_at);
+PG_FUNCTION_INFO_V1(ofs_create_gapless_sequence);
+PG_FUNCTION_INFO_V1(ofs_drop_gapless_sequence);
+PG_FUNCTION_INFO_V1(ofs_gapless_nextval);
+PG_FUNCTION_INFO_V1(ofs_gapless_nextval_at);
+PG_FUNCTION_INFO_V1(ofs_gapless_next);
+PG_FUNCTION_INFO_V1(ofs_gapless_next_at);
 
 /* The widest {n:W}: a bigint has at most 19 digits. */
 #define GAPLESS_MAX_WIDTH 19
@@ -406,28 +406,28 @@ GaplessTake(text *name_t, TimestampTz at)
 
 /* gapless_nextval takes a number for the period of the transaction timestamp. */
 Datum
-gapless_nextval(PG_FUNCTION_ARGS)
+ofs_gapless_nextval(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(GaplessTake(PG_GETARG_TEXT_PP(0), GetCurrentTransactionStartTimestamp()).value);
 }
 
 /* gapless_nextval_at takes a number for the period containing a given timestamp. */
 Datum
-gapless_nextval_at(PG_FUNCTION_ARGS)
+ofs_gapless_nextval_at(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(GaplessTake(PG_GETARG_TEXT_PP(0), PG_GETARG_TIMESTAMPTZ(1)).value);
 }
 
 /* gapless_next is gapless_nextval returning the formatted number. */
 Datum
-gapless_next(PG_FUNCTION_ARGS)
+ofs_gapless_next(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(GaplessTake(PG_GETARG_TEXT_PP(0), GetCurrentTransactionStartTimestamp()).formatted));
 }
 
 /* gapless_next_at is gapless_nextval_at returning the formatted number. */
 Datum
-gapless_next_at(PG_FUNCTION_ARGS)
+ofs_gapless_next_at(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(GaplessTake(PG_GETARG_TEXT_PP(0), PG_GETARG_TIMESTAMPTZ(1)).formatted));
 }
@@ -444,7 +444,7 @@ GaplessRequiredArg(FunctionCallInfo fcinfo, int argno, const char *what)
 
 /* create_gapless_sequence validates a definition and stores it. */
 Datum
-create_gapless_sequence(PG_FUNCTION_ARGS)
+ofs_create_gapless_sequence(PG_FUNCTION_ARGS)
 {
 	char	   *name = GaplessRequiredArg(fcinfo, 0, "the name");
 	char	   *format = GaplessRequiredArg(fcinfo, 1, "the format");
@@ -521,7 +521,7 @@ create_gapless_sequence(PG_FUNCTION_ARGS)
 
 /* drop_gapless_sequence removes a definition and its counters. */
 Datum
-drop_gapless_sequence(PG_FUNCTION_ARGS)
+ofs_drop_gapless_sequence(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Datum		args[1];

@@ -19,6 +19,8 @@
  * keeps its own clock, monotonic within the session only.
  */
 #include "ofs.h"
+#include "hlc.h"
+#include "shmem.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -30,7 +32,7 @@
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
 
-PG_FUNCTION_INFO_V1(hlc_now);
+PG_FUNCTION_INFO_V1(ofs_hlc_now);
 
 #define HLC_LOGICAL_BITS 16
 #define HLC_RESERVE_MS 1000
@@ -166,7 +168,7 @@ HlcObserve(int64 remote)
 
 /* hlc_now returns a fresh HLC of the origin, for inspection and tests. */
 Datum
-hlc_now(PG_FUNCTION_ARGS)
+ofs_hlc_now(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(HlcNow());
 }

@@ -19,7 +19,7 @@
  *   - a reader of a newer column checks OfsOwnTableNatts first and uses a
  *     default when the table predates it.
  * A SQL-callable C function whose SQL signature changes keeps its old
- * symbol and gets a new one (name_1_1, as pg_stat_statements does), so the
+ * symbol and gets a new one (ofs_name_1_2, as pg_stat_statements does), so the
  * SQL of every supported version finds the entry point it declares.
  */
 #ifndef OFS_INTERNAL_TABLES_H
@@ -27,6 +27,7 @@
 
 #include "postgres.h"
 
+#include "storage/itemptr.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
 
@@ -103,5 +104,20 @@ typedef enum OfsOwnTable
 extern Relation OfsOpenOwnTable(OfsOwnTable which, LOCKMODE lockmode);
 /* OfsOwnTableNatts: how many of the known columns an opened table has. */
 extern int	OfsOwnTableNatts(Relation rel);
+
+/* Running as the extension's owner, for ofs's own tables. */
+extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
+extern void OfsRestoreUser(Oid save_uid, int save_sec);
+
+/* Names and lookups. */
+extern Oid	OfsRelid(const char *relname);
+extern char *OfsQualifiedName(Oid relid);
+extern void OfsSpiExec(const char *sql, int expected);
+extern void OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
+								 const char *no_key_detail, const char *no_key_hint);
+
+/* Writing a row of one of ofs's own tables as a heap tuple. */
+extern ItemPointerData OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
+extern void OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls);
 
 #endif							/* OFS_INTERNAL_TABLES_H */

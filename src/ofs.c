@@ -5,6 +5,7 @@
  * sync worker.  Everything else lives in the file of its concern.
  */
 #include "ofs.h"
+#include "shmem.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -12,7 +13,7 @@
 
 PG_MODULE_MAGIC;
 
-PG_FUNCTION_INFO_V1(library_version);
+PG_FUNCTION_INFO_V1(ofs_library_version);
 
 void
 _PG_init(void)
@@ -50,7 +51,7 @@ OfsVersionNum(const char *version)
 
 /* library_version() is the version of the loaded shared library. */
 Datum
-library_version(PG_FUNCTION_ARGS)
+ofs_library_version(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(OFS_LIBRARY_VERSION));
 }

@@ -1,9 +1,12 @@
 /*
- * ofs.h: declarations shared by the files of the ofs extension.
+ * ofs.h: what every file of the ofs extension shares: its SQLSTATEs, its
+ * version, and the initialisation each concern does from _PG_init.
  *
  * The extension is one shared library: origin primitives in src/ and the
- * sync worker in bgworker/.  Each file owns one concern; this header holds
- * what crosses between them.
+ * sync worker in bgworker/.  Each concern has its own header next to its
+ * file (shmem.h, hlc.h, internal_tables.h, rowjson.h, capture.h, writer.h,
+ * merge.h, plan_cache.h, mutation.h, transition.h; bgworker/worker.h,
+ * bgworker/message.h); a file includes what it uses.
  */
 #ifndef OFS_H
 #define OFS_H
@@ -22,9 +25,6 @@
 #define ERRCODE_OFS_CURSOR_TOO_OLD		MAKE_SQLSTATE('O','F','0','1','0')
 #define ERRCODE_OFS_DEPENDENT			MAKE_SQLSTATE('O','F','0','2','0')
 
-/* src/ofs.c */
-extern void _PG_init(void);
-
 /*
  * The version of this shared library: the newest SQL version it knows, which
  * is ofs.control's default_version.  It works with the SQL of every version
@@ -33,92 +33,14 @@ extern void _PG_init(void);
  */
 #define OFS_LIBRARY_VERSION		"1.1"
 #define OFS_OLDEST_SQL_VERSION	"1.0"
+
+/* src/ofs.c */
+extern void _PG_init(void);
 extern int	OfsVersionNum(const char *version);
 
-/* bgworker/worker.c */
-extern void WorkerInit(void);
-
-/* src/capture.c */
-extern void CaptureInit(void);
-#include "utils/relcache.h"
-extern AttrNumber *PrimaryKeyAtts(Relation rel, int *npk);
-
-/* src/apply.c */
-extern int	ofs_max_clock_skew_ms;
-extern void ApplyInit(void);
-extern int64 ClampHlc(int64 hlc);
-
-/* src/shmem.c: state shared by all backends (when ofs is preloaded) */
-#include "port/atomics.h"
-#include "storage/latch.h"
-#include "storage/spin.h"
-#include "datatype/timestamp.h"
-
-#define OFS_MAX_WORKER_LATCHES 16
-
-/* Counters of the sync workers, shown by ofs.stats. */
-typedef enum OfsCounter
-{
-	OFS_STAT_CONNECTED,			/* open connections (up and down) */
-	OFS_STAT_SESSIONS,			/* devices authenticated, ever */
-	OFS_STAT_MESSAGES_IN,
-	OFS_STAT_MESSAGES_OUT,
-	OFS_STAT_BYTES_IN,
-	OFS_STAT_BYTES_OUT,
-	OFS_STAT_APPLIED,
-	OFS_STAT_DUPLICATES,
-	OFS_STAT_REJECTED,
-	OFS_STAT_CONFLICTS,
-	OFS_STAT_ROWS_SENT,
-	OFS_STAT_ERRORS,
-	OFS_STAT_COUNT
-} OfsCounter;
-
-typedef struct OfsShared
-{
-	slock_t		mutex;			/* protects hlc_last, latches */
-	int64		hlc_last;		/* last HLC handed out */
-	int64		hlc_reserved;	/* HLCs up to here are covered by the file */
-	pg_atomic_uint64 feed_commits;	/* commits that captured changes */
-	Latch	   *latches[OFS_MAX_WORKER_LATCHES];	/* sync workers to wake */
-	pg_atomic_uint64 device_changes;	/* commits that revoked devices */
-	pg_atomic_uint64 counters[OFS_STAT_COUNT];
-	TimestampTz last_error_at;	/* protected by mutex */
-	char		last_error[256];
-} OfsShared;
-
-extern OfsShared *ofs_shared;	/* NULL unless preloaded */
-extern void OfsShmemInit(void);
-extern void OfsNotifyFeed(void);
-extern void OfsRegisterLatch(Latch *latch);
-extern void OfsUnregisterLatch(Latch *latch);
-extern void OfsCount(OfsCounter counter, int64 delta);
-extern void OfsRecordError(const char *message);
-
-/* src/hlc.c: hybrid logical clock */
-extern int64 HlcNow(void);
-extern int64 WallHlc(void);
-extern void HlcObserve(int64 remote);
-extern void HlcShmemStartup(void);
-
-/* src/internal_tables.c: reading and writing ofs's own tables */
-#include "utils/relcache.h"
-extern void OfsRunAsOwner(Oid *save_uid, int *save_sec);
-extern void OfsRestoreUser(Oid save_uid, int save_sec);
-extern Oid	OfsRelid(const char *relname);
-extern char *OfsQualifiedName(Oid relid);
-extern void OfsSpiExec(const char *sql, int expected);
-extern void OfsRequireKeyedTable(Oid relid, const char *not_table_detail,
-								 const char *no_key_detail, const char *no_key_hint);
-#include "storage/itemptr.h"
-extern ItemPointerData OfsInsertDirect(Relation rel, Datum *values, bool *nulls);
-extern void OfsUpdateDirect(Relation rel, ItemPointer tid, Datum *values, bool *nulls);
-
-/* src/rowjson.c: rows as JSON text */
-#include "access/htup.h"
-#include "access/tupdesc.h"
-#include "lib/stringinfo.h"
-extern void RowJsonValue(StringInfo buf, Datum value, bool isnull, Oid typid);
-extern char *RowJsonObject(HeapTuple tuple, TupleDesc desc, int natts, const AttrNumber *atts);
+/* What _PG_init runs, one call per concern. */
+extern void WorkerInit(void);	/* bgworker/worker.c: GUCs, the workers */
+extern void CaptureInit(void);	/* src/capture.c: waking the workers at commit */
+extern void ApplyInit(void);	/* src/apply.c: ofs.max_clock_skew, the writer */
 
 #endif							/* OFS_H */

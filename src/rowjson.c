@@ -18,6 +18,7 @@
  * docs/PROTOCOL.md repeats this table for client writers.
  */
 #include "ofs.h"
+#include "rowjson.h"
 
 #include <math.h>
 

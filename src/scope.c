@@ -10,6 +10,9 @@
  * and the row, encoded like the changes feed.
  */
 #include "ofs.h"
+#include "capture.h"
+#include "internal_tables.h"
+#include "rowjson.h"
 
 #include "access/relation.h"
 #include "catalog/pg_authid.h"
@@ -24,9 +27,9 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-PG_FUNCTION_INFO_V1(scope_rows);
-PG_FUNCTION_INFO_V1(scope_page);
-PG_FUNCTION_INFO_V1(scope_count);
+PG_FUNCTION_INFO_V1(ofs_scope_rows);
+PG_FUNCTION_INFO_V1(ofs_scope_page);
+PG_FUNCTION_INFO_V1(ofs_scope_count);
 
 /* KeyList renders the key columns as "a, b" (quoted). */
 static char *
@@ -149,7 +152,7 @@ CheckRole(Oid role)
  * that match filter (NULL: all).
  */
 Datum
-scope_rows(PG_FUNCTION_ARGS)
+ofs_scope_rows(PG_FUNCTION_ARGS)
 {
 	Oid			role = CheckRole(PG_GETARG_OID(0));
 	Oid			relid = PG_GETARG_OID(1);
@@ -179,7 +182,7 @@ scope_rows(PG_FUNCTION_ARGS)
  * start) that role may see and that match filter (NULL: all).
  */
 Datum
-scope_page(PG_FUNCTION_ARGS)
+ofs_scope_page(PG_FUNCTION_ARGS)
 {
 	Oid			role = CheckRole(PG_GETARG_OID(0));
 	Oid			relid = PG_GETARG_OID(1);
@@ -212,7 +215,7 @@ scope_page(PG_FUNCTION_ARGS)
  * progress.
  */
 Datum
-scope_count(PG_FUNCTION_ARGS)
+ofs_scope_count(PG_FUNCTION_ARGS)
 {
 	Oid			role = CheckRole(PG_GETARG_OID(0));
 	Oid			relid = PG_GETARG_OID(1);

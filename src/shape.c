@@ -11,6 +11,7 @@
  * executor as written.
  */
 #include "ofs.h"
+#include "internal_tables.h"
 
 #include "access/htup_details.h"
 #include "access/relation.h"
@@ -25,7 +26,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-PG_FUNCTION_INFO_V1(shape_filter);
+PG_FUNCTION_INFO_V1(ofs_shape_filter);
 
 #define SHAPE_MAX_FILTER_BYTES	4096
 #define SHAPE_MAX_NODES			256
@@ -274,7 +275,7 @@ ShapeNode(ShapeWalk *w, Node *node)
  * whole table (NULL).
  */
 Datum
-shape_filter(PG_FUNCTION_ARGS)
+ofs_shape_filter(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *filter;

@@ -10,6 +10,8 @@
  * clock (see hlc.c); nothing else depends on it.
  */
 #include "ofs.h"
+#include "hlc.h"
+#include "shmem.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
@@ -171,11 +173,11 @@ DevicesXactCallback(XactEvent event, void *arg)
 		devices_changed = feed_changed = false;
 }
 
-PG_FUNCTION_INFO_V1(notify_feed_change);
+PG_FUNCTION_INFO_V1(ofs_notify_feed_change);
 
 /* notify_feed_change() wakes the sync workers at commit, as a capture does. */
 Datum
-notify_feed_change(PG_FUNCTION_ARGS)
+ofs_notify_feed_change(PG_FUNCTION_ARGS)
 {
 	if (!devices_callback)
 	{
@@ -186,8 +188,8 @@ notify_feed_change(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-PG_FUNCTION_INFO_V1(notify_device_change);
-PG_FUNCTION_INFO_V1(worker_stats);
+PG_FUNCTION_INFO_V1(ofs_notify_device_change);
+PG_FUNCTION_INFO_V1(ofs_worker_stats);
 
 /*
  * notify_device_change() tells the sync workers, when the current
@@ -195,7 +197,7 @@ PG_FUNCTION_INFO_V1(worker_stats);
  * connections of those devices at once.
  */
 Datum
-notify_device_change(PG_FUNCTION_ARGS)
+ofs_notify_device_change(PG_FUNCTION_ARGS)
 {
 	if (!devices_callback)
 	{
@@ -208,7 +210,7 @@ notify_device_change(PG_FUNCTION_ARGS)
 
 /* worker_stats() returns the workers' counters (zero without preloading). */
 Datum
-worker_stats(PG_FUNCTION_ARGS)
+ofs_worker_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
 	Datum		values[OFS_STAT_COUNT + 2];

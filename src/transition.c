@@ -18,6 +18,8 @@
  */
 #include "ofs.h"
 #include "internal_tables.h"
+#include "rowjson.h"
+#include "transition.h"
 #include "writer.h"
 
 #include "access/htup_details.h"
@@ -57,13 +59,11 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
-#include "transition.h"
-
-PG_FUNCTION_INFO_V1(add_transition_constraint);
-PG_FUNCTION_INFO_V1(drop_transition_constraint);
-PG_FUNCTION_INFO_V1(add_transition_check);
-PG_FUNCTION_INFO_V1(drop_transition_check);
-PG_FUNCTION_INFO_V1(transition_trigger);
+PG_FUNCTION_INFO_V1(ofs_add_transition_constraint);
+PG_FUNCTION_INFO_V1(ofs_drop_transition_constraint);
+PG_FUNCTION_INFO_V1(ofs_add_transition_check);
+PG_FUNCTION_INFO_V1(ofs_drop_transition_check);
+PG_FUNCTION_INFO_V1(ofs_transition_trigger);
 
 #define TRANSITION_TRIGGER_NAME "ofs_transition"
 
@@ -775,7 +775,7 @@ TransitionJudgeUpdate(TableRules *rules, Relation rel, HeapTuple oldrow, HeapTup
  * add_transition_constraint and add_transition_check install.
  */
 Datum
-transition_trigger(PG_FUNCTION_ARGS)
+ofs_transition_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	TableRules *rules;
@@ -915,7 +915,7 @@ CanonicalState(Oid typid, int32 typmod, const char *state, StateContext *sc)
 
 /* add_transition_constraint parses, validates and stores a transition constraint. */
 Datum
-add_transition_constraint(PG_FUNCTION_ARGS)
+ofs_add_transition_constraint(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	char	   *name;
@@ -1121,7 +1121,7 @@ DropRule(Oid relid, text *name, const char *table, const char *what)
 
 /* drop_transition_constraint removes a transition constraint. */
 Datum
-drop_transition_constraint(PG_FUNCTION_ARGS)
+ofs_drop_transition_constraint(PG_FUNCTION_ARGS)
 {
 	DropRule(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1), "transition_constraint_def",
 			 "transition constraint");
@@ -1130,7 +1130,7 @@ drop_transition_constraint(PG_FUNCTION_ARGS)
 
 /* add_transition_check validates and stores a transition check. */
 Datum
-add_transition_check(PG_FUNCTION_ARGS)
+ofs_add_transition_check(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
@@ -1185,7 +1185,7 @@ add_transition_check(PG_FUNCTION_ARGS)
 
 /* drop_transition_check removes a transition check. */
 Datum
-drop_transition_check(PG_FUNCTION_ARGS)
+ofs_drop_transition_check(PG_FUNCTION_ARGS)
 {
 	DropRule(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1), "transition_check_def", "transition check");
 	PG_RETURN_VOID();

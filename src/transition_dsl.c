@@ -20,10 +20,10 @@
  * transition.c validates states and roles against the catalog.
  */
 #include "ofs.h"
+#include "transition.h"
 
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
-#include "transition.h"
 
 typedef struct DslScanner
 {
