@@ -89,34 +89,12 @@ ulid() {
   printf '%s' "$s"
 }
 
-# ws_port: a TCP port for the sync worker that no socket uses, below the range
-# the kernel picks local ports of outgoing connections from (a busy machine's
-# client sockets could otherwise hold it, and the worker could not listen).
-ws_port() {
-  local lo base p
-  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  base=20000; [ "$lo" -gt 21000 ] || base=1024
-  for _ in $(seq 1 200); do
-    p=$((base + RANDOM % (lo - base)))
-    grep -qi "$(printf ':%04X ' "$p")" /proc/net/tcp /proc/net/tcp6 2>/dev/null && continue
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    echo "$p"; return 0
-  done
-  return 1
-}
-
 # wait_worker: the sync worker polls until ofs_demo has the extension, then
-# listens; wait (at most 30 s) until it accepts connections.
-wait_worker() {
-  for _ in $(seq 1 150); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null && return 0
-    sleep 0.2
-  done
-  return 1
-}
+# listens; wait (at most 30 s) until it serves (test/lib/cluster.sh).
+wait_worker() { ofs_wait_workers "$WSPORT" 30; }
 
 say "Starting a throwaway PostgreSQL cluster with ofs preloaded: the origin"
-WSPORT=$(ws_port) || { echo "no free TCP port for the sync worker" >&2; exit 1; }
+WSPORT=$(ofs_free_port) || { echo "no free TCP port for the sync worker" >&2; exit 1; }
 ofs_cluster_init "$TMP/cluster" "ofs.port = $WSPORT" "ofs.database = 'ofs_demo'" \
   >"$TMP/init.log" 2>&1 || { cat "$TMP/init.log"; exit 1; }
 ofs_psql -d postgres -c "CREATE DATABASE ofs_demo" >/dev/null

@@ -28,13 +28,14 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-# The end-to-end tests drive the sync worker with node and the npm package ws
-# (test/e2e/package-lock.json).  Without npm only they fail; nothing else.
-e2e="$(dirname "$0")/../test/e2e"
-if [ ! -d "$e2e/node_modules" ]; then
+# The end-to-end tests, the soak and the bench drive the sync worker with
+# node and the npm package ws (test/toolkit/package-lock.json).  Without npm
+# only they fail; nothing else.
+toolkit="$(dirname "$0")/../test/toolkit"
+if [ ! -d "$toolkit/node_modules" ]; then
   if command -v npm >/dev/null; then
-    echo "ofs: installing the end-to-end test client (npm ci in test/e2e)"
-    npm ci --prefix "$e2e" --no-audit --no-fund >/dev/null
+    echo "ofs: installing the test toolkit (npm ci in test/toolkit)"
+    npm ci --prefix "$toolkit" --no-audit --no-fund >/dev/null
   else
     echo "ofs: npm is missing: the end-to-end tests need node 20 and npm" >&2
   fi

@@ -19,7 +19,7 @@ device=""; copy=""
 for round in 1 2 3; do
   # Fewer rounds rather than over two minutes.
   [ $round -gt 1 ] && [ $SECONDS -gt 60 ] && { echo "round $round skipped: $SECONDS s so far" >&2; break; }
-  token=$(dev_token "bench-dev-init-$round")
+  token=$(dev_issue_token "bench-dev-init-$round")
   dev_run 100 initial "$DEV_DIR/device.db" "$OFS_WS_URL" "$token" dev_init_todos $rows
   device=$(dev_min "$device" "$DEV_OUT")
   rm -f "$DEV_DIR"/device.db*

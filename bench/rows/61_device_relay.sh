@@ -22,9 +22,9 @@ for round in 1 2 3; do
   [ $round -gt 1 ] && [ $SECONDS -gt 45 ] && { echo "round $round skipped: $SECONDS s so far" >&2; break; }
   t=dev_relay_todos_$round
   dev_table $t 0
-  a=$(dev_token "bench-dev-relay-a$round")
-  b=$(dev_token "bench-dev-relay-b$round")
-  c=$(dev_token "bench-dev-relay-c$round")
+  a=$(dev_issue_token "bench-dev-relay-a$round")
+  b=$(dev_issue_token "bench-dev-relay-b$round")
+  c=$(dev_issue_token "bench-dev-relay-c$round")
   dev_run 100 relay "$DEV_DIR" "$OFS_WS_URL" "$a" "$b" $t $rows
   relay=$(dev_min "$relay" "${DEV_OUT% *}")
   # -1: A's sync had not returned 20 s after B had the rows.

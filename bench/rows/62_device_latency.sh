@@ -19,8 +19,8 @@ dev_table dev_lat_todos 0
 DEV_TABLES+=(dev_lat_plain)
 ofs_psql -d $DEV_DB -c "DROP TABLE IF EXISTS dev_lat_plain" \
   -c "CREATE TABLE dev_lat_plain (id text PRIMARY KEY, text text, done integer)" >/dev/null
-a=$(dev_token bench-dev-lat-a)
-b=$(dev_token bench-dev-lat-b)
+a=$(dev_issue_token bench-dev-lat-a)
+b=$(dev_issue_token bench-dev-lat-b)
 dev_run 100 latency "$DEV_DIR" "$OFS_WS_URL" "$a" "$b" dev_lat_todos $trials
 read -r p50 p99 max lost late run <<<"$DEV_OUT"
 dev_run 60 notify "$DEV_CONNINFO" dev_lat_plain $trials

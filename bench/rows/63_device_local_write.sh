@@ -11,7 +11,7 @@ set -euo pipefail
 . "$OFS_ROOT/bench/tools/device_common.sh"
 dev_prepare bench_dev_write bench-dev-write-
 dev_table dev_write_todos 0
-token=$(dev_token bench-dev-write-1)
+token=$(dev_issue_token bench-dev-write-1)
 dev_run 100 write "$DEV_DIR/device.db" "$OFS_WS_URL" "$token" dev_write_todos 7 10 1000
 read -r synced plain <<<"$DEV_OUT"
 awk -v s="$synced" -v p="$plain" 'BEGIN {

@@ -11,7 +11,7 @@ set -euo pipefail
 . "$OFS_ROOT/bench/tools/device_common.sh"
 dev_prepare bench_dev_read bench-dev-read-
 dev_table dev_read_todos 100000
-token=$(dev_token bench-dev-read-1)
+token=$(dev_issue_token bench-dev-read-1)
 dev_run 100 read "$DEV_DIR/device.db" "$OFS_WS_URL" "$token" dev_read_todos 100000
 read -r s50 s99 p50 p99 <<<"$DEV_OUT"
 awk -v s50="$s50" -v s99="$s99" -v p50="$p50" -v p99="$p99" 'BEGIN {

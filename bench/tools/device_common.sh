@@ -9,7 +9,7 @@
 # default, without.
 #
 # dev_prepare ROLE PREFIX: builds libofs and the tool, prepares the
-# database, and arranges for dev_cleanup at exit: the row's tables
+# database, and arranges for dev_row_cleanup at exit: the row's tables
 # (DEV_TABLES), its devices (named PREFIX...) and what the origin keeps of
 # them (vacuumed away), the role, the device files (DEV_DIR) and the row's
 # processes.
@@ -18,7 +18,8 @@
 # text, done integer) that ROLE may read and write, with ROWS rows (text of
 # 40 bytes, md5 || 'abcdefgh').
 #
-# dev_token DEVICE: a new device of ROLE and its token.
+# dev_issue_token DEVICE: a new device of ROLE and its token (unlike
+# test/lib/devices.sh's dev_token, which reads a device's token).
 #
 # dev_run SECONDS ARGS...: the tool, bounded in time; its output in DEV_OUT.
 
@@ -42,7 +43,7 @@ dev_build() {
   fi
 }
 
-dev_cleanup() {
+dev_row_cleanup() {
   local t
   set +e
   if [ -n "${DEV_PID:-}" ]; then kill -TERM "$DEV_PID" 2>/dev/null; wait "$DEV_PID" 2>/dev/null; DEV_PID=; fi
@@ -67,11 +68,11 @@ dev_cleanup() {
 dev_prepare() {
   DEV_ROLE=$1 DEV_PREFIX=$2
   DEV_DIR="$OFS_TMP/$DEV_PREFIX"
-  trap dev_cleanup EXIT
+  trap dev_row_cleanup EXIT
   trap 'exit 130' INT TERM
   dev_build
   ws_prepare
-  (dev_cleanup)
+  (dev_row_cleanup)
   mkdir -p "$DEV_DIR"
   ofs_psql -d $DEV_DB -c "CREATE ROLE $DEV_ROLE" -c "GRANT USAGE ON SCHEMA public TO $DEV_ROLE" >/dev/null
 }
@@ -90,7 +91,7 @@ VACUUM ANALYZE $t;
 SQL
 }
 
-dev_token() {
+dev_issue_token() {
   ofs_psql -d $DEV_DB -c "SELECT ofs.create_device_token('$DEV_ROLE', '$1')"
 }
 

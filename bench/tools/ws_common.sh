@@ -2,8 +2,8 @@
 # Source it from a row; bench/run.sh exports OFS_ROOT, OFS_TMP, OFS_WS_PORT
 # and the cluster's PGHOST/PGPORT/PGUSER.
 #
-# ws_prepare: checks node and the npm package ws (test/e2e/node_modules,
-# installed by scripts/deps.sh; npm ci here when it is missing), raises the
+# ws_prepare: checks node and the toolkit's npm packages (test/toolkit,
+# ofs_toolkit_ready in test/lib/cluster.sh), raises the
 # open-files limit for a thousand sockets, makes sure the database the
 # workers serve (ofs_bench_ws) exists with the extension, and waits until
 # every worker accepts WebSocket connections.
@@ -32,11 +32,7 @@ ws_prepare() {
     echo "OFS_WS_PORT is not set: bench/run.sh starts the cluster with ofs.port = \$OFS_WS_PORT" >&2
     return 1
   fi
-  command -v node >/dev/null || { echo "node is not installed (scripts/deps.sh)" >&2; return 1; }
-  if [ ! -d "$OFS_ROOT/test/e2e/node_modules/ws" ]; then
-    npm ci --prefix "$OFS_ROOT/test/e2e" --no-audit --no-fund >/dev/null 2>&1 || {
-      echo "npm ci in test/e2e failed: the npm package ws is missing" >&2; return 1; }
-  fi
+  ofs_toolkit_ready || return 1
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   if [ "$(ofs_psql -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$WS_DB'")" = 0 ]; then
     ofs_psql -d postgres -c "CREATE DATABASE $WS_DB" >/dev/null
@@ -45,28 +41,10 @@ ws_prepare() {
   ws_wait_listening
 }
 
-# ws_wait_listening: each worker polls once a second for the extension, then
-# listens: wait until as many workers run and as many sockets listen on the
-# port as ofs.workers says, and a handshake succeeds.
+# ws_wait_listening: until every worker serves (test/lib/cluster.sh).
 ws_wait_listening() {
-  local workers running listening
-  workers=$(ofs_psql -d postgres -c "SHOW ofs.workers")
-  for _ in $(seq 1 120); do
-    running=$(ws_worker_pids | wc -l)
-    if command -v ss >/dev/null; then
-      listening=$(ss -Hltn "sport = :$OFS_WS_PORT" | wc -l)
-    else
-      listening=$workers
-    fi
-    if [ "$running" -ge "$workers" ] && [ "$listening" -ge "$workers" ] &&
-       node "$WS_TOOLS/ws_lib.js" probe >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.5
-  done
-  echo "the sync workers do not accept connections on port $OFS_WS_PORT after 60 s" \
-       "($running of $workers running, $listening listening; worker pids: $(ws_worker_pids | tr '\n' ' '))" >&2
-  return 1
+  ofs_wait_workers "$OFS_WS_PORT" 60 || {
+    echo "worker pids: $(ws_worker_pids | tr '\n' ' ')" >&2; return 1; }
 }
 
 ws_restart_workers() {

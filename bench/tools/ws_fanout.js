@@ -95,7 +95,7 @@ async function main() {
     }
     await sleep(100);
   }
-  for (const c of conns) c.close();
+  for (const c of conns) c.terminate();
   complete.sort((a, b) => a - b);
   perDevice.sort((a, b) => a - b);
   const f = (x) => x.toFixed(1);

@@ -54,7 +54,7 @@ async function main() {
   process.stderr.write(`workers ${after.pids.join(', ')}; ${warmup} + ${n} connections open, ${mode} (ofs.stats connected_devices ${stats})\n` +
     `before: Pss ${before.pss} kB, Anonymous ${before.anon} kB, Rss ${before.rss} kB\n` +
     `after:  Pss ${after.pss} kB, Anonymous ${after.anon} kB, Rss ${after.rss} kB\n`);
-  for (const c of all) c.close();
+  for (const c of all) c.terminate();
   process.stdout.write(`${n} ${after.pss - before.pss} ${after.anon - before.anon} ${after.rss - before.rss} ${mode}\n`);
   process.exit(0);
 }

@@ -23,10 +23,10 @@ async function main() {
   // The hybrid logical clock to stamp the mutations with: the origin's,
   // from a welcome (an integer beyond 2^53, so read from the text).
   const probe = await connect('hlc');
-  const w = await probe.request({ type: 'hello', token });
+  const w = await probe.requestMeta({ type: 'hello', token });
   expect(w, 'welcome', 'hello');
   const hlc = /"hlc":\s*([0-9]+)/.exec(w.raw)[1];
-  probe.close();
+  probe.terminate();
 
   const messages = [];
   for (let first = 1, id = 1; first <= n; first += batch, id++) {
@@ -41,12 +41,12 @@ async function main() {
 
   const start = nowMs();
   const c = await connect('push');
-  expect(await c.request({ type: 'hello', token }), 'welcome', 'hello');
+  expect(await c.requestMeta({ type: 'hello', token }), 'welcome', 'hello');
   const counts = {};
   for (const m of messages) {
     let a;
     try {
-      a = expect(await c.request(m.text, ANSWER_TIMEOUT_MS, m.id), 'pushed', `push ${m.id}`);
+      a = expect(await c.requestRaw(m.text, m.id, ANSWER_TIMEOUT_MS, undefined, true), 'pushed', `push ${m.id}`);
     } catch (e) {
       if (!/no answer/.test(e.message)) fail(e.message);
       const applied = counts.applied || 0;
@@ -57,7 +57,7 @@ async function main() {
     for (const r of a.results) counts[r.status] = (counts[r.status] || 0) + 1;
   }
   const secs = (nowMs() - start) / 1000;
-  c.close();
+  c.terminate();
   if (counts.applied !== n) fail(`pushed answers: ${JSON.stringify(counts)}, expected ${n} applied`);
   process.stdout.write(`${secs} ${deflateMode([c])}\n`);
   process.exit(0);

@@ -151,7 +151,7 @@ INSERT INTO ${table}_log SELECT :step, id, v, owner, sent_us FROM u;
     }
     await sleep(500);
   }
-  for (const c of conns) c.close();
+  for (const c of conns) c.terminate();
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'inf');
   process.stdout.write(`${best ? best.rate : '-'} ${best ? f(best.p95) : '-'} ${failed ? failed.rate : '-'} ${failed ? f(failed.p95) : '-'} ` +
     `${failed ? failed.missed : '-'} ${failed ? failed.achieved.toFixed(0) : '-'} ${mode}\n`);

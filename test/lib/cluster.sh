@@ -8,6 +8,11 @@
 #
 # After ofs_cluster_init: OFS_CLUSTER_DIR, PGHOST, PGPORT, PGUSER, PGDATABASE
 # are exported, so psql, pgbench and pg_prove reach the cluster directly.
+#
+# It is the one shell library of the tests, the bench and the demo:
+# test/lib/devices.sh (device tests) and bench/tools/*_common.sh (bench
+# rows) build on it.  Their node side is test/toolkit/ (one WebSocket
+# client of the protocol, npm ws installed by ofs_toolkit_ready).
 
 OFS_PG_USER=${OFS_PG_USER:-postgres}
 OFS_PG_BINDIR=${OFS_PG_BINDIR:-$(pg_config --bindir)}
@@ -97,4 +102,44 @@ ofs_cluster_destroy() {
 # ofs_psql ARGS...: psql that stops at the first error and prints bare values.
 ofs_psql() {
   psql -X -q -v ON_ERROR_STOP=1 -At "$@"
+}
+
+# ofs_toolkit_ready: node and the toolkit's npm packages (test/toolkit,
+# installed by scripts/deps.sh; npm ci here when they are missing).
+ofs_toolkit_ready() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../toolkit" && pwd)"
+  command -v node >/dev/null || { echo "node is not installed (scripts/deps.sh)" >&2; return 1; }
+  if [ ! -d "$dir/node_modules/ws" ]; then
+    npm ci --prefix "$dir" --no-audit --no-fund >/dev/null 2>&1 || {
+      echo "npm ci in test/toolkit failed: the npm package ws is missing" >&2; return 1; }
+  fi
+}
+
+# ofs_listening PORT: does anything accept TCP connections on the port?
+ofs_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ofs_wait_workers PORT SECONDS: until the sync workers serve WebSocket on
+# the port: as many sockets listen as ofs.workers says (when ss can tell)
+# and a handshake succeeds (test/toolkit/client.js probe; a TCP connect
+# without node).  Each worker polls once a second for the extension before
+# it listens.  Returns 1, saying why on stderr, after SECONDS.
+ofs_wait_workers() {
+  local port=$1 end=$((SECONDS + $2)) workers listening probe
+  probe="$(cd "$(dirname "${BASH_SOURCE[0]}")/../toolkit" && pwd)/client.js"
+  workers=$(ofs_psql -d postgres -c "SHOW ofs.workers" 2>/dev/null || echo 1)
+  while [ $SECONDS -lt $end ]; do
+    listening=$workers
+    command -v ss >/dev/null && listening=$(ss -Hltn "sport = :$port" | wc -l)
+    if [ "$listening" -ge "$workers" ]; then
+      if command -v node >/dev/null && [ -d "$(dirname "$probe")/node_modules/ws" ]; then
+        OFS_WS_URL="ws://127.0.0.1:$port/" timeout 10 node "$probe" probe >/dev/null 2>&1 && return 0
+      else
+        ofs_listening "$port" && return 0
+      fi
+    fi
+    sleep 0.2
+  done
+  echo "the sync workers do not accept connections on port $port after $2 s ($listening of $workers listening)" >&2
+  return 1
 }

@@ -86,17 +86,10 @@ dev_origin() {
 }
 
 # dev_listening: does anything accept connections on the worker's port?
-dev_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$DEV_PORT") 2>/dev/null; }
+dev_listening() { ofs_listening "$DEV_PORT"; }
 
-# dev_wait_listening SECONDS
-dev_wait_listening() {
-  local end=$((SECONDS + $1))
-  while [ $SECONDS -lt $end ]; do
-    dev_listening && return 0
-    sleep 0.2
-  done
-  return 1
-}
+# dev_wait_listening SECONDS: until the workers serve (cluster.sh).
+dev_wait_listening() { ofs_wait_workers "$DEV_PORT" "$1"; }
 
 # dev_sql SQL...: psql on the origin database, bare values.
 dev_sql() { ofs_psql -d "$DEV_DB" "$@"; }

@@ -16,13 +16,9 @@ if [ -z "${OFS_WS_PORT:-}" ]; then
   echo "not ok - OFS_WS_PORT is not set: start the cluster with ofs.port and export it (test/run.sh does)"
   exit 1
 fi
-if ! command -v node >/dev/null; then
-  echo "not ok - node is not installed (scripts/deps.sh installs the e2e dependencies)"
+if ! err=$(ofs_toolkit_ready 2>&1); then
+  echo "not ok - $err"
   exit 1
-fi
-if [ ! -d "$dir/node_modules/ws" ]; then
-  npm ci --prefix "$dir" --no-audit --no-fund >/dev/null 2>&1 || {
-    echo "not ok - npm ci in test/e2e failed: the package ws is missing"; exit 1; }
 fi
 
 # drop_e2e: the database (the worker's connection included) and leftover roles.

@@ -13,7 +13,7 @@
 // SOAK_DEVICES, SOAK_SECONDS, SOAK_TOKENS (a file: one token per line).
 const fs = require('node:fs');
 const path = require('node:path');
-const lib = require(path.join(__dirname, '../e2e/lib.js'));
+const lib = require(path.join(__dirname, '../toolkit/client.js'));
 const { connect, psql, psqlAsync, sleep, canon, show, WS_URL } = lib;
 
 const DEVICES = Number(process.env.SOAK_DEVICES || 300);

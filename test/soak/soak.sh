@@ -22,7 +22,7 @@ cleanup() {
   if [ -n "${OFS_KEEP:-}" ]; then ofs_cluster_stop immediate; echo "# kept $DIR"; else ofs_cluster_destroy; rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
-[ -d test/e2e/node_modules/ws ] || npm ci --prefix test/e2e --no-audit --no-fund >/dev/null
+ofs_toolkit_ready || exit 1
 unset PGPORT_OFS
 ofs_cluster_init "$DIR/cluster" "ofs.port = $PORT" "ofs.database = 'soak'" "max_connections = 200" >/dev/null ||
   { echo "not ok - the cluster did not start"; exit 1; }
