@@ -7,7 +7,8 @@
 # reload changes ofs.max_message_bytes for open connections' next messages.
 set -euo pipefail
 . "$OFS_ROOT/test/lib/cluster.sh"
-WS="$OFS_ROOT/test/e2e/node_modules/ws"
+ofs_toolkit_ready
+WS="$OFS_ROOT/test/toolkit/node_modules/ws"
 n=0; failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && echo "# $2"; }
