@@ -51,6 +51,27 @@
  *       the lower p99 counts), each lookup timed on its own.  Prints p50
  *       and p99 of the synced table, then of the plain one, in
  *       microseconds.
+ *   device_bench offline PATH URL TOKEN CONNINFO TABLE ROWS
+ *       A device syncs once (TABLE empty), inserts ROWS rows offline
+ *       (transactions of 1,000 through ofs_sqlite) and syncs again, in a
+ *       thread of its own; the main thread counts TABLE at the origin
+ *       (libpq) every 2 ms.  Prints the time from the start of that sync
+ *       until the origin has all ROWS rows, the time of the whole sync, and
+ *       the number of changes the sync pulled back.
+ *   device_bench insert CONNINFO TABLE ROWS
+ *       The baseline of "offline": the same ROWS rows inserted at the
+ *       origin into TABLE (a plain table) by multi-row INSERTs of 1,000
+ *       rows, a transaction each (libpq, connection included).
+ *   device_bench conflicts DIR URL TOKEN_A TOKEN_B CONNINFO TABLE ROWS
+ *       Devices A and B sync TABLE (ROWS rows), then both edit every row
+ *       offline (A's texts, then B's), and sync together, each in a thread
+ *       of its own, round after round, until both hold exactly the origin's
+ *       rows (at most 10 rounds).  Prints the time of the rounds, their
+ *       number, and the changes the devices pulled.
+ *   device_bench update CONNINFO TABLE ROWS
+ *       The baseline of "conflicts": the same two edits of every row made
+ *       at the origin as two UPDATE statements (libpq, connection
+ *       included).
  */
 #include <errno.h>
 #include <math.h>
@@ -1061,6 +1082,314 @@ mode_read(int argc, char **argv)
 	return 0;
 }
 
+/* ---- offline rows, conflicts ---- */
+
+static PGconn *
+origin_connect(const char *conninfo)
+{
+	PGconn	   *conn = PQconnectdb(conninfo);
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		die("connection to the origin failed: %s", PQerrorMessage(conn));
+	return conn;
+}
+
+static void
+origin_exec(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		die("%.200s: %s", sql, PQerrorMessage(conn));
+	PQclear(res);
+}
+
+/* origin_text: the first value of a query, as text (malloc'd). */
+static char *
+origin_text(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+	char	   *v;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		die("%.200s: %s", sql, PQerrorMessage(conn));
+	v = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static int64_t
+origin_count(PGconn *conn, const char *table)
+{
+	char		sql[512];
+	char	   *v;
+	int64_t		n;
+
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", table);
+	v = origin_text(conn, sql);
+	n = atoll(v);
+	free(v);
+	return n;
+}
+
+/*
+ * The rows of a table as one text, id order, on the origin and on a
+ * device: "id|text|done" lines (md5 of them at the origin, compared with
+ * the device's text hashed there too, to keep the comparison exact).
+ */
+static char *
+device_rows_text(sqlite3 *s, const char *table)
+{
+	char	   *sql = sqlite3_mprintf("SELECT id, coalesce(text, '<null>'), coalesce(done, -1) FROM \"%w\" ORDER BY id", table);
+	sqlite3_stmt *st = sql_prepare(s, sql);
+	size_t		cap = 1 << 16, len = 0;
+	char	   *out = malloc(cap);
+
+	sqlite3_free(sql);
+	out[0] = '\0';
+	while (sqlite3_step(st) == SQLITE_ROW)
+	{
+		char		line[512];
+		int			n = snprintf(line, sizeof(line), "%s|%s|%lld\n", (const char *) sqlite3_column_text(st, 0),
+								 (const char *) sqlite3_column_text(st, 1), (long long) sqlite3_column_int64(st, 2));
+
+		if (len + n + 1 > cap)
+			out = realloc(out, cap *= 2);
+		memcpy(out + len, line, n + 1);
+		len += n;
+	}
+	sqlite3_finalize(st);
+	return out;
+}
+
+static char *
+origin_rows_text(PGconn *conn, const char *table)
+{
+	char		sql[512];
+
+	snprintf(sql, sizeof(sql),
+			 "SELECT coalesce(string_agg(id || '|' || coalesce(text, '<null>') || '|' || coalesce(done, -1) || E'\\n', '' ORDER BY id COLLATE \"C\"), '')"
+			 "  FROM \"%s\"", table);
+	return origin_text(conn, sql);
+}
+
+/* insert_offline: ROWS rows into a device's table, transactions of 1,000. */
+static void
+insert_offline(ofs_db *db, const char *table, const char *prefix, int64_t rows)
+{
+	char	   *sql = sqlite3_mprintf("INSERT INTO \"%w\" (id, text, done) VALUES (?1, ?2, ?3)", table);
+	sqlite3_stmt *ins = sql_prepare(ofs_sqlite(db), sql);
+
+	sqlite3_free(sql);
+	for (int64_t i = 0; i < rows; i++)
+	{
+		char		key[64];
+
+		if (i % 1000 == 0)
+			sql_exec(ofs_sqlite(db), "BEGIN");
+		snprintf(key, sizeof(key), "%s%lld", prefix, (long long) i);
+		insert_row(ofs_sqlite(db), ins, key, (uint64_t) i);
+		if (i % 1000 == 999 || i == rows - 1)
+			sql_exec(ofs_sqlite(db), "COMMIT");
+	}
+	sqlite3_finalize(ins);
+}
+
+static int
+mode_offline(int argc, char **argv)
+{
+	const char *table;
+	ofs_db	   *db;
+	PGconn	   *conn;
+	Syncer		sy;
+	pthread_t	th;
+	int64_t		rows, t0, t_origin = 0, t_end, deadline;
+
+	if (argc != 8)
+		die("usage: offline PATH URL TOKEN CONNINFO TABLE ROWS");
+	table = argv[6];
+	rows = atoll(argv[7]);
+	conn = origin_connect(argv[5]);
+	db = fresh_device(argv[2], argv[3], argv[4], table);
+	sync_or_die(db, "first", NULL);
+	insert_offline(db, table, "offline-", rows);
+	if (sql_count(ofs_sqlite(db), "_ofs_outbox") != rows)
+		die("the device has %lld intents in its outbox, not %lld",
+			(long long) sql_count(ofs_sqlite(db), "_ofs_outbox"), (long long) rows);
+
+	memset(&sy, 0, sizeof(sy));
+	sy.db = db;
+	t0 = now_ns();
+	if (pthread_create(&th, NULL, SyncMain, &sy) != 0)
+		die("pthread_create failed");
+	deadline = t0 + 60 * (int64_t) 1000000000;
+	while (now_ns() < deadline && !(atomic_load(&sy.end_ns) && sy.rc != OFS_OK))
+	{
+		if (origin_count(conn, table) >= rows)
+		{
+			t_origin = now_ns();
+			break;
+		}
+		sleep_ms(2);
+	}
+	pthread_join(th, NULL);
+	t_end = atomic_load(&sy.end_ns);
+	if (sy.rc != OFS_OK)
+		die("ofs_sync with the offline rows: rc %d: %s", sy.rc, sy.err);
+	if (t_origin == 0)
+		die("the origin has %lld of %lld rows 60 s after the sync started",
+			(long long) origin_count(conn, table), (long long) rows);
+	if (sy.st.applied != rows || sy.st.pending != 0)
+		die("the sync: %lld applied of %lld pushed, %lld pending", (long long) sy.st.applied,
+			(long long) sy.st.pushed, (long long) sy.st.pending);
+	if (sql_count(ofs_sqlite(db), table) != rows)
+		die("the device holds %lld rows, not %lld", (long long) sql_count(ofs_sqlite(db), table), (long long) rows);
+	fprintf(stderr, "offline: the origin had all %lld rows %.3f s after the sync started; the sync took %.3f s and pulled %lld changes\n",
+			(long long) rows, (t_origin - t0) / 1e9, (t_end - t0) / 1e9, (long long) sy.st.pulled);
+	ofs_close(db);
+	PQfinish(conn);
+	printf("%.6f %.6f %lld\n", (t_origin - t0) / 1e9, (t_end - t0) / 1e9, (long long) sy.st.pulled);
+	return 0;
+}
+
+static int
+mode_insert(int argc, char **argv)
+{
+	PGconn	   *conn;
+	int64_t		rows;
+	double		t0, t1;
+
+	if (argc != 5)
+		die("usage: insert CONNINFO TABLE ROWS");
+	rows = atoll(argv[4]);
+	t0 = now_s();
+	conn = origin_connect(argv[2]);
+	for (int64_t i = 0; i < rows; i += 1000)
+	{
+		size_t		cap = 128 * 1024;
+		char	   *sql = malloc(cap);
+		size_t		len = (size_t) snprintf(sql, cap, "INSERT INTO \"%s\" (id, text, done) VALUES ", argv[3]);
+
+		for (int64_t j = i; j < rows && j < i + 1000; j++)
+		{
+			char		text[41];
+
+			row_text((uint64_t) j, text);
+			len += (size_t) snprintf(sql + len, cap - len, "%s('offline-%lld', '%s', %lld)", j > i ? ", " : "",
+									 (long long) j, text, (long long) (j % 2));
+		}
+		origin_exec(conn, sql);
+		free(sql);
+	}
+	t1 = now_s();
+	if (origin_count(conn, argv[3]) != rows)
+		die("the table holds %lld rows, not %lld", (long long) origin_count(conn, argv[3]), (long long) rows);
+	PQfinish(conn);
+	printf("%.6f\n", t1 - t0);
+	return 0;
+}
+
+/* edit_offline: every row's text becomes "<who>-<id>", one transaction. */
+static void
+edit_offline(ofs_db *db, const char *table, const char *who)
+{
+	char	   *sql = sqlite3_mprintf("UPDATE \"%w\" SET text = '%q-' || id", table, who);
+
+	sql_exec(ofs_sqlite(db), "BEGIN");
+	sql_exec(ofs_sqlite(db), sql);
+	sql_exec(ofs_sqlite(db), "COMMIT");
+	sqlite3_free(sql);
+}
+
+static int
+mode_conflicts(int argc, char **argv)
+{
+	char		path_a[4096], path_b[4096];
+	const char *table;
+	ofs_db	   *a, *b;
+	PGconn	   *conn;
+	int64_t		rows, elapsed = 0, pulled = 0;
+	int			rounds = 0, equal = 0;
+
+	if (argc != 9)
+		die("usage: conflicts DIR URL TOKEN_A TOKEN_B CONNINFO TABLE ROWS");
+	table = argv[7];
+	rows = atoll(argv[8]);
+	snprintf(path_a, sizeof(path_a), "%s/conflicts_a.db", argv[2]);
+	snprintf(path_b, sizeof(path_b), "%s/conflicts_b.db", argv[2]);
+	conn = origin_connect(argv[6]);
+	a = fresh_device(path_a, argv[3], argv[4], table);
+	b = fresh_device(path_b, argv[3], argv[5], table);
+	sync_or_die(a, "device A, first", NULL);
+	sync_or_die(b, "device B, first", NULL);
+	if (sql_count(ofs_sqlite(a), table) != rows || sql_count(ofs_sqlite(b), table) != rows)
+		die("the devices do not start with %lld rows", (long long) rows);
+	edit_offline(a, table, "a");
+	edit_offline(b, table, "b");
+
+	while (!equal && rounds < 10)
+	{
+		Syncer		sa, sb;
+		pthread_t	ta, tb;
+		int64_t		t0 = now_ns();
+		char	   *o, *da, *db_;
+
+		memset(&sa, 0, sizeof(sa));
+		memset(&sb, 0, sizeof(sb));
+		sa.db = a;
+		sb.db = b;
+		if (pthread_create(&ta, NULL, SyncMain, &sa) != 0 || pthread_create(&tb, NULL, SyncMain, &sb) != 0)
+			die("pthread_create failed");
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		elapsed += now_ns() - t0;
+		rounds++;
+		if (sa.rc != OFS_OK || sb.rc != OFS_OK)
+			die("round %d: ofs_sync of A: rc %d %s; of B: rc %d %s", rounds, sa.rc, sa.err, sb.rc, sb.err);
+		pulled += sa.st.pulled + sb.st.pulled;
+		o = origin_rows_text(conn, table);
+		da = device_rows_text(ofs_sqlite(a), table);
+		db_ = device_rows_text(ofs_sqlite(b), table);
+		equal = strcmp(o, da) == 0 && strcmp(o, db_) == 0;
+		fprintf(stderr, "conflicts: round %d: A pushed %lld pulled %lld, B pushed %lld pulled %lld; %s\n", rounds,
+				(long long) sa.st.pushed, (long long) sa.st.pulled, (long long) sb.st.pushed,
+				(long long) sb.st.pulled, equal ? "both equal the origin" : "not yet equal");
+		free(o);
+		free(da);
+		free(db_);
+	}
+	if (!equal)
+		die("the devices do not equal the origin after %d rounds", rounds);
+	ofs_close(a);
+	ofs_close(b);
+	PQfinish(conn);
+	printf("%.6f %d %lld\n", elapsed / 1e9, rounds, (long long) pulled);
+	return 0;
+}
+
+static int
+mode_update(int argc, char **argv)
+{
+	PGconn	   *conn;
+	char		sql[512];
+	double		t0, t1;
+
+	if (argc != 5)
+		die("usage: update CONNINFO TABLE ROWS");
+	t0 = now_s();
+	conn = origin_connect(argv[2]);
+	snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET text = 'a-' || id", argv[3]);
+	origin_exec(conn, sql);
+	snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET text = 'b-' || id", argv[3]);
+	origin_exec(conn, sql);
+	t1 = now_s();
+	if (origin_count(conn, argv[3]) != atoll(argv[4]))
+		die("the table does not hold %s rows", argv[4]);
+	PQfinish(conn);
+	printf("%.6f\n", t1 - t0);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1081,6 +1410,14 @@ main(int argc, char **argv)
 		return mode_write(argc, argv);
 	if (strcmp(mode, "read") == 0)
 		return mode_read(argc, argv);
-	fprintf(stderr, "usage: device_bench initial|copy|relay|latency|notify|write|read ... (see the source)\n");
+	if (strcmp(mode, "offline") == 0)
+		return mode_offline(argc, argv);
+	if (strcmp(mode, "insert") == 0)
+		return mode_insert(argc, argv);
+	if (strcmp(mode, "conflicts") == 0)
+		return mode_conflicts(argc, argv);
+	if (strcmp(mode, "update") == 0)
+		return mode_update(argc, argv);
+	fprintf(stderr, "usage: device_bench initial|copy|relay|latency|notify|write|read|offline|insert|conflicts|update ... (see the source)\n");
 	return 2;
 }
