@@ -317,12 +317,15 @@ CREATE TABLE ofs.change_log (
     site         text NOT NULL,
     operation_id text,
     versions     jsonb,
-    captured_at  timestamptz NOT NULL
+    captured_at  timestamptz NOT NULL,
+    as_sent      boolean
 );
 CREATE INDEX change_log_xid ON ofs.change_log (xid);
 CREATE INDEX change_log_row ON ofs.change_log (tbl, pk);
 COMMENT ON TABLE ofs.change_log IS
     'Captured changes of synced tables; read it through ofs.changes';
+COMMENT ON COLUMN ofs.change_log.as_sent IS
+    'The change left the row exactly as the device whose intent it applied sent it (that device holds it: it is not sent back); NULL for the origin''s own writes';
 
 -- The feed's identity and retention horizon.  epoch changes whenever the
 -- feed is created anew (CREATE EXTENSION, also in a restored database), so
@@ -457,7 +460,7 @@ $$;
 -- ofs.snapshot_text above are its SQL parts.
 CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
 RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
-               device text, operation_id text, hlc bigint, changed_columns text[])
+               device text, operation_id text, hlc bigint, changed_columns text[], as_sent boolean)
 AS 'MODULE_PATHNAME', 'ofs_changes'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
@@ -936,47 +939,9 @@ REVOKE ALL ON FUNCTION ofs.refeed_row(text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
 RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  dev ofs.device;
-  m jsonb;
-  r jsonb;
-  open_letters boolean;
-BEGIN
-  SELECT * INTO dev FROM ofs.device d WHERE d.device = apply_batch.device;
-  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
-    RAISE EXCEPTION 'device "%" may not push: it is %', device,
-          CASE WHEN NOT FOUND THEN 'unknown' WHEN dev.revoked_at IS NOT NULL THEN 'revoked' ELSE 'expired' END
-      USING ERRCODE = 'invalid_authorization_specification',
-            HINT = 'Create a device token with ofs.create_device_token.';
-  END IF;
-  IF jsonb_typeof(mutations) IS DISTINCT FROM 'array' THEN
-    RAISE EXCEPTION 'mutations must be a JSON array'
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  -- The batches of one device apply one at a time, each in the device's order.
-  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(device));
-  UPDATE ofs.device d SET last_contact = now() WHERE d.device = apply_batch.device;
-  -- Dependent rejections need an open dead letter of this device: look for
-  -- them per mutation only once there may be one.
-  open_letters := EXISTS (SELECT 1 FROM ofs.dead_letters d
-                           WHERE d.device = apply_batch.device AND d.status = 'open');
-  FOR m IN SELECT value FROM jsonb_array_elements(mutations) LOOP
-    r := ofs.apply_one(dev.device, m, NULL, open_letters);
-    open_letters := open_letters OR r->>'status' = 'rejected';
-    -- The origin kept values the device wrote over: its row goes back to it.
-    IF r->>'status' = 'conflict' OR r->'hint'->>'kind' = 'lost_columns' THEN
-      PERFORM ofs.refeed_row(m->>'table', m->'pk');
-    END IF;
-    operation_id := r->>'operation_id';
-    status := r->>'status';
-    sqlstate := r->>'sqlstate';
-    message := r->>'message';
-    hint := r->'hint';
-    RETURN NEXT;
-  END LOOP;
-END $$;
+AS 'MODULE_PATHNAME', 'ofs_apply_batch'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.apply_batch(text, jsonb) IS
     'Apply a device''s batch of mutations in order, as the device''s role; one result per mutation: applied, duplicate, rejected (with SQLSTATE, message and compensation hint) or conflict';
 
@@ -1394,6 +1359,10 @@ DECLARE
   f_tbl oid[];
   f_pk jsonb[];
   f_name text[];
+  f_own boolean[];
+  f_op text[];
+  own jsonb;
+  lastop jsonb;
   tname text;
   vis jsonb;
   held jsonb;
@@ -1568,10 +1537,12 @@ BEGIN
     rounds := rounds + 1;
     want := room - cardinality(out);
     SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
-           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord)
-      INTO f_cursor, f_tbl, f_pk, f_name
+           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord),
+           array_agg(c.device IS NOT DISTINCT FROM dev.device AND c.as_sent IS TRUE ORDER BY c.ord),
+           array_agg(c.op ORDER BY c.ord)
+      INTO f_cursor, f_tbl, f_pk, f_name, f_own, f_op
       FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                          operation_id, hlc, changed_columns, ord);
+                                                          operation_id, hlc, changed_columns, as_sent, ord);
     IF f_cursor IS NULL THEN
       feed_more := false;
       EXIT;
@@ -1593,11 +1564,31 @@ BEGIN
                                        WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = k.pk
                                          AND d.gone_page IS NULL));
     END LOOP;
+    -- Rows whose every change in this batch is the device's own, left as it
+    -- sent them (ofs.change_log.as_sent), are not sent back: it holds them.
+    SELECT coalesce(jsonb_object_agg(x.k, x.o), '{}'), coalesce(jsonb_object_agg(x.k, x.op), '{}')
+      INTO own, lastop
+      FROM (SELECT f_tbl[j] || ':' || f_pk[j]::text AS k, bool_and(f_own[j]) AS o,
+                   (array_agg(f_op[j] ORDER BY j DESC))[1] AS op
+              FROM generate_subscripts(f_tbl, 1) j GROUP BY 1) x;
     seen := '{}';
     FOR i IN 1 .. cardinality(f_cursor) LOOP
       key := f_tbl[i] || ':' || f_pk[i]::text;
       CONTINUE WHEN seen ? key;
       seen := seen || jsonb_build_object(key, true);
+      IF (own->>key)::boolean AND vis ? key THEN
+        -- Its cursor moves past the row; it holds the row (a page it may
+        -- not receive does not matter: the row is its own).
+        IF NOT held ? key THEN
+          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
+          VALUES (dev.device, f_tbl[i], f_pk[i], v, NULL)
+          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
+        END IF;
+        CONTINUE;
+      ELSIF (own->>key)::boolean AND lastop->>key = 'delete' THEN
+        DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
+        CONTINUE;
+      END IF;
       IF vis ? key THEN
         out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
         IF NOT held ? key THEN
@@ -1748,10 +1739,12 @@ GRANT SELECT ON ofs.stats TO pg_monitor;
 -- tables (whose truncation at every commit costs more than the work).
 CREATE TYPE ofs.live_dev AS (ord int, device text, role oid, f text, v bigint, p bigint,
                              conf bigint, new_page bigint, fast boolean);
-CREATE TYPE ofs.live_change AS (f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb);
+CREATE TYPE ofs.live_change AS (f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb,
+                                own text, op text);
 CREATE TYPE ofs.live_feed AS (f text, last_cursor text, n int);
 CREATE TYPE ofs.live_vis AS (role oid, tbl oid, cond text, pk jsonb, "row" jsonb);
-CREATE TYPE ofs.live_out AS (ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean);
+CREATE TYPE ofs.live_out AS (ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean,
+                             echo boolean);
 
 CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
 RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
@@ -1803,9 +1796,10 @@ BEGIN
       n := 0;
       FOR k IN 1 .. 20 LOOP
         part := ARRAY(
-          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk)::ofs.live_change
+          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk,
+                     CASE WHEN c.as_sent THEN c.device END, c.op)::ofs.live_change
             FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                                    operation_id, hlc, changed_columns, ord)
+                                                                    operation_id, hlc, changed_columns, as_sent, ord)
            ORDER BY c.ord);
         n := cardinality(part);
         EXIT WHEN n = 0;
@@ -1826,9 +1820,17 @@ BEGIN
                                l.fast AND l.f IS DISTINCT FROM r.f)::ofs.live_dev FROM unnest(devs) l);
     END;
   END LOOP;
-  -- One row change per batch: the first mention carries the row as it is now.
-  chg := ARRAY(SELECT c FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c FROM unnest(chg) c
-                               ORDER BY c.f, c.tbl, c.pk, c.idx) x);
+  -- One row change per batch: the first mention carries the row as it is
+  -- now.  own: the device whose own changes, left as it sent them, are all
+  -- of the row's in the batch (it is not sent them back); op: the last.
+  chg := ARRAY(SELECT ROW(x.f, x.idx, x.cursor, x.tbl, x.tname, x.pk, a.own, a.op)::ofs.live_change
+                 FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c.* FROM unnest(chg) c
+                        ORDER BY c.f, c.tbl, c.pk, c.idx) x
+                 JOIN (SELECT c.f, c.tbl, c.pk,
+                              CASE WHEN count(c.own) = count(*) AND min(c.own) = max(c.own) THEN min(c.own) END AS own,
+                              (array_agg(c.op ORDER BY c.idx DESC))[1] AS op
+                         FROM unnest(chg) c GROUP BY c.f, c.tbl, c.pk) a
+                   ON a.f = x.f AND a.tbl = x.tbl AND a.pk = x.pk);
 
   -- Rows as each role and shape sees them, once per (role, table, shape).
   FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
@@ -1855,7 +1857,8 @@ BEGIN
   -- device holds it and it is not.
   outs := ARRAY(
     SELECT ROW(l.ord, c.idx, c.tbl, c.tname, c.pk,
-               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL)::ofs.live_out
+               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL,
+               coalesce(c.own = l.device AND (v.pk IS NOT NULL OR c.op = 'delete'), false))::ofs.live_out
       FROM unnest(devs) l
       JOIN unnest(chg) c ON c.f = l.f
       JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
@@ -1865,13 +1868,17 @@ BEGIN
                           WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
      WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
 
+  -- A device's own rows (echo) are held without a page: they are its own.
   INSERT INTO ofs.device_row AS h (device, tbl, pk, gen, sent_page)
-  SELECT l.device, o.tbl, o.pk, l.v, l.new_page FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+  SELECT l.device, o.tbl, o.pk, l.v, CASE WHEN o.echo THEN NULL ELSE l.new_page END
+    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
    WHERE o.op = 'upsert' AND NOT o.held
   ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
   UPDATE ofs.device_row h SET gone_page = l.new_page
     FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
-   WHERE o.op = 'delete' AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
+   WHERE o.op = 'delete' AND NOT o.echo AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
+  DELETE FROM ofs.device_row h USING unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
+   WHERE o.op = 'delete' AND o.echo AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
   DELETE FROM ofs.device_row h USING unnest(devs) l
    WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
   UPDATE ofs.device_row h SET sent_page = NULL FROM unnest(devs) l
@@ -1883,7 +1890,7 @@ BEGIN
          SELECT o.ord, jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
                                  || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row") ELSE '{}' END
                                  ORDER BY o.idx) AS changes
-           FROM unnest(outs) o GROUP BY o.ord),
+           FROM unnest(outs) o WHERE NOT o.echo GROUP BY o.ord),
        upd AS (
          UPDATE ofs.device dv
             SET page_seq = CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE dv.page_seq END,

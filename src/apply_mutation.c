@@ -37,23 +37,13 @@ PG_FUNCTION_INFO_V1(ofs_apply_one);
 #define MAX_OP_ID_BYTES		256
 #define MAX_KEY_BYTES		1024
 
-/* FixedPlan is the saved plan of a statement that names no table. */
-static SPIPlanPtr
-FixedPlan(const char *name, const char *sql, int nargs, Oid *types, bool per_execution)
-{
-	OfsPlanKey	key = {name, InvalidOid, ""};
-	SPIPlanPtr	plan = OfsPlanFind(&key);
-
-	return plan ? plan : OfsPlanSave(&key, sql, nargs, types, per_execution);
-}
-
 /*
- * DeviceRole is the role an active device acts as.  It is looked up here,
+ * OfsDeviceRole is the role an active device acts as.  It is looked up here,
  * not taken from the caller, and a role that became a superuser or gained
  * BYPASSRLS since the token was made is refused.
  */
-static Oid
-DeviceRole(const char *device, char **rolename)
+Oid
+OfsDeviceRole(const char *device, char **rolename)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		args[1] = {CStringGetTextDatum(device)};
@@ -66,7 +56,7 @@ DeviceRole(const char *device, char **rolename)
 
 	SPI_connect();
 	OfsRunAsOwner(&save_uid, &save_sec);
-	OfsPlanExec(FixedPlan("device",
+	OfsPlanExec(OfsFixedPlan("device",
 						  "SELECT role::text FROM ofs.device WHERE device = $1 AND revoked_at IS NULL"
 						  "   AND (expires_at IS NULL OR expires_at > now())",
 						  1, types, false), args, NULL, true, 1);
@@ -101,7 +91,7 @@ Duplicate(const char *device, const char *op_id)
 	Datum		args[2] = {CStringGetTextDatum(device), CStringGetTextDatum(op_id)};
 	bool		isnull;
 
-	OfsPlanExec(FixedPlan("duplicate",
+	OfsPlanExec(OfsFixedPlan("duplicate",
 						  "SELECT result || pg_catalog.jsonb_build_object('status', 'duplicate', 'first_status', status)"
 						  "  FROM ofs.applied_op WHERE device = $1 AND operation_id = $2",
 						  2, types, true), args, NULL, true, 1);
@@ -181,7 +171,7 @@ CheckDependent(OfsMutation *m, bool is_retry, int64 retry_of)
 	args[1] = CStringGetTextDatum(m->target.qualified);
 	args[2] = CStringGetTextDatum(m->pktext);
 	args[3] = Int64GetDatum(retry_of);
-	OfsPlanExec(FixedPlan("dependent",
+	OfsPlanExec(OfsFixedPlan("dependent",
 						  "SELECT 1 FROM ofs.dead_letters WHERE device = $1 AND status = 'open'"
 						  "   AND table_name = $2 AND pk = $3::jsonb AND ($4 IS NULL OR id < $4) LIMIT 1",
 						  4, types, true), args, nulls, true, 1);
@@ -208,7 +198,7 @@ RecordConflicts(OfsMutation *m, OfsWriteOutcome *w)
 	args[3] = Int64GetDatum(m->hlc);
 	args[4] = CStringGetTextDatum(m->device);
 	args[5] = CStringGetTextDatum(m->op_id);
-	OfsPlanExec(FixedPlan("conflicts",
+	OfsPlanExec(OfsFixedPlan("conflicts",
 						  "INSERT INTO ofs.conflicts (table_name, pk, column_name, origin_value, device_value, base_value,"
 						  "  origin_hlc, origin_site, device_hlc, device, operation_id)"
 						  " SELECT $1, $2::jsonb, c->>'column', c->'origin', c->'device', c->'base',"
@@ -259,7 +249,7 @@ RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *ed
 	args[10] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
 	args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
 	nulls[11] = edata->detail ? ' ' : 'n';
-	OfsPlanExec(FixedPlan("reject",
+	OfsPlanExec(OfsFixedPlan("reject",
 						  "SELECT ofs.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 						  12, types, false), args, nulls, false, 1);
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -280,42 +270,30 @@ IsMutationsFault(ErrorData *edata)
 }
 
 /*
- * apply_one(device, mutation, retry_of, check_dependent) applies one
- * mutation in its own subtransaction and returns its result object.
+ * OfsApplyMutation applies one mutation of a device acting as roleid in
+ * its own subtransaction and returns its result object, allocated in the
+ * caller's memory context.
  */
-Datum
-ofs_apply_one(PG_FUNCTION_ARGS)
+Jsonb *
+OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *json,
+				 bool is_retry, int64 retry_of, bool check_dependent)
 {
-	Oid			roleid;
-	char	   *rolename;
-	Jsonb	   *json;
-	bool		is_retry = !PG_ARGISNULL(2);
-	int64		retry_of = is_retry ? PG_GETARG_INT64(2) : 0;
-
-	/* The caller knows when the device has no open dead letter to depend on. */
-	bool		check_dependent = PG_ARGISNULL(3) || PG_GETARG_BOOL(3);
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	Jsonb	   *result = NULL;
+
 	/* In memory, not in registers: the rejection path reads what was validated. */
 	OfsMutation *m = palloc0(sizeof(OfsMutation));
 	JsonbValue *v;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("device and mutation must not be null")));
-	m->device = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	json = PG_GETARG_JSONB_P(1);
-	roleid = DeviceRole(m->device, &rolename);
-
+	m->device = device;
 	v = OfsJsonGet(json, "op_id");
 	if (v && v->type == jbvString && v->val.string.len > 0)
 		m->op_id = OfsJsonText(v);
 	if (m->op_id == NULL)
-		PG_RETURN_JSONB_P(OfsResultInvalid("a mutation must be an object with an op_id"));
+		return OfsResultInvalid("a mutation must be an object with an op_id");
 	if (strlen(m->op_id) > MAX_OP_ID_BYTES)
-		PG_RETURN_JSONB_P(OfsResultInvalid("an op_id must not be longer than 256 bytes"));
+		return OfsResultInvalid("an op_id must not be longer than 256 bytes");
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
@@ -385,5 +363,29 @@ ofs_apply_one(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 	PG_END_TRY();
-	PG_RETURN_JSONB_P(result);
+	return result;
+}
+
+/*
+ * apply_one(device, mutation, retry_of, check_dependent) applies one
+ * mutation in its own subtransaction and returns its result object.
+ */
+Datum
+ofs_apply_one(PG_FUNCTION_ARGS)
+{
+	char	   *device;
+	Oid			roleid;
+	char	   *rolename;
+	bool		is_retry = !PG_ARGISNULL(2);
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("device and mutation must not be null")));
+	device = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	roleid = OfsDeviceRole(device, &rolename);
+	/* The caller knows when the device has no open dead letter to depend on. */
+	PG_RETURN_JSONB_P(OfsApplyMutation(device, roleid, rolename, PG_GETARG_JSONB_P(1),
+									   is_retry, is_retry ? PG_GETARG_INT64(2) : 0,
+									   PG_ARGISNULL(3) || PG_GETARG_BOOL(3)));
 }

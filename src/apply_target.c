@@ -34,16 +34,6 @@ OfsRejectMutation(const char *op_id, const char *msg)
 			 errmsg("mutation %s %s", op_id, msg)));
 }
 
-/* FixedPlan is the saved plan of a statement that names no table. */
-static SPIPlanPtr
-FixedPlan(const char *name, const char *sql, int nargs, Oid *types)
-{
-	OfsPlanKey	key = {name, InvalidOid, ""};
-	SPIPlanPtr	plan = OfsPlanFind(&key);
-
-	return plan ? plan : OfsPlanSave(&key, sql, nargs, types, false);
-}
-
 /*
  * ResolveTarget resolves the table a mutation names as every other message
  * does (ofs.resolve_table: a qualified name, or an unqualified one in
@@ -65,8 +55,8 @@ ResolveTarget(const char *op_id, const char *table, OfsTarget *t)
 	if (table == NULL)
 		OfsRejectMutation(op_id, "names no table");
 	args[0] = CStringGetTextDatum(table);
-	OfsPlanExec(FixedPlan("table", "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = ofs.resolve_table($1)",
-						  1, types), args, NULL, true, 1);
+	OfsPlanExec(OfsFixedPlan("table", "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = ofs.resolve_table($1)",
+						  1, types, false), args, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -244,7 +234,7 @@ OfsDecodeJsonColumns(OfsTarget *t, Datum data)
 	args[0] = ObjectIdGetDatum(t->relid);
 	args[1] = data;
 	OfsRunAsOwner(&save_uid, &save_sec);	/* an ofs helper, not the device's */
-	OfsPlanExec(FixedPlan("decode", "SELECT ofs.decode_json_columns($1, $2)", 2, types), args, NULL, true, 1);
+	OfsPlanExec(OfsFixedPlan("decode", "SELECT ofs.decode_json_columns($1, $2)", 2, types, false), args, NULL, true, 1);
 	OfsRestoreUser(save_uid, save_sec);
 	decoded = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return decoded;

@@ -46,6 +46,7 @@ WriteInsert(OfsMutation *m, Datum pk)
 	SPIPlanPtr	plan;
 	Datum		args[1];
 
+	OfsWriterSetValues(row);
 	TablePlan(plan, "insert", t, cols, 1, false,
 			  "INSERT INTO %s (%s) SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1) r",
 			  t->qualified, cols, OfsColumnList(row, "r."), t->qualified);
@@ -152,13 +153,10 @@ WriteUpdate(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec,
 	/* The row is locked; its versions are ofs's own tables, read as the caller. */
 	SetUserIdAndSecContext(save_uid, save_sec);
 	{
-		OfsPlanKey	key = {"versions", InvalidOid, ""};
 		Oid			vtypes[2] = {OIDOID, JSONBOID};
 
-		plan = OfsPlanFind(&key);
-		if (plan == NULL)
-			plan = OfsPlanSave(&key, "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
-							   2, vtypes, false);
+		plan = OfsFixedPlan("versions", "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
+							2, vtypes, false);
 	}
 	args[0] = ObjectIdGetDatum(t->relid);
 	args[1] = pk;
@@ -274,6 +272,8 @@ OfsWriteMutation(OfsMutation *m, Oid roleid, OfsWriteOutcome *out)
 	HlcObserve(m->hlc);
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (m->op == OFS_OP_UPDATE)
+		OfsWriterSetValues(m->data);
 	switch (m->op)
 	{
 		case OFS_OP_INSERT:

@@ -36,9 +36,11 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -98,6 +100,95 @@ PrimaryKeyAtts(Relation rel, int *npk)
 	return pk;
 }
 
+/* SentValueText appends a value a device sent, as JSON text. */
+static void
+SentValueText(StringInfo buf, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendStringInfoString(buf, "null");
+			break;
+		case jbvString:
+			escape_json(buf, pnstrdup(v->val.string.val, v->val.string.len));
+			break;
+		case jbvNumeric:
+			appendStringInfoString(buf, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		  NumericGetDatum(v->val.numeric))));
+			break;
+		case jbvBool:
+			appendStringInfoString(buf, v->val.boolean ? "true" : "false");
+			break;
+		default:
+			(void) JsonbToCString(buf, v->val.binary.data, v->val.binary.len);
+			break;
+	}
+}
+
+/*
+ * AsSent: does a change leave the row exactly as the device whose intent
+ * is being applied sent it, so that the device already holds it?  A delete
+ * does; an insert does when every column of the new row is one the device
+ * sent, in the same JSON text; an update does when every column it sent
+ * reads back in the same JSON text and no other column changed.  Anything
+ * the origin did to the row (a trigger, a default, a normalisation such as
+ * 20.5 to 20.50, a merge, a column that lost) makes it false, and the row
+ * goes back to the device.  NULL (unknown) for the origin's own writes.
+ */
+static bool
+AsSent(const OfsWriter *w, TupleDesc desc, HeapTuple row, char op, ArrayType *changed)
+{
+	StringInfoData mine;
+	StringInfoData theirs;
+
+	if (op == 'D')
+		return true;
+	if (w->values == NULL)
+		return false;
+	initStringInfo(&mine);
+	initStringInfo(&theirs);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+		const char *name = NameStr(a->attname);
+		JsonbValue *sent;
+		Datum		value;
+		bool		isnull;
+
+		if (a->attisdropped)
+			continue;
+		sent = getKeyJsonValueFromContainer(&w->values->root, name, strlen(name), NULL);
+		if (sent == NULL)
+		{
+			if (op == 'I')
+				return false;	/* a column the device did not send: a default */
+			continue;
+		}
+		value = heap_getattr(row, i + 1, desc, &isnull);
+		resetStringInfo(&mine);
+		resetStringInfo(&theirs);
+		RowJsonValue(&mine, value, isnull, a->atttypid);
+		SentValueText(&theirs, sent);
+		if (strcmp(mine.data, theirs.data) != 0)
+			return false;
+	}
+	if (op == 'U' && changed != NULL)
+	{
+		Datum	   *names;
+		int			n;
+
+		deconstruct_array(changed, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n);
+		for (int k = 0; k < n; k++)
+		{
+			char	   *name = TextDatumGetCString(names[k]);
+
+			if (getKeyJsonValueFromContainer(&w->values->root, name, strlen(name), NULL) == NULL)
+				return false;	/* changed by someone else: a trigger */
+		}
+	}
+	return true;
+}
+
 /*
  * CaptureEntry writes one entry of ofs.change_log.  "row" is the row after
  * the change, or for a delete the deleted row (only its key is kept).
@@ -130,6 +221,8 @@ CaptureEntry(Relation rel, Relation log, HeapTuple row, char op,
 	values[Anum_change_log_operation_id - 1] = w ? CStringGetTextDatum(w->operation) : (Datum) 0;
 	nulls[Anum_change_log_versions - 1] = true;
 	values[Anum_change_log_captured_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	nulls[Anum_change_log_as_sent - 1] = (w == NULL);
+	values[Anum_change_log_as_sent - 1] = BoolGetDatum(w != NULL && AsSent(w, desc, row, op, changed));
 
 	OfsInsertDirect(log, values, nulls);
 	captured_in_xact = true;

@@ -17,6 +17,7 @@
 #include "ofs.h"
 #include "internal_tables.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -31,9 +32,11 @@
 
 PG_FUNCTION_INFO_V1(ofs_changes);
 
-#define CHANGES_NATTS 9
+/* Columns of ofs.changes: 9 as 1.0 declares it, 10 from 1.1 (as_sent). */
+#define CHANGES_NATTS 10
 
-static SPIPlanPtr plan_page = NULL;
+/* The page query, for ofs.change_log without and with as_sent (1.0, 1.1). */
+static SPIPlanPtr plan_page[2] = {NULL, NULL};
 
 /* A small per-call cache of table names by OID. */
 typedef struct TableName
@@ -107,6 +110,7 @@ ofs_changes(PG_FUNCTION_ARGS)
 	int			nnames = 0;
 	SPITupleTable *page;
 	MemoryContext rowcxt;
+	int			layout;
 
 	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
 		ereport(ERROR,
@@ -149,24 +153,30 @@ ofs_changes(PG_FUNCTION_ARGS)
 					   SnapshotText(cur_s));
 	complete = psprintf("ofs1/%s/%s", epoch, SnapshotText(cur_s));
 
-	if (plan_page == NULL)
+	{
+		Relation	log = OfsOpenOwnTable(OFS_CHANGE_LOG, AccessShareLock);
+
+		layout = OfsOwnTableNatts(log) >= Anum_change_log_as_sent ? 1 : 0;
+		table_close(log, AccessShareLock);
+	}
+	if (plan_page[layout] == NULL)
 	{
 		Oid			types[6] = {INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, BOOLOID};
 
 		/* Planned per execution: the log grows, and a kept generic plan would not follow. */
-		plan_page = SPI_prepare_cursor(
-			"SELECT seq, tbl, pk, op, data, site, operation_id, hlc, changed"
+		plan_page[layout] = SPI_prepare_cursor(psprintf(
+			"SELECT seq, tbl, pk, op, data, site, operation_id, hlc, changed, %s"
 			"  FROM ofs.change_log"
 			" WHERE seq > $1"
 			"   AND xid >= pg_catalog.pg_snapshot_xmin($2)"
 			"   AND NOT pg_catalog.pg_visible_in_snapshot(xid, $2)"
 			"   AND pg_catalog.pg_visible_in_snapshot(xid, $3)"
 			"   AND ($6 OR xid <> $4)"
-			" ORDER BY seq LIMIT $5",
+			" ORDER BY seq LIMIT $5", layout ? "as_sent" : "NULL::boolean"),
 			6, types, CURSOR_OPT_CUSTOM_PLAN);
-		if (plan_page == NULL)
+		if (plan_page[layout] == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan_page);
+		SPI_keepplan(plan_page[layout]);
 	}
 	args[0] = Int64GetDatum(cur_last);
 	args[1] = cur_c;
@@ -174,7 +184,7 @@ ofs_changes(PG_FUNCTION_ARGS)
 	args[3] = FullTransactionIdGetDatum(own);
 	args[4] = Int64GetDatum((int64) max_rows + 1);
 	args[5] = BoolGetDatum(!FullTransactionIdIsValid(own));
-	rc = SPI_execute_plan(plan_page, args, NULL, true, 0);
+	rc = SPI_execute_plan(plan_page[layout], args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading ofs.change_log failed: %s", SPI_result_code_string(rc));
 
@@ -195,7 +205,7 @@ ofs_changes(PG_FUNCTION_ARGS)
 		args[0] = Int64GetDatum(cur_last);
 		args[1] = cur_c;
 		args[2] = cur_s;
-		rc = SPI_execute_plan(plan_page, args, NULL, true, 0);
+		rc = SPI_execute_plan(plan_page[layout], args, NULL, true, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "reading ofs.change_log failed: %s", SPI_result_code_string(rc));
 	}
@@ -232,6 +242,7 @@ ofs_changes(PG_FUNCTION_ARGS)
 		values[6] = SPI_getbinval(t, d, 7, &nulls[6]);
 		values[7] = SPI_getbinval(t, d, 8, &nulls[7]);
 		values[8] = SPI_getbinval(t, d, 9, &nulls[8]);
+		values[9] = SPI_getbinval(t, d, 10, &nulls[9]);	/* left out by 1.0's declaration */
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(rowcxt);

@@ -210,7 +210,7 @@ static const OwnColumn change_log_columns[Natts_change_log] = {
 	{"seq", INT8OID}, {"xid", XID8OID}, {"tbl", OIDOID}, {"pk", JSONBOID},
 	{"op", CHAROID}, {"data", JSONBOID}, {"changed", TEXTARRAYOID}, {"hlc", INT8OID},
 	{"site", TEXTOID}, {"operation_id", TEXTOID}, {"versions", JSONBOID},
-	{"captured_at", TIMESTAMPTZOID},
+	{"captured_at", TIMESTAMPTZOID}, {"as_sent", BOOLOID},
 };
 static const OwnColumn applied_op_columns[Natts_applied_op] = {
 	{"device", TEXTOID}, {"operation_id", TEXTOID}, {"status", TEXTOID},

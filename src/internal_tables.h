@@ -44,7 +44,8 @@
 #define Anum_change_log_operation_id	10
 #define Anum_change_log_versions		11
 #define Anum_change_log_captured_at		12
-#define Natts_change_log				12
+#define Anum_change_log_as_sent			13	/* 1.1 */
+#define Natts_change_log				13
 #define Natts_change_log_min			12
 
 /* ofs.applied_op: the claim and result of each mutation (apply_mutation.c). */

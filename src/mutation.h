@@ -63,6 +63,11 @@ typedef struct OfsWriteOutcome
 	List	   *conflicts;		/* OfsConflict */
 } OfsWriteOutcome;
 
+/* apply_mutation.c: one mutation, applied */
+extern Oid	OfsDeviceRole(const char *device, char **rolename);
+extern Jsonb *OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *json,
+							   bool is_retry, int64 retry_of, bool check_dependent);
+
 /* apply_target.c: validating a mutation against the catalog */
 extern void OfsRejectMutation(const char *op_id, const char *msg) pg_attribute_noreturn();
 extern void OfsResolveTarget(const char *op_id, const char *table, OfsTarget *t);

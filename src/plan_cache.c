@@ -126,6 +126,15 @@ OfsPlanSave(const OfsPlanKey *key, const char *sql, int nargs, Oid *types, bool 
 	return plan;
 }
 
+SPIPlanPtr
+OfsFixedPlan(const char *name, const char *sql, int nargs, Oid *types, bool per_execution)
+{
+	OfsPlanKey	key = {name, InvalidOid, ""};
+	SPIPlanPtr	plan = OfsPlanFind(&key);
+
+	return plan ? plan : OfsPlanSave(&key, sql, nargs, types, per_execution);
+}
+
 int
 OfsPlanExec(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, long count)
 {

@@ -32,6 +32,13 @@ extern SPIPlanPtr OfsPlanFind(const OfsPlanKey *key);
 extern SPIPlanPtr OfsPlanSave(const OfsPlanKey *key, const char *sql,
 							  int nargs, Oid *types, bool per_execution);
 
+/*
+ * OfsFixedPlan is the saved plan of a statement that names no table (its
+ * SQL is fixed): found by name, prepared the first time.
+ */
+extern SPIPlanPtr OfsFixedPlan(const char *name, const char *sql, int nargs, Oid *types,
+							   bool per_execution);
+
 /* OfsPlanExec runs a plan and raises an error naming SPI's failure. */
 extern int	OfsPlanExec(SPIPlanPtr plan, Datum *args, const char *nulls,
 						bool read_only, long count);

@@ -67,6 +67,7 @@ OfsWriterBegin(const char *device, const char *operation, int64 hlc)
 	writer.operation = pstrdup(operation);
 	writer.hlc = hlc;
 	writer.columns = NIL;
+	writer.values = NULL;
 	writing = true;
 	writer_subxact = GetCurrentSubTransactionId();
 	MemoryContextSwitchTo(old);
@@ -83,6 +84,15 @@ OfsWriterSetColumns(List *columns)
 	foreach(lc, columns)
 		writer.columns = lappend(writer.columns, pstrdup((char *) lfirst(lc)));
 	MemoryContextSwitchTo(old);
+}
+
+void
+OfsWriterSetValues(Jsonb *values)
+{
+	Assert(writing);
+	writer.values = values ? (Jsonb *) MemoryContextAllocZero(TopTransactionContext, VARSIZE(values)) : NULL;
+	if (values)
+		memcpy(writer.values, values, VARSIZE(values));
 }
 
 void

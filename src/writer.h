@@ -11,7 +11,9 @@
 #define OFS_WRITER_H
 
 #include "postgres.h"
+
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 
 typedef struct OfsWriter
 {
@@ -19,6 +21,7 @@ typedef struct OfsWriter
 	char	   *operation;		/* its operation id */
 	int64		hlc;			/* its HLC (already clamped) */
 	List	   *columns;		/* the columns it writes (C strings), or NIL */
+	Jsonb	   *values;			/* the values the device sent for its columns, or NULL */
 } OfsWriter;
 
 /* OfsWriterInit registers the callbacks that end a writer with its transaction. */
@@ -32,6 +35,13 @@ extern void OfsWriterInit(void);
 extern void OfsWriterBegin(const char *device, const char *operation, int64 hlc);
 /* OfsWriterSetColumns says which columns the intent writes (copied). */
 extern void OfsWriterSetColumns(List *columns);
+
+/*
+ * OfsWriterSetValues gives the values the device sent (an insert's whole
+ * row, an update's columns; copied): capture compares the row it records
+ * with them, to tell whether the device already holds that row.
+ */
+extern void OfsWriterSetValues(Jsonb *values);
 extern void OfsWriterEnd(void);
 
 /* OfsCurrentWriter is the device's intent being applied, or NULL for the origin. */

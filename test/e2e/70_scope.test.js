@@ -75,8 +75,9 @@ test('scope', { timeout: 60 }, async (t) => {
   const own = await A.request({ type: 'push', mutations: [
     { op_id: 's-4', table: TABLE, op: 'update', pk: { id: 'alice-secret-1' }, data: { body: 'alice edit' }, hlc: hlc() }] });
   t.same((own.results || []).map((r) => r.status), ['applied'], 'alice updates her own row');
-  t.ok(await A.until(() => ((A.replica.get(`${TABLE} {"id":"alice-secret-1"}`) || {}).row || {}).body === 'alice edit', 10000),
-    'the pushed change comes back to alice\'s live stream');
+  t.is(psql(`SELECT body FROM e2e_scope_notes WHERE id = 'alice-secret-1'`), 'alice edit', 'the origin holds alice\'s edit');
+  t.ok(!(await A.until(() => ((A.replica.get(`${TABLE} {"id":"alice-secret-1"}`) || {}).row || {}).body === 'alice edit', 1500)),
+    'her own change, left as she sent it, is not sent back to her live stream (she holds it)');
 
   t.step = 'owner change';
   const bBeforeMove = B.log.length;

@@ -243,10 +243,11 @@ check "no worker crashed" "! grep -q 'terminated by signal' '$LOG'"
 # A table of ofs's that the library writes directly, in a layout it does not
 # know (here: a column it has never heard of), is refused with a clear
 # error, never written at the wrong positions.
+known=$(dev_sql -c "SELECT count(*) FROM pg_attribute WHERE attrelid = 'ofs.change_log'::regclass AND attnum > 0 AND NOT attisdropped")
 out=$(dev_sql -c "BEGIN" -c "ALTER TABLE ofs.change_log ADD COLUMN from_the_future int" \
   -c "INSERT INTO items (id, qty) VALUES ('future', 1)" -c "ROLLBACK" 2>&1)
 check "a directly written table of an unknown layout is refused, with what to do" \
-  "printf '%s' \"\$out\" | grep -q 'ofs.change_log has 13 columns, but this ofs library knows only 12' &&
+  "printf '%s' \"\$out\" | grep -q 'ofs.change_log has $((known + 1)) columns, but this ofs library knows only $known' &&
    printf '%s' \"\$out\" | grep -q 'HINT:  Install the ofs shared library of the version shown by'" "$out"
 check_eq "... and nothing was written" "$(dev_sql -c "SELECT count(*) FROM items WHERE id = 'future'")" 0
 
