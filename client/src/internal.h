@@ -89,6 +89,8 @@ ofs_rc		ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_
 ofs_rc		ofs_conn_send(ofs_conn *c, json_t *msg);	/* msg stolen; no answer expected */
 /* Waits up to timeout_ms for a message the origin sent on its own; *msg NULL on timeout. */
 ofs_rc		ofs_conn_next(ofs_conn *c, int timeout_ms, json_t **msg);
+/* The next message the origin sent on its own that is already received, or NULL (no I/O). */
+json_t	   *ofs_conn_queued(ofs_conn *c);
 int			ofs_conn_closed(ofs_conn *c, int *code);
 void		ofs_conn_close(ofs_conn *c);
 

@@ -116,6 +116,56 @@ Connect(ofs_db *db, ofs_conn **out)
 	return OFS_OK;
 }
 
+/* ApplyPage applies a "changes" message and reports its progress. */
+static ofs_rc
+ApplyPage(ofs_db *db, json_t *m, ofs_sync_stats *stats)
+{
+	json_t	   *changes = json_object_get(m, "changes");
+	json_t	   *snap = json_object_get(m, "snapshot");
+	const char *cursor = json_string_value(json_object_get(m, "cursor"));
+	ofs_rc		rc;
+
+	if (cursor == NULL || !json_is_array(changes))
+		return ofs_fail(db, OFS_PROTOCOL, "a page of changes lacks its cursor or changes");
+	rc = ofs_apply_changes(db, changes, cursor);
+	if (rc == OFS_OK && stats)
+		stats->pulled += (int64_t) json_array_size(changes);
+	if (rc == OFS_OK && json_is_object(snap) && db->cb.progress)
+		db->cb.progress(db->user, json_string_value(json_object_get(snap, "table")),
+						json_integer_value(json_object_get(snap, "rows_done")),
+						json_integer_value(json_object_get(snap, "rows_total")));
+	return rc;
+}
+
+/*
+ * ApplyQueued applies the live pages received while a push waited for its
+ * answer, before the answer's results take the intents out of the outbox:
+ * a page the origin built before the push committed carries the rows
+ * without them, and applying it replays the intents still pending on top.
+ * Applied after the results, it would put older values back, and the
+ * origin does not send a device its own writes again to mend that.
+ */
+static ofs_rc
+ApplyQueued(ofs_db *db, ofs_conn *c)
+{
+	json_t	   *m;
+	ofs_rc		rc = OFS_OK;
+
+	while (rc == OFS_OK && (m = ofs_conn_queued(c)) != NULL)
+	{
+		if (IsType(m, "changes"))
+		{
+			rc = ApplyPage(db, m, NULL);
+			if (rc == OFS_OK)
+				rc = ofs_conn_send(c, json_pack("{s:s, s:O}", "type", "ack", "cursor", json_object_get(m, "cursor")));
+		}
+		else if (IsType(m, "error"))
+			rc = ErrorOf(db, m, "live");
+		json_decref(m);
+	}
+	return rc;
+}
+
 /* Push sends the outbox in batches until it is empty. */
 static ofs_rc
 Push(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats)
@@ -140,33 +190,14 @@ Push(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats)
 		if (rc == OFS_OK && !IsType(answer, "pushed"))
 			rc = ErrorOf(db, answer, "push");
 		if (rc == OFS_OK)
+			rc = ApplyQueued(db, c);
+		if (rc == OFS_OK)
 			rc = ofs_outbox_results(db, batch, json_object_get(answer, "results"), stats);
 		json_decref(answer);
 		json_decref(batch);
 		if (rc != OFS_OK)
 			return rc;
 	}
-}
-
-/* ApplyPage applies a "changes" message and reports its progress. */
-static ofs_rc
-ApplyPage(ofs_db *db, json_t *m, ofs_sync_stats *stats)
-{
-	json_t	   *changes = json_object_get(m, "changes");
-	json_t	   *snap = json_object_get(m, "snapshot");
-	const char *cursor = json_string_value(json_object_get(m, "cursor"));
-	ofs_rc		rc;
-
-	if (cursor == NULL || !json_is_array(changes))
-		return ofs_fail(db, OFS_PROTOCOL, "a page of changes lacks its cursor or changes");
-	rc = ofs_apply_changes(db, changes, cursor);
-	if (rc == OFS_OK && stats)
-		stats->pulled += (int64_t) json_array_size(changes);
-	if (rc == OFS_OK && json_is_object(snap) && db->cb.progress)
-		db->cb.progress(db->user, json_string_value(json_object_get(snap, "table")),
-						json_integer_value(json_object_get(snap, "rows_done")),
-						json_integer_value(json_object_get(snap, "rows_total")));
-	return rc;
 }
 
 /* Pull asks for pages until the origin has nothing more (type "pull" or "live"). */

@@ -343,6 +343,12 @@ ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms)
 	return rc;
 }
 
+json_t *
+ofs_conn_queued(ofs_conn *c)
+{
+	return Take(c, NULL);
+}
+
 ofs_rc
 ofs_conn_next(ofs_conn *c, int timeout_ms, json_t **msg)
 {
