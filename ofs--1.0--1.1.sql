@@ -109,6 +109,15 @@ ALTER TABLE ofs.device_row ADD COLUMN sent_page bigint;
 CREATE INDEX device_row_sent ON ofs.device_row (device, sent_page) WHERE sent_page IS NOT NULL;
 COMMENT ON COLUMN ofs.device_row.sent_page IS
     'The page that first sent the row, until a cursor of the device confirms it: a row of a page never delivered is not held';
+-- ofs.pull_feed: the feed part of a pull, in C (src/pull_feed.c): the
+-- changes after a feed cursor as the device must get them, at most room.
+CREATE FUNCTION ofs.pull_feed(device text, role oid, since text, room int, gen bigint, page bigint,
+                              OUT changes jsonb[], OUT cursor text, OUT feed_more boolean)
+AS 'MODULE_PATHNAME', 'ofs_pull_feed'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION ofs.pull_feed(text, oid, text, int, bigint, bigint) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION ofs.pull(device text, since text DEFAULT NULL, max_rows int DEFAULT 1000,
                          confirmed text DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE
@@ -138,21 +147,8 @@ DECLARE
   more boolean := false;
   progress jsonb;
   r record;
-  f_cursor text[];
-  f_tbl oid[];
-  f_pk jsonb[];
-  f_name text[];
-  f_own boolean[];
-  f_op text[];
-  own jsonb;
-  lastop jsonb;
+  f_out jsonb[];
   tname text;
-  vis jsonb;
-  held jsonb;
-  seen jsonb;
-  key text;
-  i int;
-  rounds int := 0;
   feed_more boolean;
 BEGIN
   IF max_rows IS NULL OR max_rows < 1 THEN
@@ -313,81 +309,15 @@ BEGIN
   END LOOP;
   more := more OR jsonb_array_length(snaps) > 0;
 
-  -- Then the feed: each change of a subscribed table becomes the row as the
-  -- role sees it now (an upsert), or the removal of a row the device holds.
+  -- Then the feed (C, ofs.pull_feed): each change of a subscribed table
+  -- becomes the row as the role sees it now (an upsert), the removal of a
+  -- row the device holds, or nothing (its own row, left as it sent it).
   feed_more := NOT more;
-  WHILE feed_more AND cardinality(out) < room AND rounds < 20 LOOP
-    rounds := rounds + 1;
-    want := room - cardinality(out);
-    SELECT array_agg(c.cursor ORDER BY c.ord), array_agg(c.table_name::regclass::oid ORDER BY c.ord),
-           array_agg(c.pk ORDER BY c.ord), array_agg(c.table_name ORDER BY c.ord),
-           array_agg(c.device IS NOT DISTINCT FROM dev.device AND c.as_sent IS TRUE ORDER BY c.ord),
-           array_agg(c.op ORDER BY c.ord)
-      INTO f_cursor, f_tbl, f_pk, f_name, f_own, f_op
-      FROM ofs.changes(feedc, want) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                          operation_id, hlc, changed_columns, as_sent, ord);
-    IF f_cursor IS NULL THEN
-      feed_more := false;
-      EXIT;
-    END IF;
-    vis := '{}';
-    held := '{}';
-    FOR r IN SELECT s.tbl, s.filters FROM ofs.device_shape s
-              WHERE s.device = dev.device AND s.tbl = ANY (f_tbl) AND cardinality(s.filters) > 0
-                AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl) LOOP
-      vis := vis || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || x.pk::text, x."row"), '{}')
-                       FROM ofs.scope_rows(roleid, r.tbl, ofs.shape_condition(r.filters),
-                                           (SELECT jsonb_agg(DISTINCT f_pk[j]) FROM generate_subscripts(f_tbl, 1) j
-                                             WHERE f_tbl[j] = r.tbl)) x);
-      -- One index lookup per changed key, whatever the statistics say.
-      held := held || (SELECT coalesce(jsonb_object_agg(r.tbl || ':' || k.pk::text, true), '{}')
-                         FROM (SELECT DISTINCT f_pk[j] AS pk FROM generate_subscripts(f_tbl, 1) j
-                                WHERE f_tbl[j] = r.tbl) k
-                        WHERE EXISTS (SELECT 1 FROM ofs.device_row d
-                                       WHERE d.device = dev.device AND d.tbl = r.tbl AND d.pk = k.pk
-                                         AND d.gone_page IS NULL));
-    END LOOP;
-    -- Rows whose every change in this batch is the device's own, left as it
-    -- sent them (ofs.change_log.as_sent), are not sent back: it holds them.
-    SELECT coalesce(jsonb_object_agg(x.k, x.o), '{}'), coalesce(jsonb_object_agg(x.k, x.op), '{}')
-      INTO own, lastop
-      FROM (SELECT f_tbl[j] || ':' || f_pk[j]::text AS k, bool_and(f_own[j]) AS o,
-                   (array_agg(f_op[j] ORDER BY j DESC))[1] AS op
-              FROM generate_subscripts(f_tbl, 1) j GROUP BY 1) x;
-    seen := '{}';
-    FOR i IN 1 .. cardinality(f_cursor) LOOP
-      key := f_tbl[i] || ':' || f_pk[i]::text;
-      CONTINUE WHEN seen ? key;
-      seen := seen || jsonb_build_object(key, true);
-      IF (own->>key)::boolean AND vis ? key THEN
-        -- Its cursor moves past the row; it holds the row (a page it may
-        -- not receive does not matter: the row is its own).
-        IF NOT held ? key THEN
-          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
-          VALUES (dev.device, f_tbl[i], f_pk[i], v, NULL)
-          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
-        END IF;
-        CONTINUE;
-      ELSIF (own->>key)::boolean AND lastop->>key = 'delete' THEN
-        DELETE FROM ofs.device_row d WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
-        CONTINUE;
-      END IF;
-      IF vis ? key THEN
-        out := out || jsonb_build_object('table', f_name[i], 'op', 'upsert', 'pk', f_pk[i], 'row', vis->key);
-        IF NOT held ? key THEN
-          INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)
-          VALUES (dev.device, f_tbl[i], f_pk[i], v, new_page)
-          ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
-        END IF;
-      ELSIF held ? key THEN
-        out := out || jsonb_build_object('table', f_name[i], 'op', 'delete', 'pk', f_pk[i]);
-        UPDATE ofs.device_row d SET gone_page = new_page
-         WHERE d.device = dev.device AND d.tbl = f_tbl[i] AND d.pk = f_pk[i];
-      END IF;
-    END LOOP;
-    -- A short read may end a batch, not the feed: go on to the next one.
-    feedc := f_cursor[cardinality(f_cursor)];
-  END LOOP;
+  IF feed_more AND cardinality(out) < room THEN
+    SELECT f.changes, f.cursor, f.feed_more INTO f_out, feedc, feed_more
+      FROM ofs.pull_feed(dev.device, roleid, feedc, room - cardinality(out), v, new_page) f;
+    out := out || f_out;
+  END IF;
   -- Still true here: the page filled up before the feed ran dry.
   more := more OR feed_more;
 

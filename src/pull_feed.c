@@ -1,0 +1,438 @@
+/*
+ * pull_feed.c: the feed part of a device's pull, in C (ofs.pull_feed).
+ *
+ * After its snapshots, a pull reads the changes feed from the device's
+ * position and turns each changed row into what the device must get: the
+ * row as its role sees it now (an upsert) when it is in scope, its removal
+ * when the device holds it and it is not, nothing otherwise, and nothing
+ * either for a row whose every change in the batch is the device's own,
+ * left as it sent it (no echo; the row is held).  Changes are read a batch
+ * at a time (ofs.changes); the rows of each batch are read once per table
+ * as the device's role (ofs.scope_rows) and the held ones looked up once
+ * per table; the held-row bookkeeping of a batch is four statements at its
+ * end.  The decisions are made in memory, apart from the writes, which is
+ * what a pull served by a hot standby will need (docs/DESIGN.md, "What a
+ * pull writes").
+ */
+#include "ofs.h"
+#include "plan_cache.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(ofs_pull_feed);
+
+/* At most this many batches of the feed per call (as the page may stay short). */
+#define MAX_ROUNDS 20
+
+/* One change of a batch, copied out of SPI. */
+typedef struct FeedChange
+{
+	char	   *cursor;
+	Oid			tbl;
+	char	   *tname;
+	Jsonb	   *pk;
+	char	   *key;			/* "tbl:pk" */
+	bool		own;			/* the device's own, left as it sent it */
+	bool		is_delete;
+} FeedChange;
+
+/* What a batch says of one row (first change, own, last op, scope, held). */
+typedef struct RowState
+{
+	char		key[NAMEDATALEN * 2];	/* hash key: a digest of "tbl:pk" */
+	char	   *fullkey;
+	bool		decided;
+	bool		listed;			/* its key is in the batch's list for its table */
+	bool		own_all;
+	bool		last_delete;
+	bool		visible;
+	bool		held;
+	Jsonb	   *row;
+} RowState;
+
+/* A list of (table, key) pairs for one bookkeeping statement. */
+typedef struct KeyList
+{
+	int			n;
+	int			cap;
+	Datum	   *tbls;
+	Datum	   *pks;
+} KeyList;
+
+static void
+KeyListAdd(KeyList *l, Oid tbl, Jsonb *pk)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->tbls = l->tbls ? repalloc(l->tbls, sizeof(Datum) * l->cap) : palloc(sizeof(Datum) * l->cap);
+		l->pks = l->pks ? repalloc(l->pks, sizeof(Datum) * l->cap) : palloc(sizeof(Datum) * l->cap);
+	}
+	l->tbls[l->n] = ObjectIdGetDatum(tbl);
+	l->pks[l->n] = JsonbPGetDatum(pk);
+	l->n++;
+}
+
+static RowState *
+Lookup(HTAB *rows, const char *fullkey, bool create)
+{
+	RowState   *r;
+	bool		found;
+	char		digest[NAMEDATALEN * 2];
+	uint64		h = hash_bytes_extended((const unsigned char *) fullkey, strlen(fullkey), 0);
+
+	/* Keys can be long (a key of up to 1 KiB): hash them, and compare in full. */
+	memset(digest, 0, sizeof(digest));
+	snprintf(digest, sizeof(digest), "%016llx:%zu", (unsigned long long) h, strlen(fullkey));
+	r = hash_search(rows, digest, create ? HASH_ENTER : HASH_FIND, &found);
+	if (r == NULL)
+		return NULL;
+	if (!found)
+	{
+		memset(((char *) r) + sizeof(r->key), 0, sizeof(RowState) - sizeof(r->key));
+		r->fullkey = pstrdup(fullkey);
+		r->own_all = true;
+	}
+	else if (strcmp(r->fullkey, fullkey) != 0)
+		elog(ERROR, "ofs.pull_feed: two keys share a digest");
+	return r;
+}
+
+/* PutString adds a key and a string value to an object being built. */
+static void
+PutKeyValue(JsonbParseState **st, const char *key, JsonbValue *value)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+	pushJsonbValue(st, WJB_VALUE, value);
+}
+
+static JsonbValue *
+StringValue(const char *s)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	v->type = jbvString;
+	v->val.string.val = (char *) s;
+	v->val.string.len = strlen(s);
+	return v;
+}
+
+static JsonbValue *
+BinaryValue(Jsonb *j)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	v->type = jbvBinary;
+	v->val.binary.data = &j->root;
+	v->val.binary.len = VARSIZE(j) - VARHDRSZ;
+	return v;
+}
+
+/* Change is {"table": ..., "op": ..., "pk": ..., ["row": ...]}. */
+static Datum
+Change(const char *tname, const char *op, Jsonb *pk, Jsonb *row)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	PutKeyValue(&st, "table", StringValue(tname));
+	PutKeyValue(&st, "op", StringValue(op));
+	PutKeyValue(&st, "pk", BinaryValue(pk));
+	if (row)
+		PutKeyValue(&st, "row", BinaryValue(row));
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+}
+
+/* ReadBatch reads the next batch of the feed after since, at most want changes. */
+static int
+ReadBatch(const char *device, const char *since, int want, FeedChange **out)
+{
+	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		args[3] = {CStringGetTextDatum(since), Int32GetDatum(want), CStringGetTextDatum(device)};
+	FeedChange *c;
+	uint64		i;
+
+	OfsPlanExec(OfsFixedPlan("feed batch",
+							 "SELECT c.cursor, c.table_name::regclass::oid, c.table_name, c.pk, c.op = 'delete',"
+							 "       c.device IS NOT DISTINCT FROM $3 AND c.as_sent IS TRUE"
+							 "  FROM ofs.changes($1, $2) c", 3, types, true),
+				args, NULL, true, 0);
+	c = palloc(sizeof(FeedChange) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		c[i].cursor = SPI_getvalue(t, d, 1);
+		c[i].tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+		c[i].tname = SPI_getvalue(t, d, 3);
+		c[i].pk = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
+		c[i].is_delete = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+		c[i].own = DatumGetBool(SPI_getbinval(t, d, 6, &isnull));
+		c[i].key = psprintf("%u:%s", c[i].tbl, JsonbToCString(NULL, &c[i].pk->root, VARSIZE(c[i].pk)));
+	}
+	*out = c;
+	return (int) SPI_processed;
+}
+
+/*
+ * ScopeTable reads, for one table of a batch, the rows in the device's
+ * scope (as its role, through its shapes) and the ones it holds.
+ */
+static void
+ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, FeedChange *c, int n)
+{
+	Oid			stypes[2] = {TEXTOID, OIDOID};
+	Datum		sargs[2] = {CStringGetTextDatum(device), ObjectIdGetDatum(tbl)};
+	JsonbParseState *st = NULL;
+	Jsonb	   *pks;
+	bool		isnull;
+	Datum		cond;
+	uint64		i;
+
+	OfsPlanExec(OfsFixedPlan("feed shape",
+							 "SELECT ofs.shape_condition(s.filters) FROM ofs.device_shape s"
+							 " WHERE s.device = $1 AND s.tbl = $2 AND cardinality(s.filters) > 0"
+							 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)",
+							 2, stypes, false), sargs, NULL, true, 1);
+	if (SPI_processed == 0)
+		return;					/* not subscribed: nothing of it is sent */
+	cond = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	cond = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(cond));
+
+	/* The table's keys of the batch, once each. */
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (int k = 0; k < n; k++)
+	{
+		RowState   *r;
+
+		if (c[k].tbl != tbl)
+			continue;
+		r = Lookup(rows, c[k].key, false);
+		if (r->listed)
+			continue;
+		r->listed = true;
+		pushJsonbValue(&st, WJB_ELEM, BinaryValue(c[k].pk));
+	}
+	pks = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+
+	{
+		Oid			types[4] = {OIDOID, OIDOID, TEXTOID, JSONBOID};
+		Datum		args[4] = {ObjectIdGetDatum(role), ObjectIdGetDatum(tbl), cond, JsonbPGetDatum(pks)};
+		char		nulls[4] = {' ', ' ', cond ? ' ' : 'n', ' '};
+
+		OfsPlanExec(OfsFixedPlan("feed scope", "SELECT s.pk, s.\"row\" FROM ofs.scope_rows($1, $2, $3, $4) s",
+								 4, types, false), args, nulls, true, 0);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			Jsonb	   *pk = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *key = psprintf("%u:%s", tbl, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
+			RowState   *r = Lookup(rows, key, false);
+
+			if (r == NULL)
+				continue;		/* a key the batch does not name */
+			r->visible = true;
+			r->row = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		}
+	}
+	{
+		Oid			types[3] = {TEXTOID, OIDOID, JSONBOID};
+		Datum		args[3] = {CStringGetTextDatum(device), ObjectIdGetDatum(tbl), JsonbPGetDatum(pks)};
+
+		/* One index lookup per changed key, whatever the statistics say. */
+		OfsPlanExec(OfsFixedPlan("feed held",
+								 "SELECT k.pk FROM pg_catalog.jsonb_array_elements($3) k(pk)"
+								 " WHERE EXISTS (SELECT 1 FROM ofs.device_row d WHERE d.device = $1 AND d.tbl = $2"
+								 "                  AND d.pk = k.pk AND d.gone_page IS NULL)",
+								 3, types, true), args, NULL, true, 0);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			Jsonb	   *pk = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *key = psprintf("%u:%s", tbl, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
+			RowState   *r = Lookup(rows, key, false);
+
+			if (r != NULL)
+				r->held = true;
+		}
+	}
+}
+
+/*
+ * Bookkeep runs one statement over a list of (table, key) pairs: $1 the
+ * device, $2 and $3 the tables and keys, $4 the generation, $5 the page
+ * (NULL when page_null).
+ */
+static void
+Bookkeep(const char *name, const char *sql, const char *device, KeyList *l, int64 gen,
+		 int64 page, bool page_null)
+{
+	Oid			types[5] = {TEXTOID, OIDARRAYOID, JSONBARRAYOID, INT8OID, INT8OID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', page_null ? 'n' : ' '};
+
+	if (l->n == 0)
+		return;
+	args[0] = CStringGetTextDatum(device);
+	args[1] = PointerGetDatum(construct_array(l->tbls, l->n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(l->pks, l->n, JSONBOID, -1, false, TYPALIGN_INT));
+	args[3] = Int64GetDatum(gen);
+	args[4] = Int64GetDatum(page);
+	OfsPlanExec(OfsFixedPlan(name, sql, 5, types, false), args, nulls, false, 0);
+	l->n = 0;
+}
+
+/*
+ * pull_feed(device, role, since, room, gen, page) reads the feed after the
+ * feed cursor since for a device acting as role, until room changes are
+ * found or the feed has nothing more: returns the changes, the feed cursor
+ * after them, and whether the feed may have more (the page filled, or
+ * MAX_ROUNDS batches were read).  Rows sent are held with generation gen
+ * and page; removals are marked in page.
+ */
+Datum
+ofs_pull_feed(PG_FUNCTION_ARGS)
+{
+	char	   *device = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			role = PG_GETARG_OID(1);
+	char	   *feedc = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int			room = PG_GETARG_INT32(3);
+	int64		gen = PG_GETARG_INT64(4);
+	int64		page = PG_GETARG_INT64(5);
+	MemoryContext caller = CurrentMemoryContext;
+	TupleDesc	desc;
+	Datum	   *out = palloc(sizeof(Datum) * Max(room, 1));
+	int			nout = 0;
+	bool		feed_more = true;
+	KeyList		sent = {0}, own_held = {0}, gone = {0}, own_gone = {0};
+	Datum		result[3];
+	bool		rnulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "ofs.pull_feed must return a record");
+	SPI_connect();
+	for (int round = 0; round < MAX_ROUNDS && nout < room; round++)
+	{
+		MemoryContext batchcxt = AllocSetContextCreate(caller, "ofs pull_feed batch", ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(batchcxt);
+		FeedChange *c;
+		int			n;
+		HASHCTL		ctl;
+		HTAB	   *rows;
+		Oid		   *tables;
+		int			ntables = 0;
+
+		n = ReadBatch(device, feedc, room - nout, &c);
+		if (n == 0)
+		{
+			feed_more = false;
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(batchcxt);
+			break;
+		}
+		ctl.keysize = NAMEDATALEN * 2;
+		ctl.entrysize = sizeof(RowState);
+		ctl.hcxt = batchcxt;
+		rows = hash_create("ofs pull_feed rows", n, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		tables = palloc(sizeof(Oid) * n);
+		for (int k = 0; k < n; k++)
+		{
+			RowState   *r = Lookup(rows, c[k].key, true);
+			bool		known = false;
+
+			r->own_all = r->own_all && c[k].own;
+			r->last_delete = c[k].is_delete;
+			for (int j = 0; j < ntables && !known; j++)
+				known = tables[j] == c[k].tbl;
+			if (!known)
+				tables[ntables++] = c[k].tbl;
+		}
+		for (int j = 0; j < ntables; j++)
+			ScopeTable(rows, device, role, tables[j], c, n);
+
+		/* Each row once, at its first change in the batch, as it is now. */
+		for (int k = 0; k < n; k++)
+		{
+			RowState   *r = Lookup(rows, c[k].key, false);
+
+			if (r->decided)
+				continue;
+			r->decided = true;
+			if (r->own_all && r->visible)
+			{
+				if (!r->held)
+					KeyListAdd(&own_held, c[k].tbl, c[k].pk);
+			}
+			else if (r->own_all && r->last_delete)
+			{
+				if (r->held)
+					KeyListAdd(&own_gone, c[k].tbl, c[k].pk);
+			}
+			else if (r->visible)
+			{
+				MemoryContextSwitchTo(caller);
+				out[nout++] = Change(c[k].tname, "upsert", c[k].pk, r->row);
+				MemoryContextSwitchTo(batchcxt);
+				if (!r->held)
+					KeyListAdd(&sent, c[k].tbl, c[k].pk);
+			}
+			else if (r->held)
+			{
+				MemoryContextSwitchTo(caller);
+				out[nout++] = Change(c[k].tname, "delete", c[k].pk, NULL);
+				MemoryContextSwitchTo(batchcxt);
+				KeyListAdd(&gone, c[k].tbl, c[k].pk);
+			}
+		}
+		Bookkeep("feed sent",
+				 "INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)"
+				 " SELECT $1, x.t, x.p, $4, $5 FROM unnest($2::oid[], $3::jsonb[]) x(t, p)"
+				 " ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL",
+				 device, &sent, gen, page, false);
+		/* A device's own rows are held without a page: it has them whatever arrives. */
+		Bookkeep("feed own held",
+				 "INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)"
+				 " SELECT $1, x.t, x.p, $4, $5 FROM unnest($2::oid[], $3::jsonb[]) x(t, p)"
+				 " ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL",
+				 device, &own_held, gen, 0, true);
+		Bookkeep("feed gone",
+				 "UPDATE ofs.device_row d SET gone_page = $5"
+				 "  FROM unnest($2::oid[], $3::jsonb[]) x(t, p)"
+				 " WHERE d.device = $1 AND d.tbl = x.t AND d.pk = x.p AND $4 IS NOT NULL",
+				 device, &gone, gen, page, false);
+		Bookkeep("feed own gone",
+				 "DELETE FROM ofs.device_row d USING unnest($2::oid[], $3::jsonb[]) x(t, p)"
+				 " WHERE d.device = $1 AND d.tbl = x.t AND d.pk = x.p AND $4 IS NOT NULL AND $5 IS NULL",
+				 device, &own_gone, gen, 0, true);
+
+		/* A short read may end a batch, not the feed: go on to the next one. */
+		MemoryContextSwitchTo(caller);
+		feedc = pstrdup(c[n - 1].cursor);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(batchcxt);
+		sent = (KeyList) {0};
+		own_held = (KeyList) {0};
+		gone = (KeyList) {0};
+		own_gone = (KeyList) {0};
+	}
+	SPI_finish();
+
+	result[0] = PointerGetDatum(construct_array(out, nout, JSONBOID, -1, false, TYPALIGN_INT));
+	result[1] = CStringGetTextDatum(feedc);
+	result[2] = BoolGetDatum(feed_more);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, rnulls)));
+}
