@@ -126,6 +126,23 @@ OfsPlanSave(const OfsPlanKey *key, const char *sql, int nargs, Oid *types, bool 
 	return plan;
 }
 
+void
+OfsPlanForget(const char *name)
+{
+	HASH_SEQ_STATUS seq;
+	PlanEntry  *e;
+
+	if (plan_cache == NULL)
+		return;
+	hash_seq_init(&seq, plan_cache);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (strcmp(e->key.name, name) == 0)
+		{
+			SPI_freeplan(e->plan);
+			hash_search(plan_cache, &e->key, HASH_REMOVE, NULL);
+		}
+}
+
 SPIPlanPtr
 OfsFixedPlan(const char *name, const char *sql, int nargs, Oid *types, bool per_execution)
 {

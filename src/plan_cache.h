@@ -39,6 +39,9 @@ extern SPIPlanPtr OfsPlanSave(const OfsPlanKey *key, const char *sql,
 extern SPIPlanPtr OfsFixedPlan(const char *name, const char *sql, int nargs, Oid *types,
 							   bool per_execution);
 
+/* OfsPlanForget frees every saved plan of a statement name (a bound on their number). */
+extern void OfsPlanForget(const char *name);
+
 /* OfsPlanExec runs a plan and raises an error naming SPI's failure. */
 extern int	OfsPlanExec(SPIPlanPtr plan, Datum *args, const char *nulls,
 						bool read_only, long count);

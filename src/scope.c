@@ -12,6 +12,7 @@
 #include "ofs.h"
 #include "capture.h"
 #include "internal_tables.h"
+#include "plan_cache.h"
 #include "rowjson.h"
 
 #include "access/relation.h"
@@ -55,11 +56,32 @@ Filter(FunctionCallInfo fcinfo, int argno, const char *joiner)
 }
 
 /*
- * ExecuteAsRole runs a read-only statement in SPI (already connected) with
- * role as the current user, so that its GRANTs and policies apply.
+ * The plans of scoped reads are kept per (statement, table, role, filter):
+ * a live round reads the same few shapes of many roles over and over, and
+ * a plan is made as its role (row-level security is part of it).  At most
+ * MAX_SCOPE_PLANS are kept per statement; beyond, they are made anew.
  */
+#define MAX_SCOPE_PLANS 1024
+static int	nscope_plans[2];
+
+/*
+ * ExecuteAsRole runs a read-only statement in SPI (already connected) with
+ * role as the current user, so that its GRANTs and policies apply.  With
+ * a name, its plan is kept for the table, role and filter (the statement
+ * is then the same for all of them).
+ */
+static int	ExecutePlanAsRole(const char *name, Oid relid, const char *filter, Oid role, const char *sql,
+							  int nargs, Oid *types, Datum *args, const char *argnulls);
+
 static int
 ExecuteAsRole(Oid role, const char *sql, int nargs, Oid *types, Datum *args, const char *argnulls)
+{
+	return ExecutePlanAsRole(NULL, InvalidOid, NULL, role, sql, nargs, types, args, argnulls);
+}
+
+static int
+ExecutePlanAsRole(const char *name, Oid relid, const char *filter, Oid role, const char *sql,
+				  int nargs, Oid *types, Datum *args, const char *argnulls)
 {
 	Oid			save_uid;
 	int			save_sec;
@@ -69,7 +91,25 @@ ExecuteAsRole(Oid role, const char *sql, int nargs, Oid *types, Datum *args, con
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		rc = SPI_execute_with_args(sql, nargs, types, args, argnulls, true, 0);
+		if (name == NULL)
+			rc = SPI_execute_with_args(sql, nargs, types, args, argnulls, true, 0);
+		else
+		{
+			OfsPlanKey	key = {name, relid, psprintf("%u/%s", role, filter ? filter : "")};
+			SPIPlanPtr	plan = OfsPlanFind(&key);
+			int			which = strcmp(name, "scope rows") == 0 ? 0 : 1;
+
+			if (plan == NULL)
+			{
+				if (++nscope_plans[which] > MAX_SCOPE_PLANS)
+				{
+					OfsPlanForget(name);
+					nscope_plans[which] = 1;
+				}
+				plan = OfsPlanSave(&key, sql, nargs, types, false);
+			}
+			rc = SPI_execute_plan(plan, args, argnulls, true, 0);
+		}
 	}
 	PG_FINALLY();
 	{
@@ -84,7 +124,7 @@ ExecuteAsRole(Oid role, const char *sql, int nargs, Oid *types, Datum *args, con
  * (pk, row) of each row it yields.
  */
 static void
-ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber *pk,
+ScopeQuery(FunctionCallInfo fcinfo, const char *name, Oid role, Relation rel, int npk, AttrNumber *pk,
 		   const char *sql, int nargs, Oid *types, Datum *args, const char *argnulls)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
@@ -107,7 +147,9 @@ ScopeQuery(FunctionCallInfo fcinfo, Oid role, Relation rel, int npk, AttrNumber 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = ExecuteAsRole(role, sql, nargs, types, args, argnulls);
+	rc = ExecutePlanAsRole(name, RelationGetRelid(rel),
+						   PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+						   role, sql, nargs, types, args, argnulls);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading %s as a device failed: %s",
 			 RelationGetRelationName(rel), SPI_result_code_string(rc));
@@ -171,7 +213,7 @@ ofs_scope_rows(PG_FUNCTION_ARGS)
 	args[0] = PG_GETARG_DATUM(3);
 	sql = psprintf("SELECT * FROM ONLY %s t WHERE (%s) IN (SELECT %s FROM pg_catalog.jsonb_populate_recordset(NULL::%s, $1))%s",
 				   name, KeyList(rel, npk, pk, "t."), keys, name, Filter(fcinfo, 2, "AND"));
-	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 1, types, args, NULL);
+	ScopeQuery(fcinfo, "scope rows", role, rel, npk, pk, sql, 1, types, args, NULL);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
 }
@@ -204,7 +246,7 @@ ofs_scope_page(PG_FUNCTION_ARGS)
 	args[1] = PG_GETARG_DATUM(4);
 	sql = psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s ORDER BY %s LIMIT $2",
 				   name, tkeys, KeyList(rel, npk, pk, ""), name, Filter(fcinfo, 2, "AND"), tkeys);
-	ScopeQuery(fcinfo, role, rel, npk, pk, sql, 2, types, args, argnulls);
+	ScopeQuery(fcinfo, "scope page", role, rel, npk, pk, sql, 2, types, args, argnulls);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
 }
