@@ -16,6 +16,7 @@
  */
 #include "ofs.h"
 #include "plan_cache.h"
+#include "send_rule.h"
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -372,30 +373,34 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 			if (r->decided)
 				continue;
 			r->decided = true;
-			if (r->own_all && r->visible)
 			{
-				if (!r->held)
-					KeyListAdd(&own_held, c[k].tbl, c[k].pk);
-			}
-			else if (r->own_all && r->last_delete)
-			{
-				if (r->held)
-					KeyListAdd(&own_gone, c[k].tbl, c[k].pk);
-			}
-			else if (r->visible)
-			{
-				MemoryContextSwitchTo(caller);
-				out[nout++] = Change(c[k].tname, "upsert", c[k].pk, r->row);
-				MemoryContextSwitchTo(batchcxt);
-				if (!r->held)
-					KeyListAdd(&sent, c[k].tbl, c[k].pk);
-			}
-			else if (r->held)
-			{
-				MemoryContextSwitchTo(caller);
-				out[nout++] = Change(c[k].tname, "delete", c[k].pk, NULL);
-				MemoryContextSwitchTo(batchcxt);
-				KeyListAdd(&gone, c[k].tbl, c[k].pk);
+				OfsRowFacts facts = {r->visible, r->held, r->own_all, r->last_delete};
+
+				switch (OfsDecideSend(&facts))
+				{
+					case OFS_SEND_HOLD_OWN:
+						if (!r->held)
+							KeyListAdd(&own_held, c[k].tbl, c[k].pk);
+						break;
+					case OFS_SEND_FORGET_OWN:
+						KeyListAdd(&own_gone, c[k].tbl, c[k].pk);
+						break;
+					case OFS_SEND_UPSERT:
+						MemoryContextSwitchTo(caller);
+						out[nout++] = Change(c[k].tname, "upsert", c[k].pk, r->row);
+						MemoryContextSwitchTo(batchcxt);
+						if (!r->held)
+							KeyListAdd(&sent, c[k].tbl, c[k].pk);
+						break;
+					case OFS_SEND_REMOVAL:
+						MemoryContextSwitchTo(caller);
+						out[nout++] = Change(c[k].tname, "delete", c[k].pk, NULL);
+						MemoryContextSwitchTo(batchcxt);
+						KeyListAdd(&gone, c[k].tbl, c[k].pk);
+						break;
+					case OFS_SEND_NOTHING:
+						break;
+				}
 			}
 		}
 		Bookkeep("feed sent",
