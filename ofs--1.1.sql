@@ -1669,12 +1669,16 @@ GRANT SELECT ON ofs.stats TO pg_monitor;
 -- tables (whose truncation at every commit costs more than the work).
 CREATE TYPE ofs.live_dev AS (ord int, device text, role oid, f text, v bigint, p bigint,
                              conf bigint, new_page bigint, fast boolean);
-CREATE TYPE ofs.live_change AS (f text, idx bigint, cursor text, tbl oid, tname text, pk jsonb,
-                                own text, op text);
-CREATE TYPE ofs.live_feed AS (f text, last_cursor text, n int);
-CREATE TYPE ofs.live_vis AS (role oid, tbl oid, cond text, pk jsonb, "row" jsonb);
-CREATE TYPE ofs.live_out AS (ord int, idx bigint, tbl oid, tname text, pk jsonb, op text, "row" jsonb, held boolean,
-                             echo boolean);
+
+-- ofs.live_round: the round of the fast devices, in C (src/live_round.c):
+-- the feed once per cursor, rows once per (role, table, shape), each
+-- device's share by the rule every pull uses; slow: pull for it one by one.
+CREATE FUNCTION ofs.live_round(devs ofs.live_dev[], room int)
+RETURNS TABLE (ord int, result jsonb, slow boolean)
+AS 'MODULE_PATHNAME', 'ofs_live_round'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION ofs.live_round(ofs.live_dev[], int) FROM PUBLIC;
 
 CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
 RETURNS TABLE (ord int, result jsonb) LANGUAGE plpgsql VOLATILE
@@ -1683,15 +1687,8 @@ DECLARE
   r record;
   d record;
   room int := least(greatest(max_rows, 1), 1000);
-  got int;
-  n int;
-  cur text;
   devs ofs.live_dev[];
-  chg ofs.live_change[] := '{}';
-  part ofs.live_change[];
-  feeds ofs.live_feed[] := '{}';
-  vis ofs.live_vis[] := '{}';
-  outs ofs.live_out[];
+  slow int[] := '{}';
 BEGIN
   -- The pulls of one device happen one at a time (in key order: no deadlock).
   PERFORM pg_advisory_xact_lock(hashtext('ofs.pull'), hashtext(x))
@@ -1716,131 +1713,23 @@ BEGIN
      WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL
        AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$');
 
-  -- The feed, once per distinct cursor; a cursor the feed no longer serves
-  -- sends its devices the slow way (ofs.pull re-snapshots them).
-  -- ofs.changes stops at the end of a batch: read on into the next ones.
-  FOR r IN SELECT DISTINCT l.f FROM unnest(devs) l WHERE l.fast LOOP
-    BEGIN
-      got := 0;
-      cur := r.f;
-      n := 0;
-      FOR k IN 1 .. 20 LOOP
-        part := ARRAY(
-          SELECT ROW(r.f, got + c.ord, c.cursor, c.table_name::regclass::oid, c.table_name, c.pk,
-                     CASE WHEN c.as_sent THEN c.device END, c.op)::ofs.live_change
-            FROM ofs.changes(cur, room - got) WITH ORDINALITY AS c(cursor, table_name, pk, op, data, device,
-                                                                    operation_id, hlc, changed_columns, as_sent, ord)
-           ORDER BY c.ord);
-        n := cardinality(part);
-        EXIT WHEN n = 0;
-        chg := chg || part;
-        got := got + n;
-        cur := (part[n]).cursor;
-        EXIT WHEN got >= room;
-      END LOOP;
-      IF got > 0 AND got < room AND n > 0 THEN
-        -- Twenty batches read and the page not full: say there is more.
-        got := room;
-      END IF;
-      IF got > 0 THEN
-        feeds := feeds || ROW(r.f, cur, got)::ofs.live_feed;
-      END IF;
-    EXCEPTION WHEN SQLSTATE 'OF010' OR invalid_parameter_value THEN
-      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
-                               l.fast AND l.f IS DISTINCT FROM r.f)::ofs.live_dev FROM unnest(devs) l);
-    END;
+  -- The fast devices' round is C (ofs.live_round); those it sends back go
+  -- the slow way below, with the devices that were not fast.
+  FOR r IN SELECT * FROM ofs.live_round(devs, room) x LOOP
+    IF r.slow THEN
+      slow := slow || r.ord;
+    ELSE
+      ord := r.ord;
+      result := r.result;
+      RETURN NEXT;
+    END IF;
   END LOOP;
-  -- One row change per batch: the first mention carries the row as it is
-  -- now.  own: the device whose own changes, left as it sent them, are all
-  -- of the row's in the batch (it is not sent them back); op: the last.
-  chg := ARRAY(SELECT ROW(x.f, x.idx, x.cursor, x.tbl, x.tname, x.pk, a.own, a.op)::ofs.live_change
-                 FROM (SELECT DISTINCT ON (c.f, c.tbl, c.pk) c.* FROM unnest(chg) c
-                        ORDER BY c.f, c.tbl, c.pk, c.idx) x
-                 JOIN (SELECT c.f, c.tbl, c.pk,
-                              CASE WHEN count(c.own) = count(*) AND min(c.own) = max(c.own) THEN min(c.own) END AS own,
-                              (array_agg(c.op ORDER BY c.idx DESC))[1] AS op
-                         FROM unnest(chg) c GROUP BY c.f, c.tbl, c.pk) a
-                   ON a.f = x.f AND a.tbl = x.tbl AND a.pk = x.pk);
-
-  -- Rows as each role and shape sees them, once per (role, table, shape).
-  FOR r IN SELECT DISTINCT l.role, s.tbl, ofs.shape_condition(s.filters) AS cond
-             FROM unnest(devs) l
-             JOIN ofs.device_shape s ON s.device = l.device AND cardinality(s.filters) > 0
-            WHERE l.fast
-              AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)
-              AND EXISTS (SELECT 1 FROM unnest(chg) c WHERE c.f = l.f AND c.tbl = s.tbl) LOOP
-    BEGIN
-      vis := vis || ARRAY(
-        SELECT ROW(r.role, r.tbl, r.cond, x.pk, x."row")::ofs.live_vis
-          FROM ofs.scope_rows(r.role, r.tbl, r.cond,
-                              (SELECT jsonb_agg(DISTINCT c.pk) FROM unnest(chg) c
-                                WHERE c.tbl = r.tbl
-                                  AND c.f IN (SELECT l.f FROM unnest(devs) l WHERE l.fast AND l.role = r.role))) x);
-    EXCEPTION WHEN OTHERS THEN
-      -- The role may no longer read the table (say): ofs.pull sorts it out.
-      devs := ARRAY(SELECT ROW(l.ord, l.device, l.role, l.f, l.v, l.p, l.conf, l.new_page,
-                               l.fast AND l.role <> r.role)::ofs.live_dev FROM unnest(devs) l);
-    END;
-  END LOOP;
-
-  -- What each device gets: the row if it is in scope, its removal if the
-  -- device holds it and it is not.
-  outs := ARRAY(
-    SELECT ROW(l.ord, c.idx, c.tbl, c.tname, c.pk,
-               CASE WHEN v.pk IS NOT NULL THEN 'upsert' ELSE 'delete' END, v."row", h.pk IS NOT NULL,
-               coalesce(c.own = l.device AND (v.pk IS NOT NULL OR c.op = 'delete'), false))::ofs.live_out
-      FROM unnest(devs) l
-      JOIN unnest(chg) c ON c.f = l.f
-      JOIN ofs.device_shape s ON s.device = l.device AND s.tbl = c.tbl AND cardinality(s.filters) > 0
-      LEFT JOIN unnest(vis) v ON v.role = l.role AND v.tbl = c.tbl AND v.pk = c.pk
-                             AND v.cond IS NOT DISTINCT FROM ofs.shape_condition(s.filters)
-      LEFT JOIN LATERAL (SELECT h.pk FROM ofs.device_row h
-                          WHERE h.device = l.device AND h.tbl = c.tbl AND h.pk = c.pk AND h.gone_page IS NULL) h ON true
-     WHERE l.fast AND (v.pk IS NOT NULL OR h.pk IS NOT NULL));
-
-  -- A device's own rows (echo) are held without a page: they are its own.
-  INSERT INTO ofs.device_row AS h (device, tbl, pk, gen, sent_page)
-  SELECT l.device, o.tbl, o.pk, l.v, CASE WHEN o.echo THEN NULL ELSE l.new_page END
-    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
-   WHERE o.op = 'upsert' AND NOT o.held
-  ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL;
-  UPDATE ofs.device_row h SET gone_page = l.new_page
-    FROM unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
-   WHERE o.op = 'delete' AND NOT o.echo AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
-  DELETE FROM ofs.device_row h USING unnest(outs) o JOIN unnest(devs) l ON l.ord = o.ord
-   WHERE o.op = 'delete' AND o.echo AND h.device = l.device AND h.tbl = o.tbl AND h.pk = o.pk;
-  DELETE FROM ofs.device_row h USING unnest(devs) l
-   WHERE l.fast AND h.device = l.device AND h.gone_page <= l.conf;
-  UPDATE ofs.device_row h SET sent_page = NULL FROM unnest(devs) l
-   WHERE l.fast AND h.device = l.device AND h.sent_page <= l.conf;
-
-  -- Each device's share of the output, gathered once (not per device).
-  RETURN QUERY
-  WITH mine AS (
-         SELECT o.ord, jsonb_agg(jsonb_build_object('table', o.tname, 'op', o.op, 'pk', o.pk)
-                                 || CASE WHEN o.op = 'upsert' THEN jsonb_build_object('row', o."row") ELSE '{}' END
-                                 ORDER BY o.idx) AS changes
-           FROM unnest(outs) o WHERE NOT o.echo GROUP BY o.ord),
-       upd AS (
-         UPDATE ofs.device dv
-            SET page_seq = CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE dv.page_seq END,
-                last_contact = now(),
-                last_cursor = jsonb_build_object('f', fd.last_cursor, 'v', l.v,
-                                                 'p', CASE WHEN m.ord IS NOT NULL THEN l.new_page ELSE l.p END,
-                                                 's', '[]'::jsonb)::text,
-                caught_up_at = CASE WHEN fd.n < room THEN now() ELSE dv.caught_up_at END
-           FROM unnest(devs) l JOIN unnest(feeds) fd ON fd.f = l.f LEFT JOIN mine m ON m.ord = l.ord
-          WHERE l.fast AND dv.device = l.device
-         RETURNING l.ord, dv.last_cursor, fd.n, m.changes)
-  SELECT u.ord::int, jsonb_build_object('cursor', u.last_cursor, 'more', u.n >= room,
-                                        'changes', coalesce(u.changes, '[]'))
-    FROM upd u;
 
   -- The rest, one by one.
   FOR d IN SELECT a.i, a.device, a.since, a.confirmed
              FROM unnest(devices, cursors, confirmed) WITH ORDINALITY AS a(device, since, confirmed, i)
              LEFT JOIN unnest(devs) l ON l.ord = a.i AND l.fast
-            WHERE l.ord IS NULL LOOP
+            WHERE l.ord IS NULL OR a.i = ANY (slow) LOOP
     BEGIN
       ord := d.i;
       result := ofs.pull(d.device, d.since, room, d.confirmed);

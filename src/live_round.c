@@ -1,0 +1,854 @@
+/*
+ * live_round.c: the live round of many devices, in C (ofs.live_round).
+ *
+ * ofs.pull_live (SQL) locks the devices and tells which of them are on the
+ * fast path: a cursor on the feed with no snapshot, no changed shape and
+ * nothing owed.  For those, this file does the round at once: the feed is
+ * read once per distinct cursor (live devices share the feed's head), rows
+ * are read once per (role, table, shape) as the role (ofs.scope_rows, with
+ * saved plans), which rows each device holds is one statement, each
+ * device's share is decided in memory by the rule every pull uses
+ * (send_rule.h), and the held-row bookkeeping and the devices' cursors are
+ * a few statements with arrays.  A cursor the feed no longer serves, or a
+ * role that can no longer read a table, sends its devices back to
+ * ofs.pull_live, which pulls for them one by one.
+ */
+#include "ofs.h"
+#include "plan_cache.h"
+#include "send_rule.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+PG_FUNCTION_INFO_V1(ofs_live_round);
+
+#define MAX_ROUNDS 20
+
+typedef struct Dev
+{
+	int			ord;
+	char	   *device;
+	Oid			role;
+	char	   *f;
+	int64		v;
+	int64		p;
+	int64		conf;
+	int64		new_page;
+	bool		fast;
+	int			feed;			/* index into feeds, or -1 */
+	int			nout;
+	StringInfoData out;			/* its changes, as JSON array elements */
+} Dev;
+
+typedef struct Change
+{
+	char	   *cursor;
+	Oid			tbl;
+	char	   *tname;
+	Jsonb	   *pk;
+	char	   *pktext;
+	char	   *site;			/* the device whose intent it was, or NULL */
+	bool		as_sent;
+	bool		is_delete;
+	/* set on a row's first change in the batch: */
+	bool		first;
+	char	   *own;			/* the device whose own changes, as sent, are all of the row's */
+	bool		last_delete;
+} Change;
+
+typedef struct Feed
+{
+	char	   *f;
+	bool		ok;
+	Change	   *c;
+	int			n;
+	int			got;
+	char	   *last_cursor;
+} Feed;
+
+/* The first change of a row in a batch, by a digest of "tbl:pk". */
+typedef struct FirstEntry
+{
+	char		key[64];
+	int			idx;
+} FirstEntry;
+
+/* A row in the scope of a (role, table, filter): the key text and the row. */
+typedef struct VisEntry
+{
+	char		key[64];		/* digest of role/tbl/filter/pk */
+	char	   *full;
+	Jsonb	   *row;
+} VisEntry;
+
+static char *
+Digest(const char *full, char out[64])
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) full, strlen(full), 0);
+
+	memset(out, 0, 64);
+	snprintf(out, 64, "%016llx:%zu", (unsigned long long) h, strlen(full));
+	return out;
+}
+
+static char *
+VisKey(Oid role, Oid tbl, const char *cond, const char *pktext)
+{
+	return psprintf("%u/%u/%s/%s", role, tbl, cond ? cond : "\x01", pktext);
+}
+
+/* ReadFeed reads the batches after f until room changes, as ofs.pull_live always did. */
+static void
+ReadFeed(Feed *fd, int room, MemoryContext outer)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	int			cap = room;
+	char	   *cur = fd->f;
+	int			n = 0;
+	MemoryContext old;
+
+	fd->c = MemoryContextAllocZero(outer, sizeof(Change) * cap);
+	fd->got = 0;
+	for (int k = 0; k < MAX_ROUNDS; k++)
+	{
+		Datum		args[2] = {CStringGetTextDatum(cur), Int32GetDatum(room - fd->got)};
+
+		OfsPlanExec(OfsFixedPlan("live batch",
+								 "SELECT c.cursor, c.table_name::regclass::oid, c.table_name, c.pk, c.op = 'delete',"
+								 "       c.device, c.as_sent IS TRUE FROM ofs.changes($1, $2) c",
+								 2, types, true), args, NULL, true, 0);
+		n = (int) SPI_processed;
+		if (n == 0)
+			break;
+		old = MemoryContextSwitchTo(outer);	/* what the round keeps outlives SPI */
+		for (int i = 0; i < n; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			Change	   *c = &fd->c[fd->got + i];
+			bool		isnull;
+
+			c->cursor = SPI_getvalue(t, d, 1);
+			c->tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+			c->tname = SPI_getvalue(t, d, 3);
+			c->pk = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
+			c->pktext = JsonbToCString(NULL, &c->pk->root, VARSIZE(c->pk));
+			c->is_delete = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+			c->site = SPI_getvalue(t, d, 6);
+			c->as_sent = DatumGetBool(SPI_getbinval(t, d, 7, &isnull));
+		}
+		MemoryContextSwitchTo(old);
+		fd->got += n;
+		cur = fd->c[fd->got - 1].cursor;
+		if (fd->got >= room)
+			break;
+	}
+	/* Twenty batches read and the page not full: say there is more. */
+	fd->n = (fd->got > 0 && fd->got < room && n > 0) ? room : fd->got;
+	fd->last_cursor = cur;
+
+	/* One row change per batch: the first mention carries the row as it is now. */
+	{
+		HASHCTL		ctl;
+		HTAB	   *firsts;
+
+		ctl.keysize = 64;
+		ctl.entrysize = sizeof(FirstEntry);
+		ctl.hcxt = CurrentMemoryContext;
+		firsts = hash_create("ofs live firsts", Max(fd->got, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (int i = 0; i < fd->got; i++)
+		{
+			Change	   *c = &fd->c[i];
+			char		digest[64];
+			bool		found;
+			FirstEntry *e = hash_search(firsts, Digest(psprintf("%u:%s", c->tbl, c->pktext), digest),
+										HASH_ENTER, &found);
+			Change	   *first;
+
+			if (!found)
+			{
+				e->idx = i;
+				c->first = true;
+				c->own = (c->as_sent && c->site) ? c->site : NULL;
+				c->last_delete = c->is_delete;
+				continue;
+			}
+			first = &fd->c[e->idx];
+			if (first->tbl != c->tbl || strcmp(first->pktext, c->pktext) != 0)
+				elog(ERROR, "ofs.live_round: two keys share a digest");
+			if (!(c->as_sent && c->site && first->own && strcmp(c->site, first->own) == 0))
+				first->own = NULL;
+			first->last_delete = c->is_delete;
+		}
+	}
+}
+
+
+/*
+ * Attempt runs fn(arg) in a subtransaction and says whether it succeeded;
+ * an error the feed or a role's reading raises (OF010, 22023, a privilege)
+ * is the device's to meet the slow way, not the round's.
+ */
+static bool
+Attempt(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* What says nothing of one device is the round's: it fails. */
+		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
+			ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
+			ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+			ReThrowError(e);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+typedef struct FeedArg
+{
+	Feed	   *fd;
+	int			room;
+} FeedArg;
+
+static void
+ReadFeedStep(void *arg)
+{
+	FeedArg    *a = arg;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SPI_connect();
+	ReadFeed(a->fd, a->room, outer);
+	SPI_finish();
+}
+
+typedef struct ScopeArg
+{
+	Oid			role;
+	Oid			tbl;
+	char	   *cond;
+	Jsonb	   *pks;
+	HTAB	   *vis;
+	MemoryContext cxt;			/* where the rows read are kept */
+} ScopeArg;
+
+static void
+ScopeStep(void *arg)
+{
+	ScopeArg   *a = arg;
+	Oid			types[4] = {OIDOID, OIDOID, TEXTOID, JSONBOID};
+	Datum		args[4] = {ObjectIdGetDatum(a->role), ObjectIdGetDatum(a->tbl),
+	a->cond ? CStringGetTextDatum(a->cond) : (Datum) 0, JsonbPGetDatum(a->pks)};
+	char		nulls[4] = {' ', ' ', a->cond ? ' ' : 'n', ' '};
+
+	SPI_connect();
+	OfsPlanExec(OfsFixedPlan("live scope", "SELECT s.pk, s.\"row\" FROM ofs.scope_rows($1, $2, $3, $4) s",
+							 4, types, false), args, nulls, true, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Jsonb	   *pk = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *full = VisKey(a->role, a->tbl, a->cond, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
+		char		digest[64];
+		bool		found;
+		VisEntry   *e = hash_search(a->vis, Digest(full, digest), HASH_ENTER, &found);
+		MemoryContext old;
+
+		if (found && strcmp(e->full, full) != 0)
+			elog(ERROR, "ofs.live_round: two rows share a digest");	/* its devices go the slow way */
+		old = MemoryContextSwitchTo(a->cxt);
+
+		e->full = pstrdup(full);
+		e->row = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+static Jsonb *
+VisRow(HTAB *vis, Oid role, Oid tbl, const char *cond, const char *pktext)
+{
+	char	   *full = VisKey(role, tbl, cond, pktext);
+	char		digest[64];
+	VisEntry   *e = hash_search(vis, Digest(full, digest), HASH_FIND, NULL);
+
+	return (e && strcmp(e->full, full) == 0) ? e->row : NULL;
+}
+
+/* A device's shape on a table: its condition (NULL: the whole table). */
+typedef struct Shape
+{
+	int			dev;
+	Oid			tbl;
+	char	   *cond;
+} Shape;
+
+/* Arrays of (device, table, key, page) for one bookkeeping statement. */
+typedef struct Rows
+{
+	int			n, cap;
+	Datum	   *dev, *tbl, *pk, *page, *gen;
+	bool	   *page_null;
+} Rows;
+
+#define GROW(p, T) ((p) = (p) ? repalloc((p), sizeof(T) * r->cap) : palloc(sizeof(T) * r->cap))
+
+static void
+RowsAdd(Rows *r, const char *dev, Oid tbl, Jsonb *pk, int64 gen, int64 page, bool page_null)
+{
+	if (r->n == r->cap)
+	{
+		r->cap = r->cap ? r->cap * 2 : 64;
+		GROW(r->dev, Datum);
+		GROW(r->tbl, Datum);
+		GROW(r->pk, Datum);
+		GROW(r->page, Datum);
+		GROW(r->gen, Datum);
+		GROW(r->page_null, bool);
+	}
+	r->dev[r->n] = CStringGetTextDatum(dev);
+	r->tbl[r->n] = ObjectIdGetDatum(tbl);
+	r->pk[r->n] = JsonbPGetDatum(pk);
+	r->gen[r->n] = Int64GetDatum(gen);
+	r->page[r->n] = Int64GetDatum(page);
+	r->page_null[r->n] = page_null;
+	r->n++;
+}
+
+static Datum
+TextArray(Datum *v, int n)
+{
+	return PointerGetDatum(construct_array(v, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* RowsRun runs a statement over rows: $1 devices, $2 tables, $3 keys, $4 pages, $5 generations. */
+static void
+RowsRun(const char *name, const char *sql, Rows *r)
+{
+	Oid			types[5] = {TEXTARRAYOID, OIDARRAYOID, JSONBARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		args[5];
+	int			dims[1] = {r->n};
+	int			lbs[1] = {1};
+
+	if (r->n == 0)
+		return;
+	args[0] = TextArray(r->dev, r->n);
+	args[1] = PointerGetDatum(construct_array(r->tbl, r->n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(r->pk, r->n, JSONBOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_md_array(r->page, r->page_null, 1, dims, lbs, INT8OID, 8,
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(r->gen, r->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	OfsPlanExec(OfsFixedPlan(name, sql, 5, types, false), args, NULL, false, 0);
+}
+
+static void
+AppendChange(StringInfo out, int *nout, const char *tname, const char *op, Jsonb *pk, Jsonb *row)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k, v;
+	Jsonb	   *obj;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+#define PUT_STR(name_, text_) \
+	do { k.type = jbvString; k.val.string.val = (char *) (name_); k.val.string.len = strlen(name_); \
+		 pushJsonbValue(&st, WJB_KEY, &k); \
+		 v.type = jbvString; v.val.string.val = (char *) (text_); v.val.string.len = strlen(text_); \
+		 pushJsonbValue(&st, WJB_VALUE, &v); } while (0)
+#define PUT_BIN(name_, j_) \
+	do { k.type = jbvString; k.val.string.val = (char *) (name_); k.val.string.len = strlen(name_); \
+		 pushJsonbValue(&st, WJB_KEY, &k); \
+		 v.type = jbvBinary; v.val.binary.data = &(j_)->root; v.val.binary.len = VARSIZE(j_) - VARHDRSZ; \
+		 pushJsonbValue(&st, WJB_VALUE, &v); } while (0)
+	PUT_STR("table", tname);
+	PUT_STR("op", op);
+	PUT_BIN("pk", pk);
+	if (row)
+		PUT_BIN("row", row);
+#undef PUT_STR
+#undef PUT_BIN
+	obj = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	if ((*nout)++ > 0)
+		appendStringInfoString(out, ", ");
+	(void) JsonbToCString(out, &obj->root, VARSIZE(obj));
+}
+
+/*
+ * live_round(devs ofs.live_dev[], room int) returns (ord, result, slow) for
+ * the fast devices: result, a "changes" answer ({cursor, more, changes}),
+ * for those whose feed had something new; slow for those that must be
+ * pulled for one by one.
+ */
+Datum
+ofs_live_round(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			room = PG_GETARG_INT32(1);
+	Dev		   *devs;
+	int			ndevs;
+	Feed	   *feeds;
+	int			nfeeds = 0;
+	Shape	   *shapes = NULL;
+	int			nshapes = 0;
+	HTAB	   *vis;
+	HASHCTL		ctl;
+	Rows		sent = {0}, gone = {0}, own_gone = {0};
+	MemoryContext cxt = CurrentMemoryContext;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+
+	/* The devices on the fast path. */
+	{
+		Oid			types[1] = {get_fn_expr_argtype(fcinfo->flinfo, 0)};
+		Datum		args[1] = {PG_GETARG_DATUM(0)};
+
+		/* Not kept: the type's OID is the extension's, made anew with it. */
+		if (SPI_execute_with_args("SELECT (x).ord, (x).device, (x).role, (x).f, (x).v, (x).p, (x).conf, (x).new_page"
+								  "  FROM unnest($1) x WHERE (x).fast ORDER BY (x).ord",
+								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "reading the live devices failed");
+		ndevs = (int) SPI_processed;
+		devs = MemoryContextAllocZero(cxt, sizeof(Dev) * Max(ndevs, 1));
+		for (int i = 0; i < ndevs; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			devs[i].ord = DatumGetInt32(SPI_getbinval(t, d, 1, &isnull));
+			devs[i].device = SPI_getvalue(t, d, 2);
+			devs[i].role = DatumGetObjectId(SPI_getbinval(t, d, 3, &isnull));
+			devs[i].f = SPI_getvalue(t, d, 4);
+			devs[i].v = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
+			devs[i].p = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+			devs[i].conf = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
+			devs[i].new_page = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
+			devs[i].fast = true;
+			devs[i].feed = -1;
+			initStringInfo(&devs[i].out);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+
+	/* The feed, once per distinct cursor. */
+	feeds = palloc0(sizeof(Feed) * Max(ndevs, 1));
+	for (int i = 0; i < ndevs; i++)
+	{
+		int			j;
+
+		for (j = 0; j < nfeeds && strcmp(feeds[j].f, devs[i].f) != 0; j++)
+			;
+		if (j == nfeeds)
+		{
+			FeedArg		a = {&feeds[nfeeds], room};
+
+			feeds[nfeeds].f = devs[i].f;
+			feeds[nfeeds].ok = Attempt(ReadFeedStep, &a);
+			nfeeds++;
+		}
+		devs[i].feed = j;
+		if (!feeds[j].ok)
+			devs[i].fast = false;	/* a cursor the feed no longer serves */
+	}
+
+	SPI_connect();
+	/* The shapes of the devices whose feed had something. */
+	{
+		Datum	   *names = palloc(sizeof(Datum) * Max(ndevs, 1));
+		int			n = 0;
+		Oid			types[1] = {TEXTARRAYOID};
+		Datum		args[1];
+
+		for (int i = 0; i < ndevs; i++)
+			if (devs[i].fast && feeds[devs[i].feed].got > 0)
+				names[n++] = CStringGetTextDatum(devs[i].device);
+		args[0] = TextArray(names, n);
+		if (n > 0)
+		{
+			OfsPlanExec(OfsFixedPlan("live shapes",
+									 "SELECT s.device, s.tbl, ofs.shape_condition(s.filters) FROM ofs.device_shape s"
+									 " WHERE s.device = ANY ($1) AND cardinality(s.filters) > 0"
+									 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)",
+									 1, types, false), args, NULL, true, 0);
+			shapes = MemoryContextAlloc(cxt, sizeof(Shape) * Max(SPI_processed, 1));
+			for (uint64 k = 0; k < SPI_processed; k++)
+			{
+				HeapTuple	t = SPI_tuptable->vals[k];
+				TupleDesc	d = SPI_tuptable->tupdesc;
+				bool		isnull;
+				char	   *dev = SPI_getvalue(t, d, 1);
+				char	   *cond = SPI_getvalue(t, d, 3);
+
+				for (int i = 0; i < ndevs; i++)
+					if (strcmp(devs[i].device, dev) == 0)
+					{
+						shapes[nshapes].dev = i;
+						shapes[nshapes].tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+						shapes[nshapes].cond = cond ? MemoryContextStrdup(cxt, cond) : NULL;
+						nshapes++;
+						break;
+					}
+			}
+		}
+	}
+	SPI_finish();
+
+	/* Rows as each role and shape sees them, once per (role, table, shape). */
+	ctl.keysize = 64;
+	ctl.entrysize = sizeof(VisEntry);
+	ctl.hcxt = cxt;
+	vis = hash_create("ofs live rows", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (int s = 0; s < nshapes; s++)
+	{
+		Dev		   *d = &devs[shapes[s].dev];
+		bool		done = false;
+		JsonbParseState *st = NULL;
+		int			npk = 0;
+		HTAB	   *listed;
+		HASHCTL		lctl;
+		ScopeArg	a;
+
+		if (!d->fast)
+			continue;
+		for (int t = 0; t < s && !done; t++)
+			done = devs[shapes[t].dev].role == d->role && shapes[t].tbl == shapes[s].tbl &&
+				((shapes[t].cond == NULL && shapes[s].cond == NULL) ||
+				 (shapes[t].cond && shapes[s].cond && strcmp(shapes[t].cond, shapes[s].cond) == 0));
+		if (done)
+			continue;
+		/* The table's keys in the feeds of this role's fast devices, once each. */
+		lctl.keysize = 64;
+		lctl.entrysize = 64;
+		lctl.hcxt = CurrentMemoryContext;
+		listed = hash_create("ofs live keys", 64, &lctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+		for (int j = 0; j < nfeeds; j++)
+		{
+			bool		used = false;
+
+			for (int i = 0; i < ndevs && !used; i++)
+				used = devs[i].fast && devs[i].feed == j && devs[i].role == d->role;
+			if (!used || !feeds[j].ok)
+				continue;
+			for (int k = 0; k < feeds[j].got; k++)
+			{
+				Change	   *c = &feeds[j].c[k];
+				char		digest[64];
+				bool		found;
+				JsonbValue	v;
+
+				if (!c->first || c->tbl != shapes[s].tbl)
+					continue;
+				hash_search(listed, Digest(c->pktext, digest), HASH_ENTER, &found);
+				if (found)
+					continue;
+				v.type = jbvBinary;
+				v.val.binary.data = &c->pk->root;
+				v.val.binary.len = VARSIZE(c->pk) - VARHDRSZ;
+				pushJsonbValue(&st, WJB_ELEM, &v);
+				npk++;
+			}
+		}
+		a.pks = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+		if (npk == 0)
+			continue;
+		a.role = d->role;
+		a.tbl = shapes[s].tbl;
+		a.cond = shapes[s].cond;
+		a.vis = vis;
+		a.cxt = cxt;
+		if (!Attempt(ScopeStep, &a))
+		{
+			/* The role may no longer read the table (say): ofs.pull sorts it out. */
+			for (int i = 0; i < ndevs; i++)
+				if (devs[i].role == d->role)
+					devs[i].fast = false;
+		}
+	}
+
+	SPI_connect();
+	/*
+	 * The candidates: for each fast device, in feed order, the first change
+	 * of each row of a table it has a shape on.  Which of them it holds is
+	 * one statement.
+	 */
+	{
+		Rows		cand = {0};
+		int		   *cdev;
+		int		   *cchg;
+		int		   *cshape;
+		int			ncap = 64;
+		bool	   *held;
+
+		cdev = palloc(sizeof(int) * ncap);
+		cchg = palloc(sizeof(int) * ncap);
+		cshape = palloc(sizeof(int) * ncap);
+		for (int i = 0; i < ndevs; i++)
+		{
+			Dev		   *d = &devs[i];
+			Feed	   *fd = &feeds[d->feed];
+
+			if (!d->fast)
+				continue;
+			for (int k = 0; k < fd->got; k++)
+			{
+				int			sh = -1;
+
+				if (!fd->c[k].first)
+					continue;
+				for (int s = 0; s < nshapes && sh < 0; s++)
+					if (shapes[s].dev == i && shapes[s].tbl == fd->c[k].tbl)
+						sh = s;
+				if (sh < 0)
+					continue;
+				if (cand.n == ncap)
+				{
+					ncap *= 2;
+					cdev = repalloc(cdev, sizeof(int) * ncap);
+					cchg = repalloc(cchg, sizeof(int) * ncap);
+					cshape = repalloc(cshape, sizeof(int) * ncap);
+				}
+				cdev[cand.n] = i;
+				cchg[cand.n] = k;
+				cshape[cand.n] = sh;
+				RowsAdd(&cand, d->device, fd->c[k].tbl, fd->c[k].pk, 0, 0, false);
+			}
+		}
+		held = palloc0(sizeof(bool) * Max(cand.n, 1));
+		if (cand.n > 0)
+		{
+			Oid			types[3] = {TEXTARRAYOID, OIDARRAYOID, JSONBARRAYOID};
+			Datum		args[3] = {TextArray(cand.dev, cand.n),
+				PointerGetDatum(construct_array(cand.tbl, cand.n, OIDOID, sizeof(Oid), true, TYPALIGN_INT)),
+			PointerGetDatum(construct_array(cand.pk, cand.n, JSONBOID, -1, false, TYPALIGN_INT))};
+
+			OfsPlanExec(OfsFixedPlan("live held",
+									 "SELECT x.i FROM unnest($1::text[], $2::oid[], $3::jsonb[]) WITH ORDINALITY x(d, t, p, i)"
+									 " WHERE EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = x.d AND h.tbl = x.t"
+									 "                  AND h.pk = x.p AND h.gone_page IS NULL)",
+									 3, types, false), args, NULL, true, 0);
+			for (uint64 k = 0; k < SPI_processed; k++)
+			{
+				bool		isnull;
+				int64		i = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1, &isnull));
+
+				held[i - 1] = true;
+			}
+		}
+
+		/* What each device gets, by the rule every pull uses. */
+		for (int x = 0; x < cand.n; x++)
+		{
+			Dev		   *d = &devs[cdev[x]];
+			Change	   *c = &feeds[d->feed].c[cchg[x]];
+			Jsonb	   *row = VisRow(vis, d->role, c->tbl, shapes[cshape[x]].cond, c->pktext);
+			OfsRowFacts facts;
+
+			if (!d->fast)
+				continue;
+			facts.visible = row != NULL;
+			facts.held = held[x];
+			facts.own_all = c->own != NULL && strcmp(c->own, d->device) == 0;
+			facts.last_delete = c->last_delete;
+			switch (OfsDecideSend(&facts))
+			{
+				case OFS_SEND_UPSERT:
+					AppendChange(&d->out, &d->nout, c->tname, "upsert", c->pk, row);
+					if (!held[x])
+						RowsAdd(&sent, d->device, c->tbl, c->pk, d->v, d->new_page, false);
+					break;
+				case OFS_SEND_REMOVAL:
+					AppendChange(&d->out, &d->nout, c->tname, "delete", c->pk, NULL);
+					RowsAdd(&gone, d->device, c->tbl, c->pk, d->v, d->new_page, false);
+					break;
+				case OFS_SEND_HOLD_OWN:
+					/* Its own rows are held without a page: they are its own. */
+					if (!held[x])
+						RowsAdd(&sent, d->device, c->tbl, c->pk, d->v, 0, true);
+					break;
+				case OFS_SEND_FORGET_OWN:
+					RowsAdd(&own_gone, d->device, c->tbl, c->pk, d->v, 0, true);
+					break;
+				case OFS_SEND_NOTHING:
+					break;
+			}
+		}
+	}
+
+	RowsRun("live sent",
+			"INSERT INTO ofs.device_row AS h (device, tbl, pk, gen, sent_page)"
+			" SELECT x.d, x.t, x.p, x.g, x.pg"
+			"   FROM unnest($1::text[], $2::oid[], $3::jsonb[], $4::bigint[], $5::bigint[]) x(d, t, p, pg, g)"
+			" ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gone_page = NULL", &sent);
+	RowsRun("live gone",
+			"UPDATE ofs.device_row h SET gone_page = x.pg"
+			"  FROM unnest($1::text[], $2::oid[], $3::jsonb[], $4::bigint[], $5::bigint[]) x(d, t, p, pg, g)"
+			" WHERE h.device = x.d AND h.tbl = x.t AND h.pk = x.p", &gone);
+	RowsRun("live own gone",
+			"DELETE FROM ofs.device_row h"
+			" USING unnest($1::text[], $2::oid[], $3::jsonb[], $4::bigint[], $5::bigint[]) x(d, t, p, pg, g)"
+			" WHERE h.device = x.d AND h.tbl = x.t AND h.pk = x.p", &own_gone);
+
+	/*
+	 * Removals and sends the devices confirmed are settled; then each fast
+	 * device whose feed had something gets its page and its cursor.
+	 */
+	{
+		Datum	   *names = palloc(sizeof(Datum) * Max(ndevs, 1));
+		Datum	   *confs = palloc(sizeof(Datum) * Max(ndevs, 1));
+		Datum	   *pages = palloc(sizeof(Datum) * Max(ndevs, 1));
+		bool	   *pages_null = palloc(sizeof(bool) * Max(ndevs, 1));
+		Datum	   *cursors = palloc(sizeof(Datum) * Max(ndevs, 1));
+		Datum	   *caught = palloc(sizeof(Datum) * Max(ndevs, 1));
+		int			nfast = 0;
+		int			nupd = 0;
+		int			dims[1];
+		int			lbs[1] = {1};
+
+		for (int i = 0; i < ndevs; i++)
+			if (devs[i].fast)
+			{
+				names[nfast] = CStringGetTextDatum(devs[i].device);
+				confs[nfast] = Int64GetDatum(devs[i].conf);
+				nfast++;
+			}
+		if (nfast > 0)
+		{
+			Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+			Datum		args[2] = {TextArray(names, nfast),
+			PointerGetDatum(construct_array(confs, nfast, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
+
+			OfsPlanExec(OfsFixedPlan("live forget",
+									 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
+									 " WHERE h.device = x.d AND h.gone_page <= x.c", 2, types, false),
+						args, NULL, false, 0);
+			OfsPlanExec(OfsFixedPlan("live confirm",
+									 "UPDATE ofs.device_row h SET sent_page = NULL FROM unnest($1::text[], $2::bigint[]) x(d, c)"
+									 " WHERE h.device = x.d AND h.sent_page <= x.c", 2, types, false),
+						args, NULL, false, 0);
+		}
+		for (int i = 0; i < ndevs; i++)
+		{
+			Dev		   *d = &devs[i];
+			Feed	   *fd = &feeds[d->feed];
+			JsonbParseState *st = NULL;
+			JsonbValue	k, v;
+			Jsonb	   *cursor;
+
+			if (!d->fast || fd->got == 0)
+				continue;
+			pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+			k.type = jbvString;
+			k.val.string.val = "f";
+			k.val.string.len = 1;
+			pushJsonbValue(&st, WJB_KEY, &k);
+			v.type = jbvString;
+			v.val.string.val = fd->last_cursor;
+			v.val.string.len = strlen(fd->last_cursor);
+			pushJsonbValue(&st, WJB_VALUE, &v);
+			k.val.string.val = "v";
+			pushJsonbValue(&st, WJB_KEY, &k);
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(d->v);
+			pushJsonbValue(&st, WJB_VALUE, &v);
+			k.val.string.val = "p";
+			pushJsonbValue(&st, WJB_KEY, &k);
+			v.val.numeric = int64_to_numeric(d->nout > 0 ? d->new_page : d->p);
+			pushJsonbValue(&st, WJB_VALUE, &v);
+			k.val.string.val = "s";
+			pushJsonbValue(&st, WJB_KEY, &k);
+			pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+			pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+			cursor = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+
+			names[nupd] = CStringGetTextDatum(d->device);
+			pages[nupd] = Int64GetDatum(d->new_page);
+			pages_null[nupd] = d->nout == 0;
+			cursors[nupd] = CStringGetTextDatum(JsonbToCString(NULL, &cursor->root, VARSIZE(cursor)));
+			caught[nupd] = BoolGetDatum(fd->n < room);
+			nupd++;
+
+			/* The answer: {cursor, more, changes}. */
+			{
+				StringInfoData res;
+				Datum		values[3];
+				bool		nulls[3] = {false, false, false};
+
+				initStringInfo(&res);
+				appendStringInfoString(&res, "{\"cursor\": ");
+				escape_json(&res, TextDatumGetCString(cursors[nupd - 1]));
+				appendStringInfo(&res, ", \"more\": %s, \"changes\": [%s]}", fd->n >= room ? "true" : "false",
+								 d->out.data);
+				values[0] = Int32GetDatum(d->ord);
+				values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(res.data));
+				values[2] = BoolGetDatum(false);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+		}
+		if (nupd > 0)
+		{
+			Oid			types[4] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
+			Datum		args[4];
+
+			dims[0] = nupd;
+			args[0] = TextArray(names, nupd);
+			args[1] = PointerGetDatum(construct_md_array(pages, pages_null, 1, dims, lbs, INT8OID, 8,
+														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			args[2] = TextArray(cursors, nupd);
+			args[3] = PointerGetDatum(construct_array(caught, nupd, BOOLOID, 1, true, TYPALIGN_CHAR));
+			OfsPlanExec(OfsFixedPlan("live devices",
+									 "UPDATE ofs.device dv SET page_seq = coalesce(x.ps, dv.page_seq), last_contact = now(),"
+									 "       last_cursor = x.c, caught_up_at = CASE WHEN x.up THEN now() ELSE dv.caught_up_at END"
+									 "  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) x(d, ps, c, up)"
+									 " WHERE dv.device = x.d", 4, types, false),
+						args, NULL, false, 0);
+		}
+	}
+	SPI_finish();
+
+	/* The devices that must be pulled for one by one. */
+	for (int i = 0; i < ndevs; i++)
+		if (!devs[i].fast)
+		{
+			Datum		values[3] = {Int32GetDatum(devs[i].ord), (Datum) 0, BoolGetDatum(true)};
+			bool		nulls[3] = {false, true, false};
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	return (Datum) 0;
+}
