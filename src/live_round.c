@@ -14,6 +14,7 @@
  * ofs.pull_live, which pulls for them one by one.
  */
 #include "ofs.h"
+#include "feed_batch.h"
 #include "plan_cache.h"
 #include "send_rule.h"
 
@@ -52,39 +53,6 @@ typedef struct Dev
 	StringInfoData out;			/* its changes, as JSON array elements */
 } Dev;
 
-typedef struct Change
-{
-	char	   *cursor;
-	Oid			tbl;
-	char	   *tname;
-	Jsonb	   *pk;
-	char	   *pktext;
-	char	   *site;			/* the device whose intent it was, or NULL */
-	bool		as_sent;
-	bool		is_delete;
-	/* set on a row's first change in the batch: */
-	bool		first;
-	char	   *own;			/* the device whose own changes, as sent, are all of the row's */
-	bool		last_delete;
-} Change;
-
-typedef struct Feed
-{
-	char	   *f;
-	bool		ok;
-	Change	   *c;
-	int			n;
-	int			got;
-	char	   *last_cursor;
-} Feed;
-
-/* The first change of a row in a batch, by a digest of "tbl:pk". */
-typedef struct FirstEntry
-{
-	char		key[64];
-	int			idx;
-} FirstEntry;
-
 /* A row in the scope of a (role, table, filter): the key text and the row. */
 typedef struct VisEntry
 {
@@ -94,107 +62,10 @@ typedef struct VisEntry
 } VisEntry;
 
 static char *
-Digest(const char *full, char out[64])
-{
-	uint64		h = hash_bytes_extended((const unsigned char *) full, strlen(full), 0);
-
-	memset(out, 0, 64);
-	snprintf(out, 64, "%016llx:%zu", (unsigned long long) h, strlen(full));
-	return out;
-}
-
-static char *
 VisKey(Oid role, Oid tbl, const char *cond, const char *pktext)
 {
 	return psprintf("%u/%u/%s/%s", role, tbl, cond ? cond : "\x01", pktext);
 }
-
-/* ReadFeed reads the batches after f until room changes, as ofs.pull_live always did. */
-static void
-ReadFeed(Feed *fd, int room, MemoryContext outer)
-{
-	Oid			types[2] = {TEXTOID, INT4OID};
-	int			cap = room;
-	char	   *cur = fd->f;
-	int			n = 0;
-	MemoryContext old;
-
-	fd->c = MemoryContextAllocZero(outer, sizeof(Change) * cap);
-	fd->got = 0;
-	for (int k = 0; k < MAX_ROUNDS; k++)
-	{
-		Datum		args[2] = {CStringGetTextDatum(cur), Int32GetDatum(room - fd->got)};
-
-		OfsPlanExec(OfsFixedPlan("live batch",
-								 "SELECT c.cursor, c.table_name::regclass::oid, c.table_name, c.pk, c.op = 'delete',"
-								 "       c.device, c.as_sent IS TRUE FROM ofs.changes($1, $2) c",
-								 2, types, true), args, NULL, true, 0);
-		n = (int) SPI_processed;
-		if (n == 0)
-			break;
-		old = MemoryContextSwitchTo(outer);	/* what the round keeps outlives SPI */
-		for (int i = 0; i < n; i++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[i];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-			Change	   *c = &fd->c[fd->got + i];
-			bool		isnull;
-
-			c->cursor = SPI_getvalue(t, d, 1);
-			c->tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
-			c->tname = SPI_getvalue(t, d, 3);
-			c->pk = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
-			c->pktext = JsonbToCString(NULL, &c->pk->root, VARSIZE(c->pk));
-			c->is_delete = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-			c->site = SPI_getvalue(t, d, 6);
-			c->as_sent = DatumGetBool(SPI_getbinval(t, d, 7, &isnull));
-		}
-		MemoryContextSwitchTo(old);
-		fd->got += n;
-		cur = fd->c[fd->got - 1].cursor;
-		if (fd->got >= room)
-			break;
-	}
-	/* Twenty batches read and the page not full: say there is more. */
-	fd->n = (fd->got > 0 && fd->got < room && n > 0) ? room : fd->got;
-	fd->last_cursor = cur;
-
-	/* One row change per batch: the first mention carries the row as it is now. */
-	{
-		HASHCTL		ctl;
-		HTAB	   *firsts;
-
-		ctl.keysize = 64;
-		ctl.entrysize = sizeof(FirstEntry);
-		ctl.hcxt = CurrentMemoryContext;
-		firsts = hash_create("ofs live firsts", Max(fd->got, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		for (int i = 0; i < fd->got; i++)
-		{
-			Change	   *c = &fd->c[i];
-			char		digest[64];
-			bool		found;
-			FirstEntry *e = hash_search(firsts, Digest(psprintf("%u:%s", c->tbl, c->pktext), digest),
-										HASH_ENTER, &found);
-			Change	   *first;
-
-			if (!found)
-			{
-				e->idx = i;
-				c->first = true;
-				c->own = (c->as_sent && c->site) ? c->site : NULL;
-				c->last_delete = c->is_delete;
-				continue;
-			}
-			first = &fd->c[e->idx];
-			if (first->tbl != c->tbl || strcmp(first->pktext, c->pktext) != 0)
-				elog(ERROR, "ofs.live_round: two keys share a digest");
-			if (!(c->as_sent && c->site && first->own && strcmp(c->site, first->own) == 0))
-				first->own = NULL;
-			first->last_delete = c->is_delete;
-		}
-	}
-}
-
 
 /*
  * Attempt runs fn(arg) in a subtransaction and says whether it succeeded;
@@ -240,7 +111,7 @@ Attempt(void (*fn) (void *), void *arg)
 
 typedef struct FeedArg
 {
-	Feed	   *fd;
+	OfsFeedRead *fd;
 	int			room;
 } FeedArg;
 
@@ -251,7 +122,7 @@ ReadFeedStep(void *arg)
 	MemoryContext outer = CurrentMemoryContext;
 
 	SPI_connect();
-	ReadFeed(a->fd, a->room, outer);
+	OfsReadFeed(a->fd, a->room, MAX_ROUNDS, outer);
 	SPI_finish();
 }
 
@@ -284,7 +155,7 @@ ScopeStep(void *arg)
 		char	   *full = VisKey(a->role, a->tbl, a->cond, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
 		char		digest[64];
 		bool		found;
-		VisEntry   *e = hash_search(a->vis, Digest(full, digest), HASH_ENTER, &found);
+		VisEntry   *e = hash_search(a->vis, OfsFeedDigest(full, digest), HASH_ENTER, &found);
 		MemoryContext old;
 
 		if (found && strcmp(e->full, full) != 0)
@@ -303,7 +174,7 @@ VisRow(HTAB *vis, Oid role, Oid tbl, const char *cond, const char *pktext)
 {
 	char	   *full = VisKey(role, tbl, cond, pktext);
 	char		digest[64];
-	VisEntry   *e = hash_search(vis, Digest(full, digest), HASH_FIND, NULL);
+	VisEntry   *e = hash_search(vis, OfsFeedDigest(full, digest), HASH_FIND, NULL);
 
 	return (e && strcmp(e->full, full) == 0) ? e->row : NULL;
 }
@@ -418,7 +289,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 	int			room = PG_GETARG_INT32(1);
 	Dev		   *devs;
 	int			ndevs;
-	Feed	   *feeds;
+	OfsFeedRead *feeds;
 	int			nfeeds = 0;
 	Shape	   *shapes = NULL;
 	int			nshapes = 0;
@@ -466,7 +337,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	/* The feed, once per distinct cursor. */
-	feeds = palloc0(sizeof(Feed) * Max(ndevs, 1));
+	feeds = palloc0(sizeof(OfsFeedRead) * Max(ndevs, 1));
 	for (int i = 0; i < ndevs; i++)
 	{
 		int			j;
@@ -567,14 +438,14 @@ ofs_live_round(PG_FUNCTION_ARGS)
 				continue;
 			for (int k = 0; k < feeds[j].got; k++)
 			{
-				Change	   *c = &feeds[j].c[k];
+				OfsFeedChange *c = &feeds[j].c[k];
 				char		digest[64];
 				bool		found;
 				JsonbValue	v;
 
 				if (!c->first || c->tbl != shapes[s].tbl)
 					continue;
-				hash_search(listed, Digest(c->pktext, digest), HASH_ENTER, &found);
+				hash_search(listed, OfsFeedDigest(c->pktext, digest), HASH_ENTER, &found);
 				if (found)
 					continue;
 				v.type = jbvBinary;
@@ -621,7 +492,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 		for (int i = 0; i < ndevs; i++)
 		{
 			Dev		   *d = &devs[i];
-			Feed	   *fd = &feeds[d->feed];
+			OfsFeedRead *fd = &feeds[d->feed];
 
 			if (!d->fast)
 				continue;
@@ -675,7 +546,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 		for (int x = 0; x < cand.n; x++)
 		{
 			Dev		   *d = &devs[cdev[x]];
-			Change	   *c = &feeds[d->feed].c[cchg[x]];
+			OfsFeedChange *c = &feeds[d->feed].c[cchg[x]];
 			Jsonb	   *row = VisRow(vis, d->role, c->tbl, shapes[cshape[x]].cond, c->pktext);
 			OfsRowFacts facts;
 
@@ -765,7 +636,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 		for (int i = 0; i < ndevs; i++)
 		{
 			Dev		   *d = &devs[i];
-			Feed	   *fd = &feeds[d->feed];
+			OfsFeedRead *fd = &feeds[d->feed];
 			JsonbParseState *st = NULL;
 			JsonbValue	k, v;
 			Jsonb	   *cursor;

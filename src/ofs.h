@@ -5,8 +5,8 @@
  * The extension is one shared library: origin primitives in src/ and the
  * sync worker in bgworker/.  Each concern has its own header next to its
  * file (shmem.h, hlc.h, internal_tables.h, rowjson.h, capture.h, writer.h,
- * merge.h, plan_cache.h, mutation.h, send_rule.h, transition.h; bgworker/worker.h,
- * bgworker/message.h); a file includes what it uses.
+ * merge.h, plan_cache.h, mutation.h, feed_batch.h, send_rule.h, transition.h;
+ * bgworker/worker.h, bgworker/message.h); a file includes what it uses.
  */
 #ifndef OFS_H
 #define OFS_H

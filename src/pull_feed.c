@@ -7,7 +7,7 @@
  * when the device holds it and it is not, nothing otherwise, and nothing
  * either for a row whose every change in the batch is the device's own,
  * left as it sent it (no echo; the row is held).  Changes are read a batch
- * at a time (ofs.changes); the rows of each batch are read once per table
+ * at a time (feed_batch.c, shared with the live round); the rows of each batch are read once per table
  * as the device's role (ofs.scope_rows) and the held ones looked up once
  * per table; the held-row bookkeeping of a batch is four statements at its
  * end.  The decisions are made in memory, apart from the writes, which is
@@ -15,6 +15,7 @@
  * pull writes").
  */
 #include "ofs.h"
+#include "feed_batch.h"
 #include "plan_cache.h"
 #include "send_rule.h"
 
@@ -34,27 +35,12 @@ PG_FUNCTION_INFO_V1(ofs_pull_feed);
 /* At most this many batches of the feed per call (as the page may stay short). */
 #define MAX_ROUNDS 20
 
-/* One change of a batch, copied out of SPI. */
-typedef struct FeedChange
-{
-	char	   *cursor;
-	Oid			tbl;
-	char	   *tname;
-	Jsonb	   *pk;
-	char	   *key;			/* "tbl:pk" */
-	bool		own;			/* the device's own, left as it sent it */
-	bool		is_delete;
-} FeedChange;
-
 /* What a batch says of one row (first change, own, last op, scope, held). */
 typedef struct RowState
 {
 	char		key[NAMEDATALEN * 2];	/* hash key: a digest of "tbl:pk" */
 	char	   *fullkey;
-	bool		decided;
 	bool		listed;			/* its key is in the batch's list for its table */
-	bool		own_all;
-	bool		last_delete;
 	bool		visible;
 	bool		held;
 	Jsonb	   *row;
@@ -101,7 +87,6 @@ Lookup(HTAB *rows, const char *fullkey, bool create)
 	{
 		memset(((char *) r) + sizeof(r->key), 0, sizeof(RowState) - sizeof(r->key));
 		r->fullkey = pstrdup(fullkey);
-		r->own_all = true;
 	}
 	else if (strcmp(r->fullkey, fullkey) != 0)
 		elog(ERROR, "ofs.pull_feed: two keys share a digest");
@@ -158,45 +143,12 @@ Change(const char *tname, const char *op, Jsonb *pk, Jsonb *row)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
 }
 
-/* ReadBatch reads the next batch of the feed after since, at most want changes. */
-static int
-ReadBatch(const char *device, const char *since, int want, FeedChange **out)
-{
-	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
-	Datum		args[3] = {CStringGetTextDatum(since), Int32GetDatum(want), CStringGetTextDatum(device)};
-	FeedChange *c;
-	uint64		i;
-
-	OfsPlanExec(OfsFixedPlan("feed batch",
-							 "SELECT c.cursor, c.table_name::regclass::oid, c.table_name, c.pk, c.op = 'delete',"
-							 "       c.device IS NOT DISTINCT FROM $3 AND c.as_sent IS TRUE"
-							 "  FROM ofs.changes($1, $2) c", 3, types, true),
-				args, NULL, true, 0);
-	c = palloc(sizeof(FeedChange) * Max(SPI_processed, 1));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		c[i].cursor = SPI_getvalue(t, d, 1);
-		c[i].tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
-		c[i].tname = SPI_getvalue(t, d, 3);
-		c[i].pk = DatumGetJsonbPCopy(SPI_getbinval(t, d, 4, &isnull));
-		c[i].is_delete = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-		c[i].own = DatumGetBool(SPI_getbinval(t, d, 6, &isnull));
-		c[i].key = psprintf("%u:%s", c[i].tbl, JsonbToCString(NULL, &c[i].pk->root, VARSIZE(c[i].pk)));
-	}
-	*out = c;
-	return (int) SPI_processed;
-}
-
 /*
  * ScopeTable reads, for one table of a batch, the rows in the device's
  * scope (as its role, through its shapes) and the ones it holds.
  */
 static void
-ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, FeedChange *c, int n)
+ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, OfsFeedChange *c, char **keys, int n)
 {
 	Oid			stypes[2] = {TEXTOID, OIDOID};
 	Datum		sargs[2] = {CStringGetTextDatum(device), ObjectIdGetDatum(tbl)};
@@ -224,7 +176,7 @@ ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, FeedChange *c, int
 
 		if (c[k].tbl != tbl)
 			continue;
-		r = Lookup(rows, c[k].key, false);
+		r = Lookup(rows, keys[k], false);
 		if (r->listed)
 			continue;
 		r->listed = true;
@@ -330,14 +282,19 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 	{
 		MemoryContext batchcxt = AllocSetContextCreate(caller, "ofs pull_feed batch", ALLOCSET_DEFAULT_SIZES);
 		MemoryContext old = MemoryContextSwitchTo(batchcxt);
-		FeedChange *c;
+		OfsFeedRead fr = {0};
+		OfsFeedChange *c;
+		char	  **keys;
 		int			n;
 		HASHCTL		ctl;
 		HTAB	   *rows;
 		Oid		   *tables;
 		int			ntables = 0;
 
-		n = ReadBatch(device, feedc, room - nout, &c);
+		fr.f = feedc;
+		OfsReadFeed(&fr, room - nout, 1, batchcxt);
+		c = fr.c;
+		n = fr.got;
 		if (n == 0)
 		{
 			feed_more = false;
@@ -350,31 +307,31 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 		ctl.hcxt = batchcxt;
 		rows = hash_create("ofs pull_feed rows", n, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		tables = palloc(sizeof(Oid) * n);
+		keys = palloc(sizeof(char *) * n);
 		for (int k = 0; k < n; k++)
 		{
-			RowState   *r = Lookup(rows, c[k].key, true);
 			bool		known = false;
 
-			r->own_all = r->own_all && c[k].own;
-			r->last_delete = c[k].is_delete;
+			keys[k] = psprintf("%u:%s", c[k].tbl, c[k].pktext);
+			(void) Lookup(rows, keys[k], true);
 			for (int j = 0; j < ntables && !known; j++)
 				known = tables[j] == c[k].tbl;
 			if (!known)
 				tables[ntables++] = c[k].tbl;
 		}
 		for (int j = 0; j < ntables; j++)
-			ScopeTable(rows, device, role, tables[j], c, n);
+			ScopeTable(rows, device, role, tables[j], c, keys, n);
 
 		/* Each row once, at its first change in the batch, as it is now. */
 		for (int k = 0; k < n; k++)
 		{
-			RowState   *r = Lookup(rows, c[k].key, false);
+			RowState   *r = Lookup(rows, keys[k], false);
 
-			if (r->decided)
-				continue;
-			r->decided = true;
+			if (!c[k].first)
+				continue;		/* the first change of a row carries it as it is now */
 			{
-				OfsRowFacts facts = {r->visible, r->held, r->own_all, r->last_delete};
+				OfsRowFacts facts = {r->visible, r->held,
+					c[k].own != NULL && strcmp(c[k].own, device) == 0, c[k].last_delete};
 
 				switch (OfsDecideSend(&facts))
 				{

@@ -1,0 +1,54 @@
+/*
+ * feed_batch.h: reading the changes feed for devices, shared by the
+ * pull's feed part (pull_feed.c) and the live round (live_round.c).
+ *
+ * A read follows a feed cursor for up to a number of changes (and of
+ * ofs.changes batches) and marks, for each row, its first change in what
+ * was read (which carries the row as it is now), whose own it is (the
+ * device whose own changes, as it sent them, are all of the row's: it is
+ * not sent them back) and whether its last change deleted it.
+ */
+#ifndef OFS_FEED_BATCH_H
+#define OFS_FEED_BATCH_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+typedef struct OfsFeedChange
+{
+	char	   *cursor;			/* resumes after this change */
+	Oid			tbl;
+	char	   *tname;			/* schema-qualified */
+	Jsonb	   *pk;
+	char	   *pktext;			/* the key as jsonb text */
+	char	   *site;			/* the device whose intent it was, or NULL */
+	bool		as_sent;
+	bool		is_delete;
+	/* set on a row's first change in what was read: */
+	bool		first;
+	char	   *own;			/* the device whose own changes, as sent, are all of the row's */
+	bool		last_delete;
+} OfsFeedChange;
+
+typedef struct OfsFeedRead
+{
+	char	   *f;				/* the cursor read from */
+	bool		ok;				/* read (false: the feed refused the cursor) */
+	OfsFeedChange *c;
+	int			got;			/* changes read */
+	int			n;				/* got, or the page size when batches remain */
+	char	   *last_cursor;	/* the cursor after them (f when none) */
+} OfsFeedRead;
+
+/*
+ * OfsReadFeed reads, in SPI (connected), up to room changes after fd->f in
+ * at most max_batches batches of ofs.changes; what it keeps is allocated in
+ * outer.  fd->n says "more" (room) when max_batches ran out first.
+ */
+extern void OfsReadFeed(OfsFeedRead *fd, int room, int max_batches, MemoryContext outer);
+
+/* OfsFeedDigest: a fixed-size hash key for a long text (64-bit hash and length). */
+extern char *OfsFeedDigest(const char *full, char out[64]);
+
+#endif							/* OFS_FEED_BATCH_H */
