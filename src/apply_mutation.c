@@ -256,20 +256,6 @@ RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *ed
 }
 
 /*
- * IsMutationsFault: does an error say something about the mutation?  A
- * cancel, a timeout, a deadlock, a serialization failure or running out of
- * resources does not: the batch fails, and the device sends it again.
- */
-static bool
-IsMutationsFault(ErrorData *edata)
-{
-	return !(ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
-			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
-			 ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
-			 edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE);
-}
-
-/*
  * OfsApplyMutation applies one mutation of a device acting as roleid in
  * its own subtransaction and returns its result object, allocated in the
  * caller's memory context.
@@ -349,7 +335,8 @@ OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *js
 		RollbackAndReleaseCurrentSubTransaction();	/* ends the writer (writer.c) */
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
-		if (!IsMutationsFault(edata))
+		/* A cancel, a timeout, a deadlock: the batch fails, and the device sends it again. */
+		if (OfsErrorIsTransient(edata->sqlerrcode))
 			ReThrowError(edata);
 
 		SPI_connect();

@@ -12,21 +12,38 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-/* The first change of a row in a read, by a digest of "tbl:pk". */
+/* The first change of a row in a read, by "tbl:pk". */
 typedef struct FirstEntry
 {
-	char		key[64];
+	char	   *key;
 	int			idx;
 } FirstEntry;
 
-char *
-OfsFeedDigest(const char *full, char out[64])
+static uint32
+StringKeyHash(const void *key, Size keysize)
 {
-	uint64		h = hash_bytes_extended((const unsigned char *) full, strlen(full), 0);
+	const char *s = *(char *const *) key;
 
-	memset(out, 0, 64);
-	snprintf(out, 64, "%016llx:%zu", (unsigned long long) h, strlen(full));
-	return out;
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+StringKeyMatch(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+HTAB *
+OfsStringHash(const char *name, long nelem, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = StringKeyHash;
+	ctl.match = StringKeyMatch;
+	ctl.hcxt = cxt;
+	return hash_create(name, Max(nelem, 16), &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 void
@@ -80,20 +97,13 @@ OfsReadFeed(OfsFeedRead *fd, int room, int max_batches, MemoryContext outer)
 
 	/* One row change per batch: the first mention carries the row as it is now. */
 	{
-		HASHCTL		ctl;
-		HTAB	   *firsts;
-
-		ctl.keysize = 64;
-		ctl.entrysize = sizeof(FirstEntry);
-		ctl.hcxt = CurrentMemoryContext;
-		firsts = hash_create("ofs live firsts", Max(fd->got, 16), &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		HTAB	   *firsts = OfsStringHash("ofs feed firsts", fd->got, sizeof(FirstEntry), CurrentMemoryContext);
 		for (int i = 0; i < fd->got; i++)
 		{
 			OfsFeedChange *c = &fd->c[i];
-			char		digest[64];
+			char	   *key = psprintf("%u:%s", c->tbl, c->pktext);
 			bool		found;
-			FirstEntry *e = hash_search(firsts, OfsFeedDigest(psprintf("%u:%s", c->tbl, c->pktext), digest),
-										HASH_ENTER, &found);
+			FirstEntry *e = hash_search(firsts, &key, HASH_ENTER, &found);
 			OfsFeedChange *first;
 
 			if (!found)
@@ -105,8 +115,6 @@ OfsReadFeed(OfsFeedRead *fd, int room, int max_batches, MemoryContext outer)
 				continue;
 			}
 			first = &fd->c[e->idx];
-			if (first->tbl != c->tbl || strcmp(first->pktext, c->pktext) != 0)
-				elog(ERROR, "ofs: two keys of a feed read share a digest");
 			if (!(c->as_sent && c->site && first->own && strcmp(c->site, first->own) == 0))
 				first->own = NULL;
 			first->last_delete = c->is_delete;
@@ -115,3 +123,53 @@ OfsReadFeed(OfsFeedRead *fd, int room, int max_batches, MemoryContext outer)
 }
 
 
+
+/* PutKeyValue adds a key and its value to an object being built. */
+static void
+PutKeyValue(JsonbParseState **st, const char *key, JsonbValue *value)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+	pushJsonbValue(st, WJB_VALUE, value);
+}
+
+static JsonbValue *
+StringValue(const char *s)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	v->type = jbvString;
+	v->val.string.val = (char *) s;
+	v->val.string.len = strlen(s);
+	return v;
+}
+
+JsonbValue *
+OfsJsonbBinary(Jsonb *j)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	v->type = jbvBinary;
+	v->val.binary.data = &j->root;
+	v->val.binary.len = VARSIZE(j) - VARHDRSZ;
+	return v;
+}
+
+/* OfsChangeJsonb is {"table": ..., "op": ..., "pk": ..., ["row": ...]}. */
+Jsonb *
+OfsChangeJsonb(const char *tname, const char *op, Jsonb *pk, Jsonb *row)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	PutKeyValue(&st, "table", StringValue(tname));
+	PutKeyValue(&st, "op", StringValue(op));
+	PutKeyValue(&st, "pk", OfsJsonbBinary(pk));
+	if (row)
+		PutKeyValue(&st, "row", OfsJsonbBinary(row));
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}

@@ -1,6 +1,7 @@
 /*
- * feed_batch.h: reading the changes feed for devices, shared by the
- * pull's feed part (pull_feed.c) and the live round (live_round.c).
+ * feed_batch.h: reading the changes feed for devices and building the
+ * changes they get, shared by the pull's feed part (pull_feed.c) and the
+ * live round (live_round.c).
  *
  * A read follows a feed cursor for up to a number of changes (and of
  * ofs.changes batches) and marks, for each row, its first change in what
@@ -13,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
 typedef struct OfsFeedChange
@@ -48,7 +50,16 @@ typedef struct OfsFeedRead
  */
 extern void OfsReadFeed(OfsFeedRead *fd, int room, int max_batches, MemoryContext outer);
 
-/* OfsFeedDigest: a fixed-size hash key for a long text (64-bit hash and length). */
-extern char *OfsFeedDigest(const char *full, char out[64]);
+/*
+ * OfsStringHash: a hash table keyed by text of any length (a row's key can
+ * be a kilobyte), compared in full.  Entries begin with the key, a char *
+ * that must live as long as the table (it is not copied).
+ */
+extern HTAB *OfsStringHash(const char *name, long nelem, Size entrysize, MemoryContext cxt);
+
+/* OfsChangeJsonb: a change as devices get it, {table, op, pk[, row]}. */
+extern Jsonb *OfsChangeJsonb(const char *tname, const char *op, Jsonb *pk, Jsonb *row);
+/* OfsJsonbBinary: a jsonb value as a JsonbValue to push into another. */
+extern JsonbValue *OfsJsonbBinary(Jsonb *j);
 
 #endif							/* OFS_FEED_BATCH_H */

@@ -20,7 +20,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -49,6 +48,8 @@ typedef struct Dev
 	int64		new_page;
 	bool		fast;
 	int			feed;			/* index into feeds, or -1 */
+	int			shape0;			/* its shapes: shapes[shape0 .. shape0 + nshape) */
+	int			nshape;
 	int			nout;
 	StringInfoData out;			/* its changes, as JSON array elements */
 } Dev;
@@ -56,8 +57,7 @@ typedef struct Dev
 /* A row in the scope of a (role, table, filter): the key text and the row. */
 typedef struct VisEntry
 {
-	char		key[64];		/* digest of role/tbl/filter/pk */
-	char	   *full;
+	char	   *key;			/* role/tbl/filter/pk */
 	Jsonb	   *row;
 } VisEntry;
 
@@ -99,9 +99,7 @@ Attempt(void (*fn) (void *), void *arg)
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 		/* What says nothing of one device is the round's: it fails. */
-		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
-			ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
-			ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+		if (OfsErrorIsTransient(e->sqlerrcode))
 			ReThrowError(e);
 		ok = false;
 	}
@@ -152,17 +150,10 @@ ScopeStep(void *arg)
 	{
 		bool		isnull;
 		Jsonb	   *pk = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *full = VisKey(a->role, a->tbl, a->cond, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
-		char		digest[64];
-		bool		found;
-		VisEntry   *e = hash_search(a->vis, OfsFeedDigest(full, digest), HASH_ENTER, &found);
-		MemoryContext old;
+		MemoryContext old = MemoryContextSwitchTo(a->cxt);	/* the key lives as long as the table */
+		char	   *key = VisKey(a->role, a->tbl, a->cond, JsonbToCString(NULL, &pk->root, VARSIZE(pk)));
+		VisEntry   *e = hash_search(a->vis, &key, HASH_ENTER, NULL);
 
-		if (found && strcmp(e->full, full) != 0)
-			elog(ERROR, "ofs.live_round: two rows share a digest");	/* its devices go the slow way */
-		old = MemoryContextSwitchTo(a->cxt);
-
-		e->full = pstrdup(full);
 		e->row = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		MemoryContextSwitchTo(old);
 	}
@@ -172,12 +163,18 @@ ScopeStep(void *arg)
 static Jsonb *
 VisRow(HTAB *vis, Oid role, Oid tbl, const char *cond, const char *pktext)
 {
-	char	   *full = VisKey(role, tbl, cond, pktext);
-	char		digest[64];
-	VisEntry   *e = hash_search(vis, OfsFeedDigest(full, digest), HASH_FIND, NULL);
+	char	   *key = VisKey(role, tbl, cond, pktext);
+	VisEntry   *e = hash_search(vis, &key, HASH_FIND, NULL);
 
-	return (e && strcmp(e->full, full) == 0) ? e->row : NULL;
+	return e ? e->row : NULL;
 }
+
+/* An index by name: a device, a feed cursor, a (role, table, filter). */
+typedef struct IndexEntry
+{
+	char	   *key;
+	int			idx;
+} IndexEntry;
 
 /* A device's shape on a table: its condition (NULL: the whole table). */
 typedef struct Shape
@@ -248,29 +245,8 @@ RowsRun(const char *name, const char *sql, Rows *r)
 static void
 AppendChange(StringInfo out, int *nout, const char *tname, const char *op, Jsonb *pk, Jsonb *row)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue	k, v;
-	Jsonb	   *obj;
+	Jsonb	   *obj = OfsChangeJsonb(tname, op, pk, row);
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-#define PUT_STR(name_, text_) \
-	do { k.type = jbvString; k.val.string.val = (char *) (name_); k.val.string.len = strlen(name_); \
-		 pushJsonbValue(&st, WJB_KEY, &k); \
-		 v.type = jbvString; v.val.string.val = (char *) (text_); v.val.string.len = strlen(text_); \
-		 pushJsonbValue(&st, WJB_VALUE, &v); } while (0)
-#define PUT_BIN(name_, j_) \
-	do { k.type = jbvString; k.val.string.val = (char *) (name_); k.val.string.len = strlen(name_); \
-		 pushJsonbValue(&st, WJB_KEY, &k); \
-		 v.type = jbvBinary; v.val.binary.data = &(j_)->root; v.val.binary.len = VARSIZE(j_) - VARHDRSZ; \
-		 pushJsonbValue(&st, WJB_VALUE, &v); } while (0)
-	PUT_STR("table", tname);
-	PUT_STR("op", op);
-	PUT_BIN("pk", pk);
-	if (row)
-		PUT_BIN("row", row);
-#undef PUT_STR
-#undef PUT_BIN
-	obj = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 	if ((*nout)++ > 0)
 		appendStringInfoString(out, ", ");
 	(void) JsonbToCString(out, &obj->root, VARSIZE(obj));
@@ -294,7 +270,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 	Shape	   *shapes = NULL;
 	int			nshapes = 0;
 	HTAB	   *vis;
-	HASHCTL		ctl;
+	HTAB	   *byname;
 	Rows		sent = {0}, gone = {0}, own_gone = {0};
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -338,20 +314,23 @@ ofs_live_round(PG_FUNCTION_ARGS)
 
 	/* The feed, once per distinct cursor. */
 	feeds = palloc0(sizeof(OfsFeedRead) * Max(ndevs, 1));
+	byname = OfsStringHash("ofs live cursors", ndevs, sizeof(IndexEntry), cxt);
 	for (int i = 0; i < ndevs; i++)
 	{
+		bool		found;
+		IndexEntry *e = hash_search(byname, &devs[i].f, HASH_ENTER, &found);
 		int			j;
 
-		for (j = 0; j < nfeeds && strcmp(feeds[j].f, devs[i].f) != 0; j++)
-			;
-		if (j == nfeeds)
+		if (!found)
 		{
 			FeedArg		a = {&feeds[nfeeds], room};
 
+			e->idx = nfeeds;
 			feeds[nfeeds].f = devs[i].f;
 			feeds[nfeeds].ok = Attempt(ReadFeedStep, &a);
 			nfeeds++;
 		}
+		j = e->idx;
 		devs[i].feed = j;
 		if (!feeds[j].ok)
 			devs[i].fast = false;	/* a cursor the feed no longer serves */
@@ -371,10 +350,20 @@ ofs_live_round(PG_FUNCTION_ARGS)
 		args[0] = TextArray(names, n);
 		if (n > 0)
 		{
+			HTAB	   *devices = OfsStringHash("ofs live devices", n, sizeof(IndexEntry), CurrentMemoryContext);
+
+			for (int i = 0; i < ndevs; i++)
+			{
+				IndexEntry *e = hash_search(devices, &devs[i].device, HASH_ENTER, NULL);
+
+				e->idx = i;
+			}
+			/* In device order: each device's shapes are together. */
 			OfsPlanExec(OfsFixedPlan("live shapes",
 									 "SELECT s.device, s.tbl, ofs.shape_condition(s.filters) FROM ofs.device_shape s"
 									 " WHERE s.device = ANY ($1) AND cardinality(s.filters) > 0"
-									 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)",
+									 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)"
+									 " ORDER BY s.device",
 									 1, types, false), args, NULL, true, 0);
 			shapes = MemoryContextAlloc(cxt, sizeof(Shape) * Max(SPI_processed, 1));
 			for (uint64 k = 0; k < SPI_processed; k++)
@@ -384,91 +373,107 @@ ofs_live_round(PG_FUNCTION_ARGS)
 				bool		isnull;
 				char	   *dev = SPI_getvalue(t, d, 1);
 				char	   *cond = SPI_getvalue(t, d, 3);
+				IndexEntry *e = hash_search(devices, &dev, HASH_FIND, NULL);
+				Dev		   *owner;
 
-				for (int i = 0; i < ndevs; i++)
-					if (strcmp(devs[i].device, dev) == 0)
-					{
-						shapes[nshapes].dev = i;
-						shapes[nshapes].tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
-						shapes[nshapes].cond = cond ? MemoryContextStrdup(cxt, cond) : NULL;
-						nshapes++;
-						break;
-					}
+				if (e == NULL)
+					continue;
+				owner = &devs[e->idx];
+				if (owner->nshape == 0)
+					owner->shape0 = nshapes;
+				owner->nshape++;
+				shapes[nshapes].dev = e->idx;
+				shapes[nshapes].tbl = DatumGetObjectId(SPI_getbinval(t, d, 2, &isnull));
+				shapes[nshapes].cond = cond ? MemoryContextStrdup(cxt, cond) : NULL;
+				nshapes++;
 			}
 		}
 	}
 	SPI_finish();
 
-	/* Rows as each role and shape sees them, once per (role, table, shape). */
-	ctl.keysize = 64;
-	ctl.entrysize = sizeof(VisEntry);
-	ctl.hcxt = cxt;
-	vis = hash_create("ofs live rows", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	for (int s = 0; s < nshapes; s++)
+	/*
+	 * Rows as each role and shape sees them, once per (role, table, shape):
+	 * the keys of the table in the feeds that the role's fast devices read.
+	 */
+	vis = OfsStringHash("ofs live rows", 256, sizeof(VisEntry), cxt);
 	{
-		Dev		   *d = &devs[shapes[s].dev];
-		bool		done = false;
-		JsonbParseState *st = NULL;
-		int			npk = 0;
-		HTAB	   *listed;
-		HASHCTL		lctl;
-		ScopeArg	a;
+		HTAB	   *groups = OfsStringHash("ofs live shapes", nshapes, sizeof(IndexEntry), cxt);
+		List	  **role_feeds = palloc0(sizeof(List *) * Max(ndevs, 1));	/* by a device of the role */
+		HTAB	   *roles = OfsStringHash("ofs live roles", ndevs, sizeof(IndexEntry), cxt);
 
-		if (!d->fast)
-			continue;
-		for (int t = 0; t < s && !done; t++)
-			done = devs[shapes[t].dev].role == d->role && shapes[t].tbl == shapes[s].tbl &&
-				((shapes[t].cond == NULL && shapes[s].cond == NULL) ||
-				 (shapes[t].cond && shapes[s].cond && strcmp(shapes[t].cond, shapes[s].cond) == 0));
-		if (done)
-			continue;
-		/* The table's keys in the feeds of this role's fast devices, once each. */
-		lctl.keysize = 64;
-		lctl.entrysize = 64;
-		lctl.hcxt = CurrentMemoryContext;
-		listed = hash_create("ofs live keys", 64, &lctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-		pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
-		for (int j = 0; j < nfeeds; j++)
+		/* Which feeds each role's fast devices read (indexed by the role's first device). */
+		for (int i = 0; i < ndevs; i++)
 		{
-			bool		used = false;
+			char	   *key = psprintf("%u", devs[i].role);
+			bool		found;
+			IndexEntry *e;
 
-			for (int i = 0; i < ndevs && !used; i++)
-				used = devs[i].fast && devs[i].feed == j && devs[i].role == d->role;
-			if (!used || !feeds[j].ok)
+			if (!devs[i].fast)
 				continue;
-			for (int k = 0; k < feeds[j].got; k++)
-			{
-				OfsFeedChange *c = &feeds[j].c[k];
-				char		digest[64];
-				bool		found;
-				JsonbValue	v;
-
-				if (!c->first || c->tbl != shapes[s].tbl)
-					continue;
-				hash_search(listed, OfsFeedDigest(c->pktext, digest), HASH_ENTER, &found);
-				if (found)
-					continue;
-				v.type = jbvBinary;
-				v.val.binary.data = &c->pk->root;
-				v.val.binary.len = VARSIZE(c->pk) - VARHDRSZ;
-				pushJsonbValue(&st, WJB_ELEM, &v);
-				npk++;
-			}
+			e = hash_search(roles, &key, HASH_ENTER, &found);
+			if (!found)
+				e->idx = i;
+			role_feeds[e->idx] = list_append_unique_int(role_feeds[e->idx], devs[i].feed);
 		}
-		a.pks = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
-		if (npk == 0)
-			continue;
-		a.role = d->role;
-		a.tbl = shapes[s].tbl;
-		a.cond = shapes[s].cond;
-		a.vis = vis;
-		a.cxt = cxt;
-		if (!Attempt(ScopeStep, &a))
+		for (int s = 0; s < nshapes; s++)
 		{
-			/* The role may no longer read the table (say): ofs.pull sorts it out. */
-			for (int i = 0; i < ndevs; i++)
-				if (devs[i].role == d->role)
-					devs[i].fast = false;
+			Dev		   *d = &devs[shapes[s].dev];
+			char	   *gkey;
+			char	   *rkey;
+			bool		found;
+			JsonbParseState *st = NULL;
+			int			npk = 0;
+			HTAB	   *listed;
+			IndexEntry *re;
+			ListCell   *lc;
+			ScopeArg	a;
+
+			if (!d->fast)
+				continue;
+			gkey = psprintf("%u/%u/%s", d->role, shapes[s].tbl, shapes[s].cond ? shapes[s].cond : "\x01");
+			hash_search(groups, &gkey, HASH_ENTER, &found);
+			if (found)
+				continue;
+			rkey = psprintf("%u", d->role);
+			re = hash_search(roles, &rkey, HASH_FIND, NULL);
+			listed = OfsStringHash("ofs live keys", 64, sizeof(char *), CurrentMemoryContext);
+			pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+			foreach(lc, re ? role_feeds[re->idx] : NIL)
+			{
+				OfsFeedRead *fd = &feeds[lfirst_int(lc)];
+
+				for (int k = 0; k < fd->got; k++)
+				{
+					OfsFeedChange *c = &fd->c[k];
+					JsonbValue	v;
+
+					if (!c->first || c->tbl != shapes[s].tbl)
+						continue;
+					hash_search(listed, &c->pktext, HASH_ENTER, &found);
+					if (found)
+						continue;
+					v.type = jbvBinary;
+					v.val.binary.data = &c->pk->root;
+					v.val.binary.len = VARSIZE(c->pk) - VARHDRSZ;
+					pushJsonbValue(&st, WJB_ELEM, &v);
+					npk++;
+				}
+			}
+			a.pks = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+			if (npk == 0)
+				continue;
+			a.role = d->role;
+			a.tbl = shapes[s].tbl;
+			a.cond = shapes[s].cond;
+			a.vis = vis;
+			a.cxt = cxt;
+			if (!Attempt(ScopeStep, &a))
+			{
+				/* The role may no longer read the table (say): ofs.pull sorts it out. */
+				for (int i = 0; i < ndevs; i++)
+					if (devs[i].role == d->role)
+						devs[i].fast = false;
+			}
 		}
 	}
 
@@ -502,8 +507,8 @@ ofs_live_round(PG_FUNCTION_ARGS)
 
 				if (!fd->c[k].first)
 					continue;
-				for (int s = 0; s < nshapes && sh < 0; s++)
-					if (shapes[s].dev == i && shapes[s].tbl == fd->c[k].tbl)
+				for (int s = d->shape0; s < d->shape0 + d->nshape && sh < 0; s++)
+					if (shapes[s].tbl == fd->c[k].tbl)
 						sh = s;
 				if (sh < 0)
 					continue;

@@ -50,6 +50,15 @@ OfsVersionNum(const char *version)
 }
 
 /* library_version() is the version of the loaded shared library. */
+bool
+OfsErrorIsTransient(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_TRANSACTION_ROLLBACK ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES ||
+		ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
 Datum
 ofs_library_version(PG_FUNCTION_ARGS)
 {

@@ -38,6 +38,14 @@
 extern void _PG_init(void);
 extern int	OfsVersionNum(const char *version);
 
+/*
+ * OfsErrorIsTransient: does an error say nothing of the request that met
+ * it (a cancel, a timeout, a deadlock, a serialization failure, a lock not
+ * available, running out of resources)?  Such an error fails the whole
+ * transaction, to be tried again; any other is the request's own.
+ */
+extern bool OfsErrorIsTransient(int sqlerrcode);
+
 /* What _PG_init runs, one call per concern. */
 extern void WorkerInit(void);	/* bgworker/worker.c: GUCs, the workers */
 extern void CaptureInit(void);	/* src/capture.c: waking the workers at commit */

@@ -20,7 +20,6 @@
 #include "send_rule.h"
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -38,8 +37,7 @@ PG_FUNCTION_INFO_V1(ofs_pull_feed);
 /* What a batch says of one row (first change, own, last op, scope, held). */
 typedef struct RowState
 {
-	char		key[NAMEDATALEN * 2];	/* hash key: a digest of "tbl:pk" */
-	char	   *fullkey;
+	char	   *key;			/* "tbl:pk" */
 	bool		listed;			/* its key is in the batch's list for its table */
 	bool		visible;
 	bool		held;
@@ -69,79 +67,18 @@ KeyListAdd(KeyList *l, Oid tbl, Jsonb *pk)
 	l->n++;
 }
 
+/* Lookup finds a row of the batch by "tbl:pk" (a string that outlives the table). */
 static RowState *
-Lookup(HTAB *rows, const char *fullkey, bool create)
+Lookup(HTAB *rows, char *key, bool create)
 {
-	RowState   *r;
 	bool		found;
-	char		digest[NAMEDATALEN * 2];
-	uint64		h = hash_bytes_extended((const unsigned char *) fullkey, strlen(fullkey), 0);
+	RowState   *r = hash_search(rows, &key, create ? HASH_ENTER : HASH_FIND, &found);
 
-	/* Keys can be long (a key of up to 1 KiB): hash them, and compare in full. */
-	memset(digest, 0, sizeof(digest));
-	snprintf(digest, sizeof(digest), "%016llx:%zu", (unsigned long long) h, strlen(fullkey));
-	r = hash_search(rows, digest, create ? HASH_ENTER : HASH_FIND, &found);
-	if (r == NULL)
-		return NULL;
-	if (!found)
-	{
+	if (r != NULL && create && !found)
 		memset(((char *) r) + sizeof(r->key), 0, sizeof(RowState) - sizeof(r->key));
-		r->fullkey = pstrdup(fullkey);
-	}
-	else if (strcmp(r->fullkey, fullkey) != 0)
-		elog(ERROR, "ofs.pull_feed: two keys share a digest");
 	return r;
 }
 
-/* PutString adds a key and a string value to an object being built. */
-static void
-PutKeyValue(JsonbParseState **st, const char *key, JsonbValue *value)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
-	pushJsonbValue(st, WJB_VALUE, value);
-}
-
-static JsonbValue *
-StringValue(const char *s)
-{
-	JsonbValue *v = palloc(sizeof(JsonbValue));
-
-	v->type = jbvString;
-	v->val.string.val = (char *) s;
-	v->val.string.len = strlen(s);
-	return v;
-}
-
-static JsonbValue *
-BinaryValue(Jsonb *j)
-{
-	JsonbValue *v = palloc(sizeof(JsonbValue));
-
-	v->type = jbvBinary;
-	v->val.binary.data = &j->root;
-	v->val.binary.len = VARSIZE(j) - VARHDRSZ;
-	return v;
-}
-
-/* Change is {"table": ..., "op": ..., "pk": ..., ["row": ...]}. */
-static Datum
-Change(const char *tname, const char *op, Jsonb *pk, Jsonb *row)
-{
-	JsonbParseState *st = NULL;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	PutKeyValue(&st, "table", StringValue(tname));
-	PutKeyValue(&st, "op", StringValue(op));
-	PutKeyValue(&st, "pk", BinaryValue(pk));
-	if (row)
-		PutKeyValue(&st, "row", BinaryValue(row));
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
-}
 
 /*
  * ScopeTable reads, for one table of a batch, the rows in the device's
@@ -180,7 +117,7 @@ ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, OfsFeedChange *c, 
 		if (r->listed)
 			continue;
 		r->listed = true;
-		pushJsonbValue(&st, WJB_ELEM, BinaryValue(c[k].pk));
+		pushJsonbValue(&st, WJB_ELEM, OfsJsonbBinary(c[k].pk));
 	}
 	pks = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
 
@@ -286,7 +223,6 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 		OfsFeedChange *c;
 		char	  **keys;
 		int			n;
-		HASHCTL		ctl;
 		HTAB	   *rows;
 		Oid		   *tables;
 		int			ntables = 0;
@@ -302,10 +238,7 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 			MemoryContextDelete(batchcxt);
 			break;
 		}
-		ctl.keysize = NAMEDATALEN * 2;
-		ctl.entrysize = sizeof(RowState);
-		ctl.hcxt = batchcxt;
-		rows = hash_create("ofs pull_feed rows", n, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		rows = OfsStringHash("ofs pull_feed rows", n, sizeof(RowState), batchcxt);
 		tables = palloc(sizeof(Oid) * n);
 		keys = palloc(sizeof(char *) * n);
 		for (int k = 0; k < n; k++)
@@ -344,14 +277,14 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 						break;
 					case OFS_SEND_UPSERT:
 						MemoryContextSwitchTo(caller);
-						out[nout++] = Change(c[k].tname, "upsert", c[k].pk, r->row);
+						out[nout++] = JsonbPGetDatum(OfsChangeJsonb(c[k].tname, "upsert", c[k].pk, r->row));
 						MemoryContextSwitchTo(batchcxt);
 						if (!r->held)
 							KeyListAdd(&sent, c[k].tbl, c[k].pk);
 						break;
 					case OFS_SEND_REMOVAL:
 						MemoryContextSwitchTo(caller);
-						out[nout++] = Change(c[k].tname, "delete", c[k].pk, NULL);
+						out[nout++] = JsonbPGetDatum(OfsChangeJsonb(c[k].tname, "delete", c[k].pk, NULL));
 						MemoryContextSwitchTo(batchcxt);
 						KeyListAdd(&gone, c[k].tbl, c[k].pk);
 						break;
