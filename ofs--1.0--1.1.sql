@@ -559,6 +559,24 @@ CREATE OR REPLACE FUNCTION ofs.worker_stats(
     OUT last_error text, OUT last_error_at timestamptz)
 AS 'MODULE_PATHNAME', 'ofs_worker_stats' LANGUAGE C VOLATILE;
 
+-- The feed's cursors are made and checked in C (src/feed_cursor.c).
+CREATE OR REPLACE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
+AS 'MODULE_PATHNAME', 'ofs_cursor_parse'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.snapshot_text(snap pg_snapshot)
+RETURNS text
+AS 'MODULE_PATHNAME', 'ofs_snapshot_text'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION ofs.feed_cursor()
+RETURNS text
+AS 'MODULE_PATHNAME', 'ofs_feed_cursor'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
 -- ofs.apply_batch's loop is C (src/apply_batch.c).
 CREATE OR REPLACE FUNCTION ofs.apply_batch(device text, mutations jsonb)
 RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)

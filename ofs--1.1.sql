@@ -397,67 +397,23 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION ofs.feed_commits() IS
     'Commits that captured changes since the server started (needs ofs in shared_preload_libraries; NULL otherwise)';
 
--- ofs_cursor_parse splits a cursor into its parts, refusing foreign,
--- malformed and too old cursors with a clear error.
+-- The feed's cursors are made and checked in C (src/feed_cursor.c):
+-- ofs.cursor_parse splits a cursor into its parts, refusing foreign,
+-- malformed and too old cursors with a clear error; ofs.snapshot_text
+-- makes the cursor of a snapshot, treating the reading transaction's own
+-- (uncommitted) xid as not yet visible.
 CREATE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  parts text[] := string_to_array(cursor, '/');
-  st ofs.feed_state;
-BEGIN
-  SELECT * INTO st FROM ofs.feed_state;
-  IF parts[1] IS DISTINCT FROM 'ofs1' OR array_length(parts, 1) NOT IN (3, 5) THEN
-    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
-      USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
-            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
-  END IF;
-  IF parts[2] <> st.epoch THEN
-    RAISE EXCEPTION 'changes cursor belongs to another feed'
-      USING ERRCODE = 'OF010',
-            DETAIL = format('The cursor is of feed %s; this database''s feed is %s (it was created anew, e.g. by a restore).', parts[2], st.epoch),
-            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
-  END IF;
-  BEGIN
-    c := parts[3]::pg_snapshot;
-    IF array_length(parts, 1) = 5 THEN
-      s := parts[4]::pg_snapshot;
-      last_seq := parts[5]::bigint;
-    END IF;
-  EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
-    RAISE EXCEPTION 'invalid changes cursor "%"', cursor
-      USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'A cursor is the opaque text returned by ofs.changes or ofs.feed_cursor.',
-            HINT = 'Pass a cursor returned by ofs.changes, or NULL to read from the beginning.';
-  END;
-  -- Tombstones below the horizon were purged: the cursor must have seen them all.
-  IF st.horizon > pg_snapshot_xmax(c)
-     OR EXISTS (SELECT 1 FROM pg_snapshot_xip(c) x WHERE x < st.horizon) THEN
-    RAISE EXCEPTION 'changes cursor is older than the feed retains'
-      USING ERRCODE = 'OF010',
-            DETAIL = format('Deleted rows of transactions before %s were purged from the feed at %s.', st.horizon, st.compacted_at),
-            HINT = 'Re-snapshot: read the tables afresh and continue from ofs.feed_cursor().';
-  END IF;
-END $$;
+AS 'MODULE_PATHNAME', 'ofs_cursor_parse'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
 
--- ofs_snapshot_cursor makes the cursor of a snapshot, treating the reading
--- transaction's own (uncommitted) xid as not yet visible.
 CREATE FUNCTION ofs.snapshot_text(snap pg_snapshot)
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
-  SELECT CASE
-    WHEN own IS NULL OR own >= pg_snapshot_xmax(snap) THEN snap::text
-    ELSE format('%s:%s:%s', least(pg_snapshot_xmin(snap), own), pg_snapshot_xmax(snap),
-                (SELECT string_agg(x::text, ',' ORDER BY x)
-                   FROM (SELECT pg_snapshot_xip(snap) UNION SELECT own) AS u(x)))
-  END
-  FROM (SELECT pg_current_xact_id_if_assigned() AS own) o
-$$;
+AS 'MODULE_PATHNAME', 'ofs_snapshot_text'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
 
--- The reading itself is C (src/feed.c); ofs.cursor_parse and
--- ofs.snapshot_text above are its SQL parts.
+-- The reading is C too (src/feed.c).
 CREATE FUNCTION ofs.changes(since text DEFAULT NULL, max_rows int DEFAULT 1000)
 RETURNS TABLE (cursor text, table_name text, pk jsonb, op text, data jsonb,
                device text, operation_id text, hlc bigint, changed_columns text[], as_sent boolean)
@@ -469,10 +425,9 @@ COMMENT ON FUNCTION ofs.changes(text, int) IS
 
 CREATE FUNCTION ofs.feed_cursor()
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
-  SELECT format('ofs1/%s/%s', epoch, ofs.snapshot_text(pg_current_snapshot())) FROM ofs.feed_state
-$$;
+AS 'MODULE_PATHNAME', 'ofs_feed_cursor'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION ofs.feed_cursor() IS
     'The cursor of the current snapshot: read the tables in the same transaction, then follow the feed from here (a re-snapshot)';
 

@@ -11,10 +11,11 @@
  * (writers of a row wait for each other).  A page that stops inside a batch
  * carries C, S and the seq of its last change.
  *
- * Cursor parsing and its checks (epoch, retention horizon) are SQL
- * (ofs.cursor_parse); this file does the reading, which is the hot part.
+ * Cursors are made and checked (epoch, retention horizon) by
+ * feed_cursor.c; this file does the reading.
  */
 #include "ofs.h"
+#include "feed_cursor.h"
 #include "internal_tables.h"
 
 #include "access/table.h"
@@ -67,21 +68,6 @@ TableNameOf(TableName *cache, int *ncache, Oid oid)
 		: psprintf("%u", oid);
 }
 
-static char *
-SnapshotText(Datum snap)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		args[1];
-	int			rc;
-
-	args[0] = DirectFunctionCall1(textin, DirectFunctionCall1(pg_snapshot_out, snap));
-	rc = SPI_execute_with_args("SELECT ofs.snapshot_text($1::pg_snapshot)", 1, types, args,
-							   NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "ofs.snapshot_text failed: %s", SPI_result_code_string(rc));
-	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-}
-
 /*
  * changes(since text, max_rows int) returns the committed changes after a
  * cursor, at most max_rows, each with the cursor that resumes after it.
@@ -122,27 +108,18 @@ ofs_changes(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	OfsRunAsOwner(&save_uid, &save_sec);
-	rc = SPI_execute("SELECT epoch FROM ofs.feed_state", true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "reading ofs.feed_state failed: %s", SPI_result_code_string(rc));
-	epoch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	epoch = OfsFeedEpoch();
 
 	if (!PG_ARGISNULL(0))
 	{
-		Oid			types[1] = {TEXTOID};
-		bool		isnull;
+		OfsFeedCursor fc;
 
-		args[0] = PG_GETARG_DATUM(0);
-		rc = SPI_execute_with_args("SELECT c, s, last_seq FROM ofs.cursor_parse($1)",
-								   1, types, args, NULL, true, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "ofs.cursor_parse failed: %s", SPI_result_code_string(rc));
-		cur_c = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		have_c = !isnull;
-		cur_s = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		have_s = !isnull;
-		if (have_s)
-			cur_last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		(void) OfsFeedCursorRead(text_to_cstring(PG_GETARG_TEXT_PP(0)), &fc, true);
+		cur_c = fc.c;
+		have_c = true;
+		cur_s = fc.s;
+		have_s = fc.has_s;
+		cur_last = fc.last_seq;
 	}
 	if (!have_c)
 		cur_c = DirectFunctionCall1(pg_snapshot_in, CStringGetDatum("1:1:"));
@@ -150,8 +127,8 @@ ofs_changes(PG_FUNCTION_ARGS)
 		cur_s = DirectFunctionCall1(pg_current_snapshot, (Datum) 0);
 	partial = psprintf("ofs1/%s/%s/%s/", epoch,
 					   DatumGetCString(DirectFunctionCall1(pg_snapshot_out, cur_c)),
-					   SnapshotText(cur_s));
-	complete = psprintf("ofs1/%s/%s", epoch, SnapshotText(cur_s));
+					   OfsSnapshotText(cur_s));
+	complete = psprintf("ofs1/%s/%s", epoch, OfsSnapshotText(cur_s));
 
 	{
 		Relation	log = OfsOpenOwnTable(OFS_CHANGE_LOG, AccessShareLock);
@@ -200,8 +177,8 @@ ofs_changes(PG_FUNCTION_ARGS)
 		cur_last = 0;
 		partial = psprintf("ofs1/%s/%s/%s/", epoch,
 						   DatumGetCString(DirectFunctionCall1(pg_snapshot_out, cur_c)),
-						   SnapshotText(cur_s));
-		complete = psprintf("ofs1/%s/%s", epoch, SnapshotText(cur_s));
+						   OfsSnapshotText(cur_s));
+		complete = psprintf("ofs1/%s/%s", epoch, OfsSnapshotText(cur_s));
 		args[0] = Int64GetDatum(cur_last);
 		args[1] = cur_c;
 		args[2] = cur_s;
