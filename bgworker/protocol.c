@@ -460,14 +460,12 @@ ProtocolPageRows(int rows, size_t bytes)
 }
 
 /*
- * Pull answers a pull (or the first page of live) with ofs.pull, and keeps
+ * Pull answers a pull (or the first page of live) with the pull engine, and keeps
  * the cursor and whether more waits for the live stream.
  */
 static void
 Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirmed)
 {
-	const char *args[5];
-	char		maxtext[16];
 	SqlResult	res;
 	bool		plain;
 	char	   *cursor = OpenCursor(s, sent, &plain);
@@ -476,22 +474,7 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 
 	for (;;)
 	{
-		snprintf(maxtext, sizeof(maxtext), "%d", rows);
-		args[0] = s->device;
-		args[1] = cursor;
-		args[2] = maxtext;
-		args[3] = confirmed;
-		args[4] = plain ? "t" : "f";
-		/*
-		 * An unsealed cursor (kept across the update that brought sealing)
-		 * counts only if it is at the page the origin last sent this device:
-		 * its feed position may lag, when live rounds moved on without
-		 * anything for it.
-		 */
-		WorkerSqlTx("SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
-					"  FROM ofs.pull($1, CASE WHEN $5::boolean AND ($2::jsonb->>'p')::bigint IS DISTINCT FROM"
-					"                          (SELECT (d.last_cursor::jsonb->>'p')::bigint FROM ofs.device d WHERE d.device = $1)"
-					"                     THEN NULL ELSE $2 END, $3::int, $4) p", 5, args, NULL, CheckPage, &pc, &res);
+		WorkerPullTx(s->device, cursor, rows, confirmed, plain, CheckPage, &pc, &res);
 		if (res.ok || strcmp(res.sqlstate, OFS_PAGE_TOO_LARGE) != 0 || pc.rows <= 1)
 			break;
 		/* Too large: again with the rows that fit, remembered for the next pages. */

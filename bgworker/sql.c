@@ -23,6 +23,7 @@
 #include "utils/timeout.h"
 
 #include "worker.h"
+#include "pull.h"
 
 static char *
 Strdup(const char *s)
@@ -62,68 +63,37 @@ WorkerSqlRows(const char *sql, int nargs, const char *const *args,
 	WorkerSqlTx(sql, nargs, args, fn, NULL, arg, res);
 }
 
+/* What a transaction of the worker does before its check: a statement, or a call of the engine. */
+typedef void (*TxWork) (void *warg, SqlRowFn fn, void *arg, SqlResult *res);
+
 /*
- * WorkerSqlTx is WorkerSqlRows with a check that runs in the same
- * transaction after the statement (with the first row in res): "after" may
- * raise an error, which aborts the transaction and is the result.
+ * RunTx runs work in a transaction of its own, with the statement timeout,
+ * then "after" in the same transaction; every error is caught and becomes
+ * the result.
  */
-void
-WorkerSqlTx(const char *sql, int nargs, const char *const *args,
-			SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res)
+static void
+RunTx(const char *activity, TxWork work, void *warg, SqlRowFn fn, SqlAfterFn after, void *arg,
+	  SqlResult *res)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	memset(res, 0, sizeof(*res));
-	Assert(nargs <= 8);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		Oid			types[8];
-		Datum		values[8];
-		char		nulls[8];
-		int			rc;
-		int			i;
-
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, sql);
+		pgstat_report_activity(STATE_RUNNING, activity);
 		if (ofs_statement_timeout_ms > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, ofs_statement_timeout_ms);
-		for (i = 0; i < nargs; i++)
-		{
-			types[i] = TEXTOID;
-			values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-			nulls[i] = args[i] ? ' ' : 'n';
-		}
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, fn ? 0 : 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "%s failed: %s", sql, SPI_result_code_string(rc));
-		if (fn)
-		{
-			uint64		row;
-
-			for (row = 0; row < SPI_processed; row++)
-			{
-				char	   *cols[SQL_MAX_VALUES];
-				int			ncols = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
-
-				for (i = 0; i < ncols; i++)
-					cols[i] = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, i + 1);
-				fn(arg, cols, ncols);
-			}
-		}
-		else if (SPI_processed == 1)
-		{
-			res->nvalues = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
-			for (i = 0; i < res->nvalues; i++)
-				res->values[i] = Strdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1));
-		}
+		work(warg, fn, arg, res);
 		if (after)
 		{
 			/* A statement of its own: it sees what committed meanwhile. */
 			PopActiveSnapshot();
+			CommandCounterIncrement();
 			PushActiveSnapshot(GetTransactionSnapshot());
 			after(arg, res);
 		}
@@ -156,6 +126,131 @@ WorkerSqlTx(const char *sql, int nargs, const char *const *args,
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+typedef struct SqlWork
+{
+	const char *sql;
+	int			nargs;
+	const char *const *args;
+} SqlWork;
+
+/* SqlStatement runs one statement with text arguments, handing its rows on. */
+static void
+SqlStatement(void *warg, SqlRowFn fn, void *arg, SqlResult *res)
+{
+	SqlWork    *w = (SqlWork *) warg;
+	Oid			types[8];
+	Datum		values[8];
+	char		nulls[8] = {0};
+	int			rc;
+	int			i;
+
+	for (i = 0; i < w->nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = w->args[i] ? CStringGetTextDatum(w->args[i]) : (Datum) 0;
+		nulls[i] = w->args[i] ? ' ' : 'n';
+	}
+	rc = SPI_execute_with_args(w->sql, w->nargs, types, values, nulls, false, fn ? 0 : 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "%s failed: %s", w->sql, SPI_result_code_string(rc));
+	if (fn)
+	{
+		uint64		row;
+
+		for (row = 0; row < SPI_processed; row++)
+		{
+			char	   *cols[SQL_MAX_VALUES];
+			int			ncols = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
+
+			for (i = 0; i < ncols; i++)
+				cols[i] = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, i + 1);
+			fn(arg, cols, ncols);
+		}
+	}
+	else if (SPI_processed == 1)
+	{
+		res->nvalues = Min(SPI_tuptable->tupdesc->natts, SQL_MAX_VALUES);
+		for (i = 0; i < res->nvalues; i++)
+			res->values[i] = Strdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1));
+	}
+}
+
+/*
+ * WorkerSqlTx is WorkerSqlRows with a check that runs in the same
+ * transaction after the statement (with the first row in res): "after" may
+ * raise an error, which aborts the transaction and is the result.
+ */
+void
+WorkerSqlTx(const char *sql, int nargs, const char *const *args,
+			SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res)
+{
+	SqlWork		w = {sql, nargs, args};
+
+	Assert(nargs <= 8);
+	RunTx(sql, SqlStatement, &w, fn, after, arg, res);
+}
+
+typedef struct PullWork
+{
+	const char *device;
+	const char *cursor;
+	int			max_rows;
+	const char *confirmed;
+	bool		plain;
+} PullWork;
+
+/*
+ * PullStatement calls the pull engine (src/pull.c) directly: the answer is
+ * built once, as the text the device gets.  An unsealed cursor (kept
+ * across the update that brought sealing) counts only if it is at the page
+ * the origin last sent this device: its feed position may lag, when live
+ * rounds moved on without anything for it.
+ */
+static void
+PullStatement(void *warg, SqlRowFn fn, void *arg, SqlResult *res)
+{
+	PullWork   *w = (PullWork *) warg;
+	const char *since = w->cursor;
+	OfsPullAnswer ans;
+	char		count[16];
+
+	if (w->plain && since != NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2] = {CStringGetTextDatum(w->device), CStringGetTextDatum(since)};
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT ($2::jsonb->>'p')::bigint IS NOT DISTINCT FROM"
+								  "       (SELECT (d.last_cursor::jsonb->>'p')::bigint FROM ofs.device d WHERE d.device = $1)",
+								  2, types, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "checking an unsealed cursor failed");
+		if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			since = NULL;
+	}
+	OfsPull(w->device, since, w->max_rows, w->confirmed, &ans);
+	snprintf(count, sizeof(count), "%d", ans.changes.n);
+	res->values[0] = Strdup(OfsPullAnswerJson(&ans, false));
+	res->values[1] = Strdup(ans.cursor);
+	res->values[2] = Strdup(ans.more ? "t" : "f");
+	res->values[3] = Strdup(count);
+	res->nvalues = 4;
+}
+
+/*
+ * WorkerPullTx answers a pull in a transaction of its own: values are the
+ * answer without its cursor, the cursor, "t" when more waits, and the
+ * number of changes; after runs in the same transaction, as with
+ * WorkerSqlTx.
+ */
+void
+WorkerPullTx(const char *device, const char *cursor, int max_rows, const char *confirmed, bool plain,
+			 SqlAfterFn after, void *arg, SqlResult *res)
+{
+	PullWork	w = {device, cursor, max_rows, confirmed, plain};
+
+	RunTx("ofs.pull", PullStatement, &w, NULL, after, arg, res);
 }
 
 void

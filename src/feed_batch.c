@@ -10,6 +10,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 /* The first change of a row in a read, by "tbl:pk". */
@@ -172,4 +173,17 @@ OfsChangeJsonb(const char *tname, const char *op, Jsonb *pk, Jsonb *row)
 	if (row)
 		PutKeyValue(&st, "row", OfsJsonbBinary(row));
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+void
+OfsChangeAdd(OfsChangeList *l, const char *tname, const char *op, const char *pk, const char *row)
+{
+	if (l->json.data == NULL)
+		initStringInfo(&l->json);
+	appendStringInfoString(&l->json, l->n++ ? ", {\"table\": " : "{\"table\": ");
+	escape_json(&l->json, tname);
+	appendStringInfo(&l->json, ", \"op\": \"%s\", \"pk\": %s", op, pk);
+	if (row)
+		appendStringInfo(&l->json, ", \"row\": %s", row);
+	appendStringInfoChar(&l->json, '}');
 }

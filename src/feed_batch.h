@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
@@ -61,5 +62,18 @@ extern HTAB *OfsStringHash(const char *name, long nelem, Size entrysize, MemoryC
 extern Jsonb *OfsChangeJsonb(const char *tname, const char *op, Jsonb *pk, Jsonb *row);
 /* OfsJsonbBinary: a jsonb value as a JsonbValue to push into another. */
 extern JsonbValue *OfsJsonbBinary(Jsonb *j);
+
+/*
+ * OfsChangeList: changes as devices get them, as the JSON text of the
+ * elements of an array ("{...}, {...}"), each row encoded once.
+ */
+typedef struct OfsChangeList
+{
+	StringInfoData json;		/* data NULL until the first change */
+	int			n;
+} OfsChangeList;
+
+/* OfsChangeAdd adds {table, op, pk[, row]} (pk and row are JSON texts). */
+extern void OfsChangeAdd(OfsChangeList *l, const char *tname, const char *op, const char *pk, const char *row);
 
 #endif							/* OFS_FEED_BATCH_H */

@@ -1,7 +1,7 @@
 /*
- * live_round.c: the live round of many devices, in C (ofs.live_round).
+ * live_round.c: the live round of many devices (ofs.pull_live).
  *
- * ofs.pull_live (SQL) locks the devices and tells which of them are on the
+ * ofs.pull_live locks the devices and tells which of them are on the
  * fast path: a cursor on the feed with no snapshot, no changed shape and
  * nothing owed.  For those, this file does the round at once: the feed is
  * read once per distinct cursor (live devices share the feed's head), rows
@@ -10,11 +10,12 @@
  * device's share is decided in memory by the rule every pull uses
  * (send_rule.h), and the held-row bookkeeping and the devices' cursors are
  * a few statements with arrays.  A cursor the feed no longer serves, or a
- * role that can no longer read a table, sends its devices back to
- * ofs.pull_live, which pulls for them one by one.
+ * role that can no longer read a table, sends its devices the slow way:
+ * the pull engine (pull.c) for each, one by one.
  */
 #include "ofs.h"
 #include "feed_batch.h"
+#include "pull.h"
 #include "plan_cache.h"
 #include "send_rule.h"
 
@@ -31,8 +32,11 @@
 #include "utils/numeric.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "catalog/pg_collation.h"
+#include "utils/fmgrprotos.h"
 
-PG_FUNCTION_INFO_V1(ofs_live_round);
+PG_FUNCTION_INFO_V1(ofs_pull_live);
 
 #define MAX_ROUNDS 20
 
@@ -253,18 +257,14 @@ AppendChange(StringInfo out, int *nout, const char *tname, const char *op, Jsonb
 }
 
 /*
- * live_round(devs ofs.live_dev[], room int) returns (ord, result, slow) for
- * the fast devices: result, a "changes" answer ({cursor, more, changes}),
- * for those whose feed had something new; slow for those that must be
- * pulled for one by one.
+ * LiveRound makes the round of the fast devices of devs: puts (ord,
+ * result) in ts for those whose feed had something new (result, a
+ * "changes" answer {cursor, more, changes}), and marks as not fast those
+ * that must be pulled for one by one.
  */
-Datum
-ofs_live_round(PG_FUNCTION_ARGS)
+static void
+LiveRound(Dev *devs, int ndevs, int room, Tuplestorestate *ts, TupleDesc desc)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			room = PG_GETARG_INT32(1);
-	Dev		   *devs;
-	int			ndevs;
 	OfsFeedRead *feeds;
 	int			nfeeds = 0;
 	Shape	   *shapes = NULL;
@@ -273,44 +273,6 @@ ofs_live_round(PG_FUNCTION_ARGS)
 	HTAB	   *byname;
 	Rows		sent = {0}, gone = {0}, own_gone = {0};
 	MemoryContext cxt = CurrentMemoryContext;
-
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-
-	/* The devices on the fast path. */
-	{
-		Oid			types[1] = {get_fn_expr_argtype(fcinfo->flinfo, 0)};
-		Datum		args[1] = {PG_GETARG_DATUM(0)};
-
-		/* Not kept: the type's OID is the extension's, made anew with it. */
-		if (SPI_execute_with_args("SELECT (x).ord, (x).device, (x).role, (x).f, (x).v, (x).p, (x).conf, (x).new_page"
-								  "  FROM unnest($1) x WHERE (x).fast ORDER BY (x).ord",
-								  1, types, args, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "reading the live devices failed");
-		ndevs = (int) SPI_processed;
-		devs = MemoryContextAllocZero(cxt, sizeof(Dev) * Max(ndevs, 1));
-		for (int i = 0; i < ndevs; i++)
-		{
-			HeapTuple	t = SPI_tuptable->vals[i];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-			bool		isnull;
-			MemoryContext old = MemoryContextSwitchTo(cxt);
-
-			devs[i].ord = DatumGetInt32(SPI_getbinval(t, d, 1, &isnull));
-			devs[i].device = SPI_getvalue(t, d, 2);
-			devs[i].role = DatumGetObjectId(SPI_getbinval(t, d, 3, &isnull));
-			devs[i].f = SPI_getvalue(t, d, 4);
-			devs[i].v = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
-			devs[i].p = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
-			devs[i].conf = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
-			devs[i].new_page = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
-			devs[i].fast = true;
-			devs[i].feed = -1;
-			initStringInfo(&devs[i].out);
-			MemoryContextSwitchTo(old);
-		}
-	}
-	SPI_finish();
 
 	/* The feed, once per distinct cursor. */
 	feeds = palloc0(sizeof(OfsFeedRead) * Max(ndevs, 1));
@@ -601,7 +563,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 			" WHERE h.device = x.d AND h.tbl = x.t AND h.pk = x.p", &own_gone);
 
 	/*
-	 * Removals and sends the devices confirmed are settled; then each fast
+	 * Removals the devices confirmed are forgotten; then each fast
 	 * device whose feed had something gets its page and its cursor.
 	 */
 	{
@@ -632,10 +594,6 @@ ofs_live_round(PG_FUNCTION_ARGS)
 			OfsPlanExec(OfsFixedPlan("live forget",
 									 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
 									 " WHERE h.device = x.d AND h.gone_page <= x.c", 2, types, false),
-						args, NULL, false, 0);
-			OfsPlanExec(OfsFixedPlan("live confirm",
-									 "UPDATE ofs.device_row h SET sent_page = NULL FROM unnest($1::text[], $2::bigint[]) x(d, c)"
-									 " WHERE h.device = x.d AND h.sent_page <= x.c", 2, types, false),
 						args, NULL, false, 0);
 		}
 		for (int i = 0; i < ndevs; i++)
@@ -682,8 +640,8 @@ ofs_live_round(PG_FUNCTION_ARGS)
 			/* The answer: {cursor, more, changes}. */
 			{
 				StringInfoData res;
-				Datum		values[3];
-				bool		nulls[3] = {false, false, false};
+				Datum		values[2];
+				bool		nulls[2] = {false, false};
 
 				initStringInfo(&res);
 				appendStringInfoString(&res, "{\"cursor\": ");
@@ -692,8 +650,7 @@ ofs_live_round(PG_FUNCTION_ARGS)
 								 d->out.data);
 				values[0] = Int32GetDatum(d->ord);
 				values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(res.data));
-				values[2] = BoolGetDatum(false);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				tuplestore_putvalues(ts, desc, values, nulls);
 			}
 		}
 		if (nupd > 0)
@@ -716,15 +673,189 @@ ofs_live_round(PG_FUNCTION_ARGS)
 		}
 	}
 	SPI_finish();
+}
 
-	/* The devices that must be pulled for one by one. */
-	for (int i = 0; i < ndevs; i++)
-		if (!devs[i].fast)
+static int
+CompareText(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The devices' last pages and their fast-path test, for all devices at once. */
+#define TRIAGE_SQL \
+	"SELECT a.i::int, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint," \
+	"       coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint)," \
+	"       dv.page_seq + 1," \
+	"       jsonb_array_length(c->'s') = 0" \
+	"       AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)" \
+	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint)" \
+	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > (c->>'p')::bigint)" \
+	"  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(device, since, confirmed, i)" \
+	"  JOIN ofs.device dv ON dv.device = a.device" \
+	"                    AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)" \
+	"  JOIN pg_catalog.pg_roles ro ON ro.rolname = dv.role" \
+	"  CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\\{.*\\}$' THEN NULL" \
+	"                                  ELSE a.since::jsonb END AS c) cc" \
+	" WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL" \
+	"   AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$'"
+
+/* SlowPull is ofs.pull for one device of a live round, in a subtransaction of its own. */
+static Datum
+SlowPull(const char *device, const char *since, const char *confirmed, int room)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile Datum result = (Datum) 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		OfsPullAnswer ans;
+
+		OfsPull(device, since, room, confirmed, &ans);
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(OfsPullAnswerJson(&ans, true)));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+		StringInfoData b;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* A cancel or a timeout is the round's, not the device's. */
+		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED || e->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(e);
+		initStringInfo(&b);
+		appendStringInfoString(&b, "{\"error\": ");
+		escape_json(&b, e->message ? e->message : "unknown error");
+		appendStringInfo(&b, ", \"sqlstate\": \"%s\"}", unpack_sql_state(e->sqlerrcode));
+		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
+		FreeErrorData(e);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * pull_live(devices, cursors, confirmed, max_rows) pulls for many live
+ * devices at once: returns (ord, result) per device, result a "changes"
+ * answer, or {error, sqlstate} for a device that cannot pull; a device
+ * whose feed had nothing new gets no row.  The devices on the fast path
+ * (a cursor on the feed with no snapshot under way, no changed shape and
+ * nothing owed) make one round together; the others are pulled for one by
+ * one, as ofs.pull would.
+ */
+Datum
+ofs_pull_live(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			room;
+	Datum	   *names, *sinces, *confs;
+	bool	   *names_null, *sinces_null, *confs_null;
+	int			n, nsince, nconf;
+	Dev		   *devs;
+	int			ndevs = 0;
+	bool	   *fast;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ofs.pull_live needs devices, cursors and confirmed cursors")));
+	room = PG_ARGISNULL(3) ? MAX_PAGE_ROWS : Min(Max(PG_GETARG_INT32(3), 1), MAX_PAGE_ROWS);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &names, &names_null, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &sinces, &sinces_null, &nsince);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &confs, &confs_null, &nconf);
+	if (nsince != n || nconf != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ofs.pull_live needs as many cursors and confirmed cursors as devices")));
+	InitMaterializedSRF(fcinfo, 0);
+	fast = palloc0(sizeof(bool) * Max(n, 1));
+
+	/* The pulls of one device happen one at a time (in name order: no deadlock). */
+	{
+		char	  **sorted = palloc(sizeof(char *) * Max(n, 1));
+		int			ns = 0;
+
+		for (int i = 0; i < n; i++)
+			if (!names_null[i])
+				sorted[ns++] = TextDatumGetCString(names[i]);
+		qsort(sorted, ns, sizeof(char *), CompareText);
+		for (int i = 0; i < ns; i++)
+			if (i == 0 || strcmp(sorted[i], sorted[i - 1]) != 0)
+				DirectFunctionCall2(pg_advisory_xact_lock_int4,
+									DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum("ofs.pull")),
+									DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(sorted[i])));
+	}
+	/* What follows sees what the pulls it waited for wrote. */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	SPI_connect();
+	{
+		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Datum		args[3] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
+
+		OfsPlanExec(OfsFixedPlan("live triage", TRIAGE_SQL, 3, types, false), args, NULL, true, 0);
+		devs = MemoryContextAllocZero(cxt, sizeof(Dev) * Max(SPI_processed, 1));
+		for (uint64 r = 0; r < SPI_processed; r++)
 		{
-			Datum		values[3] = {Int32GetDatum(devs[i].ord), (Datum) 0, BoolGetDatum(true)};
-			bool		nulls[3] = {false, true, false};
+			HeapTuple	t = SPI_tuptable->vals[r];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+			Dev		   *dv = &devs[ndevs];
 
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			if (!DatumGetBool(SPI_getbinval(t, d, 9, &isnull)) || isnull)
+			{
+				MemoryContextSwitchTo(old);
+				continue;
+			}
+			dv->ord = DatumGetInt32(SPI_getbinval(t, d, 1, &isnull));
+			dv->device = SPI_getvalue(t, d, 2);
+			dv->role = DatumGetObjectId(SPI_getbinval(t, d, 3, &isnull));
+			dv->f = SPI_getvalue(t, d, 4);
+			dv->v = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
+			dv->p = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+			dv->conf = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
+			dv->new_page = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
+			dv->fast = true;
+			dv->feed = -1;
+			initStringInfo(&dv->out);
+			MemoryContextSwitchTo(old);
+			ndevs++;
 		}
+	}
+	SPI_finish();
+
+	LiveRound(devs, ndevs, room, rsinfo->setResult, rsinfo->setDesc);
+	for (int i = 0; i < ndevs; i++)
+		if (devs[i].fast && devs[i].ord >= 1 && devs[i].ord <= n)
+			fast[devs[i].ord - 1] = true;
+	PopActiveSnapshot();
+
+	/* The rest, one by one. */
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		if (fast[i])
+			continue;
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = SlowPull(names_null[i] ? NULL : TextDatumGetCString(names[i]),
+							 sinces_null[i] ? NULL : TextDatumGetCString(sinces[i]),
+							 confs_null[i] ? NULL : TextDatumGetCString(confs[i]), room);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }

@@ -1,5 +1,5 @@
 /*
- * pull_feed.c: the feed part of a device's pull, in C (ofs.pull_feed).
+ * pull_feed.c: the feed part of a device's pull (OfsPullFeed, for pull.c).
  *
  * After its snapshots, a pull reads the changes feed from the device's
  * position and turns each changed row into what the device must get: the
@@ -16,20 +16,18 @@
  */
 #include "ofs.h"
 #include "feed_batch.h"
+#include "pull.h"
 #include "plan_cache.h"
 #include "send_rule.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-
-PG_FUNCTION_INFO_V1(ofs_pull_feed);
 
 /* At most this many batches of the feed per call (as the page may stay short). */
 #define MAX_ROUNDS 20
@@ -187,33 +185,23 @@ Bookkeep(const char *name, const char *sql, const char *device, KeyList *l, int6
 }
 
 /*
- * pull_feed(device, role, since, room, gen, page) reads the feed after the
- * feed cursor since for a device acting as role, until room changes are
- * found or the feed has nothing more: returns the changes, the feed cursor
- * after them, and whether the feed may have more (the page filled, or
- * MAX_ROUNDS batches were read).  Rows sent are held with generation gen
- * and page; removals are marked in page.
+ * OfsPullFeed reads the feed after the feed cursor *feedc for a device
+ * acting as role, until room changes are found or the feed has nothing
+ * more: adds the changes to out, moves *feedc after them, and says whether
+ * the feed may have more (the page filled, or MAX_ROUNDS batches were
+ * read).  Rows sent are held with generation gen and page; removals are
+ * marked in page.
  */
-Datum
-ofs_pull_feed(PG_FUNCTION_ARGS)
+bool
+OfsPullFeed(const char *device, Oid role, char **feedcp, int room, int64 gen, int64 page,
+			OfsChangeList *out)
 {
-	char	   *device = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			role = PG_GETARG_OID(1);
-	char	   *feedc = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	int			room = PG_GETARG_INT32(3);
-	int64		gen = PG_GETARG_INT64(4);
-	int64		page = PG_GETARG_INT64(5);
 	MemoryContext caller = CurrentMemoryContext;
-	TupleDesc	desc;
-	Datum	   *out = palloc(sizeof(Datum) * Max(room, 1));
+	char	   *feedc = *feedcp;
 	int			nout = 0;
 	bool		feed_more = true;
 	KeyList		sent = {0}, own_held = {0}, gone = {0}, own_gone = {0};
-	Datum		result[3];
-	bool		rnulls[3] = {false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "ofs.pull_feed must return a record");
 	SPI_connect();
 	for (int round = 0; round < MAX_ROUNDS && nout < room; round++)
 	{
@@ -276,16 +264,15 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 						KeyListAdd(&own_gone, c[k].tbl, c[k].pk);
 						break;
 					case OFS_SEND_UPSERT:
-						MemoryContextSwitchTo(caller);
-						out[nout++] = JsonbPGetDatum(OfsChangeJsonb(c[k].tname, "upsert", c[k].pk, r->row));
-						MemoryContextSwitchTo(batchcxt);
+						OfsChangeAdd(out, c[k].tname, "upsert", c[k].pktext,
+									 JsonbToCString(NULL, &r->row->root, VARSIZE(r->row)));
+						nout++;
 						if (!r->held)
 							KeyListAdd(&sent, c[k].tbl, c[k].pk);
 						break;
 					case OFS_SEND_REMOVAL:
-						MemoryContextSwitchTo(caller);
-						out[nout++] = JsonbPGetDatum(OfsChangeJsonb(c[k].tname, "delete", c[k].pk, NULL));
-						MemoryContextSwitchTo(batchcxt);
+						OfsChangeAdd(out, c[k].tname, "delete", c[k].pktext, NULL);
+						nout++;
 						KeyListAdd(&gone, c[k].tbl, c[k].pk);
 						break;
 					case OFS_SEND_NOTHING:
@@ -325,9 +312,6 @@ ofs_pull_feed(PG_FUNCTION_ARGS)
 		own_gone = (KeyList) {0};
 	}
 	SPI_finish();
-
-	result[0] = PointerGetDatum(construct_array(out, nout, JSONBOID, -1, false, TYPALIGN_INT));
-	result[1] = CStringGetTextDatum(feedc);
-	result[2] = BoolGetDatum(feed_more);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), result, rnulls)));
+	*feedcp = feedc;
+	return feed_more;
 }

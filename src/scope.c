@@ -5,8 +5,9 @@
  * read with the device's role as the current user, so GRANTs and row-level
  * security policies apply exactly as they would to that role in psql, and
  * the filter of its shapes (already rewritten by ofs.shape_filter) narrows
- * them further.  ofs.pull (SQL) calls these for the rows a batch of the
- * feed touched and for the pages of a snapshot.  Both return each row's key
+ * them further.  The pull engine calls these for the rows a batch of the
+ * feed touched (ofs.scope_rows) and for the pages of a snapshot
+ * (OfsScopePage, scope.h).  Both return each row's key
  * and the row, encoded like the changes feed.
  */
 #include "ofs.h"
@@ -14,6 +15,7 @@
 #include "internal_tables.h"
 #include "plan_cache.h"
 #include "rowjson.h"
+#include "scope.h"
 
 #include "access/relation.h"
 #include "catalog/pg_authid.h"
@@ -119,6 +121,22 @@ ExecutePlanAsRole(const char *name, Oid relid, const char *filter, Oid role, con
 	return rc;
 }
 
+/* ResultKey: where the key columns are in SELECT *, which leaves dropped columns out. */
+static AttrNumber *
+ResultKey(Relation rel, int npk, AttrNumber *pk)
+{
+	AttrNumber *respk = palloc(sizeof(AttrNumber) * npk);
+
+	for (int k = 0; k < npk; k++)
+	{
+		respk[k] = 0;
+		for (AttrNumber a = 1; a <= pk[k]; a++)
+			if (!TupleDescAttr(RelationGetDescr(rel), a - 1)->attisdropped)
+				respk[k]++;
+	}
+	return respk;
+}
+
 /*
  * ScopeQuery runs sql (with one or two arguments) as role and returns
  * (pk, row) of each row it yields.
@@ -130,20 +148,8 @@ ScopeQuery(FunctionCallInfo fcinfo, const char *name, Oid role, Relation rel, in
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			rc;
 	uint64		i;
+	AttrNumber *respk = ResultKey(rel, npk, pk);
 
-	AttrNumber *respk = palloc(sizeof(AttrNumber) * npk);
-	int			k;
-
-	/* SELECT * leaves dropped columns out: find the key in the result. */
-	for (k = 0; k < npk; k++)
-	{
-		AttrNumber	a;
-
-		respk[k] = 0;
-		for (a = 1; a <= pk[k]; a++)
-			if (!TupleDescAttr(RelationGetDescr(rel), a - 1)->attisdropped)
-				respk[k]++;
-	}
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -186,6 +192,18 @@ CheckRole(Oid role)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("rows are read for devices as an ordinary role")));
 	return role;
+}
+
+/* PageSql: the statement of a page in key order after $1 (NULL: from the start), $2 rows. */
+static char *
+PageSql(Relation rel, int npk, AttrNumber *pk, const char *filter)
+{
+	char	   *name = OfsQualifiedName(RelationGetRelid(rel));
+	char	   *tkeys = KeyList(rel, npk, pk, "t.");
+
+	return psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s ORDER BY %s LIMIT $2",
+					name, tkeys, KeyList(rel, npk, pk, ""), name,
+					filter ? psprintf(" AND (%s)", filter) : "", tkeys);
 }
 
 /*
@@ -231,12 +249,9 @@ ofs_scope_page(PG_FUNCTION_ARGS)
 	Relation	rel = relation_open(relid, AccessShareLock);
 	int			npk;
 	AttrNumber *pk = PrimaryKeyAtts(rel, &npk);
-	char	   *name = OfsQualifiedName(relid);
-	char	   *tkeys = KeyList(rel, npk, pk, "t.");
 	Oid			types[2] = {JSONBOID, INT4OID};
 	Datum		args[2];
 	char		argnulls[2] = {' ', ' '};
-	char	   *sql;
 
 	if (npk == 0 || PG_ARGISNULL(4))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -244,11 +259,55 @@ ofs_scope_page(PG_FUNCTION_ARGS)
 	args[0] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	argnulls[0] = PG_ARGISNULL(3) ? 'n' : ' ';
 	args[1] = PG_GETARG_DATUM(4);
-	sql = psprintf("SELECT * FROM ONLY %s t WHERE ($1 IS NULL OR (%s) > (SELECT %s FROM pg_catalog.jsonb_populate_record(NULL::%s, $1)))%s ORDER BY %s LIMIT $2",
-				   name, tkeys, KeyList(rel, npk, pk, ""), name, Filter(fcinfo, 2, "AND"), tkeys);
-	ScopeQuery(fcinfo, "scope page", role, rel, npk, pk, sql, 2, types, args, argnulls);
+	ScopeQuery(fcinfo, "scope page", role, rel, npk, pk,
+			   PageSql(rel, npk, pk, PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2))),
+			   2, types, args, argnulls);
 	relation_close(rel, AccessShareLock);
 	return (Datum) 0;
+}
+
+/*
+ * OfsScopePage is scope_page for the engine (SPI connected): the rows
+ * come back as JSON texts, each encoded once.
+ */
+int
+OfsScopePage(Oid role, Oid relid, const char *filter, Jsonb *after, int max, OfsScopedRow **rows)
+{
+	Relation	rel;
+	int			npk;
+	AttrNumber *pk;
+	AttrNumber *respk;
+	Oid			types[2] = {JSONBOID, INT4OID};
+	Datum		args[2] = {after ? JsonbPGetDatum(after) : (Datum) 0, Int32GetDatum(max)};
+	char		argnulls[2] = {after ? ' ' : 'n', ' '};
+	int			rc;
+	int			n;
+
+	CheckRole(role);
+	rel = relation_open(relid, AccessShareLock);
+	pk = PrimaryKeyAtts(rel, &npk);
+	if (npk == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("table %s has no primary key to page by", RelationGetRelationName(rel))));
+	respk = ResultKey(rel, npk, pk);
+	rc = ExecutePlanAsRole("scope page", relid, filter, role, PageSql(rel, npk, pk, filter),
+						   2, types, args, argnulls);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading %s as a device failed: %s",
+			 RelationGetRelationName(rel), SPI_result_code_string(rc));
+	n = (int) SPI_processed;
+	*rows = palloc(sizeof(OfsScopedRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		(*rows)[i].pk = RowJsonObject(t, d, npk, respk);
+		(*rows)[i].row = RowJsonObject(t, d, 0, NULL);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	relation_close(rel, AccessShareLock);
+	return n;
 }
 
 /*
@@ -260,19 +319,28 @@ Datum
 ofs_scope_count(PG_FUNCTION_ARGS)
 {
 	Oid			role = CheckRole(PG_GETARG_OID(0));
-	Oid			relid = PG_GETARG_OID(1);
+	int64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	n = OfsScopeCount(role, PG_GETARG_OID(1), PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/* OfsScopeCount is scope_count for the engine (SPI connected). */
+int64
+OfsScopeCount(Oid role, Oid relid, const char *filter)
+{
 	char	   *sql;
 	int			rc;
 	bool		isnull;
-	int64		n = 0;
 
-	sql = psprintf("SELECT count(*) FROM ONLY %s t%s", OfsQualifiedName(relid), Filter(fcinfo, 2, "WHERE"));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	CheckRole(role);
+	sql = psprintf("SELECT count(*) FROM ONLY %s t%s", OfsQualifiedName(relid),
+				   filter ? psprintf(" WHERE (%s)", filter) : "");
 	rc = ExecuteAsRole(role, sql, 0, NULL, NULL, NULL);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "counting rows as a device failed: %s", SPI_result_code_string(rc));
-	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	PG_RETURN_INT64(n);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
