@@ -467,6 +467,7 @@ static void
 Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirmed)
 {
 	SqlResult	res;
+	char		maxtext[16];
 	bool		plain;
 	char	   *cursor = OpenCursor(s, sent, &plain);
 	PageCheck	pc = {s, 0, 0};
@@ -474,7 +475,17 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 
 	for (;;)
 	{
-		WorkerPullTx(s->device, cursor, rows, confirmed, plain, CheckPage, &pc, &res);
+		if (ofs_sql_version >= 101)
+			WorkerPullTx(s->device, cursor, rows, confirmed, plain, CheckPage, &pc, &res);
+		else
+		{
+			/* The SQL of 1.0 has its own ofs.pull, for its own tables. */
+			const char *args[4] = {s->device, cursor, maxtext, confirmed};
+
+			snprintf(maxtext, sizeof(maxtext), "%d", rows);
+			WorkerSqlTx("SELECT (p - 'cursor')::text, p->>'cursor', (p->>'more')::boolean, jsonb_array_length(p->'changes')"
+						"  FROM ofs.pull($1, $2, $3::int, $4) p", 4, args, NULL, CheckPage, &pc, &res);
+		}
 		if (res.ok || strcmp(res.sqlstate, OFS_PAGE_TOO_LARGE) != 0 || pc.rows <= 1)
 			break;
 		/* Too large: again with the rows that fit, remembered for the next pages. */
