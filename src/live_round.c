@@ -79,36 +79,12 @@ VisKey(Oid role, Oid tbl, const char *cond, const char *pktext)
 static bool
 Attempt(void (*fn) (void *), void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
+	ErrorData  *e = OfsTrySubtransaction(fn, arg);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* What says nothing of one device is the round's: it fails. */
-		if (OfsErrorIsTransient(e->sqlerrcode))
-			ReThrowError(e);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	/* What says nothing of one device is the round's: it fails. */
+	if (e != NULL && OfsErrorIsTransient(e->sqlerrcode))
+		ReThrowError(e);
+	return e == NULL;
 }
 
 typedef struct FeedArg
@@ -699,49 +675,43 @@ CompareText(const void *a, const void *b)
 	" WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL" \
 	"   AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$'"
 
+typedef struct SlowArg
+{
+	const char *device;
+	const char *since;
+	const char *confirmed;
+	int			room;
+	Datum		result;
+} SlowArg;
+
+static void
+SlowStep(void *arg)
+{
+	SlowArg    *a = arg;
+	OfsPullAnswer ans;
+
+	OfsPull(a->device, a->since, a->room, a->confirmed, &ans);
+	a->result = DirectFunctionCall1(jsonb_in, CStringGetDatum(OfsPullAnswerJson(&ans, true)));
+}
+
 /* SlowPull is ofs.pull for one device of a live round, in a subtransaction of its own. */
 static Datum
 SlowPull(const char *device, const char *since, const char *confirmed, int room)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile Datum result = (Datum) 0;
+	SlowArg		a = {device, since, confirmed, room, (Datum) 0};
+	ErrorData  *e = OfsTrySubtransaction(SlowStep, &a);
+	StringInfoData b;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		OfsPullAnswer ans;
-
-		OfsPull(device, since, room, confirmed, &ans);
-		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(OfsPullAnswerJson(&ans, true)));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-		StringInfoData b;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* A cancel or a timeout is the round's, not the device's. */
-		if (e->sqlerrcode == ERRCODE_QUERY_CANCELED || e->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(e);
-		initStringInfo(&b);
-		appendStringInfoString(&b, "{\"error\": ");
-		escape_json(&b, e->message ? e->message : "unknown error");
-		appendStringInfo(&b, ", \"sqlstate\": \"%s\"}", unpack_sql_state(e->sqlerrcode));
-		result = DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
-		FreeErrorData(e);
-	}
-	PG_END_TRY();
-	return result;
+	if (e == NULL)
+		return a.result;
+	/* A cancel or a timeout is the round's, not the device's. */
+	if (e->sqlerrcode == ERRCODE_QUERY_CANCELED || e->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		ReThrowError(e);
+	initStringInfo(&b);
+	appendStringInfoString(&b, "{\"error\": ");
+	escape_json(&b, e->message ? e->message : "unknown error");
+	appendStringInfo(&b, ", \"sqlstate\": \"%s\"}", unpack_sql_state(e->sqlerrcode));
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
 }
 
 /*

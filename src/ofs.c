@@ -2,14 +2,19 @@
  * ofs.c: module entry point of the ofs extension, and its version.
  *
  * _PG_init defines the GUCs and, when the library is preloaded, registers the
- * sync worker.  Everything else lives in the file of its concern.
+ * sync worker.  Everything else lives in the file of its concern, apart
+ * from two helpers every file may need: which errors are transient, and
+ * running a step in a subtransaction of its own.
  */
 #include "ofs.h"
 #include "shmem.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 PG_MODULE_MAGIC;
 
@@ -49,7 +54,6 @@ OfsVersionNum(const char *version)
 	return major * 100 + minor;
 }
 
-/* library_version() is the version of the loaded shared library. */
 bool
 OfsErrorIsTransient(int sqlerrcode)
 {
@@ -59,6 +63,34 @@ OfsErrorIsTransient(int sqlerrcode)
 		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
+ErrorData *
+OfsTrySubtransaction(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile error = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return error;
+}
+
+/* library_version() is the version of the loaded shared library. */
 Datum
 ofs_library_version(PG_FUNCTION_ARGS)
 {

@@ -46,6 +46,13 @@ extern int	OfsVersionNum(const char *version);
  */
 extern bool OfsErrorIsTransient(int sqlerrcode);
 
+/*
+ * OfsTrySubtransaction runs fn(arg) in a subtransaction of its own: NULL
+ * when it succeeded, else its error (the subtransaction rolled back), which
+ * the caller may raise again with ReThrowError.
+ */
+extern ErrorData *OfsTrySubtransaction(void (*fn) (void *), void *arg);
+
 /* What _PG_init runs, one call per concern. */
 extern void WorkerInit(void);	/* bgworker/worker.c: GUCs, the workers */
 extern void CaptureInit(void);	/* src/capture.c: waking the workers at commit */

@@ -50,6 +50,7 @@ typedef struct SnapEntry
 	int64		d;
 	Jsonb	   *a;				/* after this key; NULL from the start */
 	bool		stale;			/* its rows are all sent: removals remain */
+	bool		fresh;			/* the device held no row of the table when it began */
 } SnapEntry;
 
 typedef struct PullCursor
@@ -180,6 +181,12 @@ ParseCursor(const char *since, PullCursor *c)
 				BadCursor();
 			sn->stale = x.val.boolean;
 		}
+		if (Get(e.val.binary.data, "fresh", &x))
+		{
+			if (x.type != jbvBool)
+				BadCursor();
+			sn->fresh = x.val.boolean;
+		}
 	}
 }
 
@@ -204,7 +211,8 @@ CursorText(const PullCursor *c)
 		appendStringInfo(&b, "\"g\": " INT64_FORMAT ", ", sn->g);
 		if (sn->counted)
 			appendStringInfo(&b, "\"n\": " INT64_FORMAT ", ", sn->n);
-		appendStringInfo(&b, "\"t\": %u%s}", sn->t, sn->stale ? ", \"stale\": true" : "");
+		appendStringInfo(&b, "\"t\": %u%s%s}", sn->t, sn->fresh ? ", \"fresh\": true" : "",
+						 sn->stale ? ", \"stale\": true" : "");
 	}
 	appendStringInfo(&b, "], \"v\": " INT64_FORMAT "}", c->v);
 	return b.data;
@@ -320,6 +328,57 @@ ShapeCondition(const char *device, Oid tbl)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+#define HOLD_UPSERT \
+	"INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)" \
+	" SELECT $1, $2, x::jsonb, $3, $4 FROM unnest($5::text[]) x"
+
+/*
+ * HoldRows records that the device holds the rows (keys as JSON texts) of
+ * a snapshot page: one statement.  While a snapshot runs, nothing else
+ * records rows of its table for the device (the feed waits until the
+ * snapshots are done), and its pages go in key order; a page that did not
+ * arrive is forgotten before it is sent again.  So the rows of a snapshot
+ * of a table the device held nothing of are new: a plain insert, which
+ * costs half an upsert.  Should a key be there all the same, the page is
+ * recorded again as an upsert.
+ */
+typedef struct HoldArg
+{
+	Oid		   *types;
+	Datum	   *args;
+} HoldArg;
+
+static void
+HoldNew(void *arg)
+{
+	HoldArg    *h = arg;
+
+	Run("pull hold new", HOLD_UPSERT, 5, h->types, h->args, NULL);
+}
+
+static void
+HoldRows(const char *device, SnapEntry *sn, int64 page, Datum *pks, int n)
+{
+	Oid			types[5] = {TEXTOID, OIDOID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		args[5] = {CStringGetTextDatum(device), ObjectIdGetDatum(sn->t), Int64GetDatum(sn->g),
+		Int64GetDatum(page), PointerGetDatum(construct_array(pks, n, TEXTOID, -1, false, TYPALIGN_INT))};
+
+	if (sn->fresh)
+	{
+		HoldArg		h = {types, args};
+		ErrorData  *e = OfsTrySubtransaction(HoldNew, &h);
+
+		if (e == NULL)
+			return;
+		if (e->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(e);
+		sn->fresh = false;
+	}
+	Run("pull hold", HOLD_UPSERT
+		" ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL",
+		5, types, args, NULL);
+}
+
 /*
  * SnapshotPage sends the next rows of a snapshot in scope, holding them
  * for the device (generation g, page), and moves the snapshot on.
@@ -338,18 +397,7 @@ SnapshotPage(const char *device, Oid role, SnapEntry *sn, const char *cond, cons
 		pks[i] = CStringGetTextDatum(rows[i].pk);
 	}
 	if (n > 0)
-	{
-		/* One statement per page: the device holds these rows. */
-		Oid			types[5] = {TEXTOID, OIDOID, INT8OID, INT8OID, TEXTARRAYOID};
-		Datum		args[5] = {CStringGetTextDatum(device), ObjectIdGetDatum(sn->t), Int64GetDatum(sn->g),
-			Int64GetDatum(page), PointerGetDatum(construct_array(pks, n, TEXTOID, -1, false, TYPALIGN_INT))};
-
-		Run("pull hold",
-			"INSERT INTO ofs.device_row AS d (device, tbl, pk, gen, sent_page)"
-			" SELECT $1, $2, x::jsonb, $3, $4 FROM unnest($5::text[]) x"
-			" ON CONFLICT ON CONSTRAINT device_row_pkey DO UPDATE SET gen = EXCLUDED.gen, gone_page = NULL",
-			5, types, args, NULL);
-	}
+		HoldRows(device, sn, page, pks, n);
 	sn->d += n;
 	if (n < want)
 	{
@@ -358,6 +406,20 @@ SnapshotPage(const char *device, Oid role, SnapEntry *sn, const char *cond, cons
 	}
 	else
 		sn->a = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(rows[n - 1].pk)));
+}
+
+/* HoldsAny: whether the device holds (or is to be told to remove) any row of a table. */
+static bool
+HoldsAny(const char *device, Oid tbl)
+{
+	Oid			types[2] = {TEXTOID, OIDOID};
+	Datum		args[2] = {CStringGetTextDatum(device), ObjectIdGetDatum(tbl)};
+	bool		isnull;
+
+	Run("pull holds any",
+		"SELECT EXISTS (SELECT 1 FROM ofs.device_row d WHERE d.device = $1 AND d.tbl = $2)",
+		2, types, args, NULL);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* ConfirmedPage: the page of the cursor a device confirmed, at most since_page (0: unreadable). */
@@ -554,6 +616,7 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 					sn->n = OfsScopeCount(role, sn->t, cond);
 					sn->d = 0;
 					sn->counted = true;
+					sn->fresh = !HoldsAny(device, sn->t);
 				}
 				SnapshotPage(device, role, sn, cond, tname, room - out->n, new_page, out);
 				{
