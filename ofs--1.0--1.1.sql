@@ -6,6 +6,38 @@
 -- library is installed before this runs, and serves 1.0 until it has.
 \echo Use "ALTER EXTENSION ofs UPDATE TO '1.1'" to load this file. \quit
 
+-- Internal functions move to a schema of their own (ofs_internal); the
+-- API stays in ofs.
+CREATE SCHEMA ofs_internal;
+GRANT USAGE ON SCHEMA ofs_internal TO PUBLIC;
+COMMENT ON SCHEMA ofs_internal IS
+    'ofs''s internal functions (triggers, the write path''s and the sync engine''s helpers): not an API; the API is schema ofs';
+ALTER FUNCTION ofs.transition_trigger() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.capture_trigger() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.refuse_truncate() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.cursor_parse(text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.snapshot_text(pg_snapshot) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.notify_feed_change() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.clamp_hlc(bigint) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.row_versions(oid, jsonb) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.decode_json_columns(regclass, jsonb) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.compensation(name, regclass, jsonb, jsonb, text, text, text, text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.apply_one(text, jsonb, bigint, boolean) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.resolve_table(text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.refeed_row(text, jsonb) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.forget_dropped_rules() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.forget_device_rows() SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.scope_rows(oid, oid, text, jsonb) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.scope_page(oid, oid, text, jsonb, int) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.scope_count(oid, oid, text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.table_name(oid) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.shape_condition(text[]) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.device_check(text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.shape_table(name, text) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.hello(text, jsonb) SET SCHEMA ofs_internal;
+ALTER FUNCTION ofs.pull_live(text[], text[], text[], int) SET SCHEMA ofs_internal;
+
 -- The version of the loaded shared library, next to extversion.
 CREATE FUNCTION ofs.library_version() RETURNS text
 AS 'MODULE_PATHNAME', 'ofs_library_version' LANGUAGE C STABLE STRICT PARALLEL SAFE;
@@ -81,15 +113,15 @@ END $$;
 
 -- Every change of a device's token, role, revocation or expiry wakes the
 -- sync workers at commit, which close the sessions it ends.
-CREATE FUNCTION ofs.device_changed() RETURNS trigger
+CREATE FUNCTION ofs_internal.device_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM ofs.notify_device_change();
   RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION ofs.device_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.device_changed() FROM PUBLIC;
 CREATE TRIGGER device_changed AFTER INSERT OR UPDATE OF device, role, token_sha256, expires_at, revoked_at OR DELETE
-    ON ofs.device FOR EACH STATEMENT EXECUTE FUNCTION ofs.device_changed();
+    ON ofs.device FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.device_changed();
 
 -- The key that seals the pull cursors the sync worker hands out
 -- (bgworker/cursor.c).  Not dumped: a restored database seals anew, and its
@@ -118,8 +150,8 @@ AS 'MODULE_PATHNAME', 'ofs_pull'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
--- ofs.pull_live is C (src/live_round.c): its PL/pgSQL type goes.
-CREATE OR REPLACE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
+-- ofs_internal.pull_live is C (src/live_round.c): its PL/pgSQL type goes.
+CREATE OR REPLACE FUNCTION ofs_internal.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
 RETURNS TABLE (ord int, result jsonb)
 AS 'MODULE_PATHNAME', 'ofs_pull_live'
 LANGUAGE C VOLATILE
@@ -169,7 +201,7 @@ AS 'MODULE_PATHNAME', 'ofs_gapless_next_at'
 LANGUAGE C VOLATILE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
-CREATE OR REPLACE FUNCTION ofs.transition_trigger()
+CREATE OR REPLACE FUNCTION ofs_internal.transition_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_transition_trigger'
 LANGUAGE C;
@@ -199,12 +231,12 @@ AS 'MODULE_PATHNAME', 'ofs_drop_transition_check'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 
-CREATE OR REPLACE FUNCTION ofs.capture_trigger()
+CREATE OR REPLACE FUNCTION ofs_internal.capture_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_capture_trigger'
 LANGUAGE C;
 
-CREATE OR REPLACE FUNCTION ofs.refuse_truncate()
+CREATE OR REPLACE FUNCTION ofs_internal.refuse_truncate()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_refuse_truncate'
 LANGUAGE C;
@@ -241,16 +273,16 @@ LANGUAGE C VOLATILE;
 CREATE OR REPLACE FUNCTION ofs.notify_device_change()
 RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_device_change' LANGUAGE C VOLATILE;
 
-CREATE OR REPLACE FUNCTION ofs.notify_feed_change()
+CREATE OR REPLACE FUNCTION ofs_internal.notify_feed_change()
 RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_feed_change' LANGUAGE C VOLATILE;
 
-CREATE OR REPLACE FUNCTION ofs.clamp_hlc(hlc bigint)
+CREATE OR REPLACE FUNCTION ofs_internal.clamp_hlc(hlc bigint)
 RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_clamp_hlc' LANGUAGE C VOLATILE STRICT;
 
 CREATE OR REPLACE FUNCTION ofs.encode_row(anyelement)
 RETURNS jsonb AS 'MODULE_PATHNAME', 'ofs_encode_row' LANGUAGE C STABLE STRICT;
 
-CREATE OR REPLACE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
+CREATE OR REPLACE FUNCTION ofs_internal.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
                               check_dependent boolean DEFAULT true)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'ofs_apply_one'
@@ -261,15 +293,15 @@ CREATE OR REPLACE FUNCTION ofs.shape_filter(tbl regclass, filter text)
 RETURNS text AS 'MODULE_PATHNAME', 'ofs_shape_filter'
 LANGUAGE C STABLE;
 
-CREATE OR REPLACE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
+CREATE OR REPLACE FUNCTION ofs_internal.scope_rows(role oid, tbl oid, filter text, pks jsonb)
 RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_rows'
 LANGUAGE C VOLATILE;
 
-CREATE OR REPLACE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
+CREATE OR REPLACE FUNCTION ofs_internal.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
 RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_page'
 LANGUAGE C VOLATILE;
 
-CREATE OR REPLACE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
+CREATE OR REPLACE FUNCTION ofs_internal.scope_count(role oid, tbl oid, filter text)
 RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_scope_count'
 LANGUAGE C VOLATILE;
 
@@ -281,12 +313,12 @@ CREATE OR REPLACE FUNCTION ofs.worker_stats(
 AS 'MODULE_PATHNAME', 'ofs_worker_stats' LANGUAGE C VOLATILE;
 
 -- The feed's cursors are made and checked in C (src/feed_cursor.c).
-CREATE OR REPLACE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
+CREATE OR REPLACE FUNCTION ofs_internal.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
 AS 'MODULE_PATHNAME', 'ofs_cursor_parse'
 LANGUAGE C STABLE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE OR REPLACE FUNCTION ofs.snapshot_text(snap pg_snapshot)
+CREATE OR REPLACE FUNCTION ofs_internal.snapshot_text(snap pg_snapshot)
 RETURNS text
 AS 'MODULE_PATHNAME', 'ofs_snapshot_text'
 LANGUAGE C STABLE STRICT
@@ -322,6 +354,316 @@ COMMENT ON FUNCTION ofs.changes(text, int) IS
 REVOKE ALL ON FUNCTION ofs.changes(text, int) FROM PUBLIC;
 -- The live round is C (ofs.live_round): its PL/pgSQL types go.
 DROP TYPE ofs.live_change, ofs.live_feed, ofs.live_vis, ofs.live_out;
+
+-- Functions whose bodies name the internal functions where they now are.
+CREATE OR REPLACE FUNCTION ofs.compact_changes(retain interval DEFAULT '7 days',
+                                    OUT superseded bigint, OUT purged bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  purged_max xid8;
+BEGIN
+  IF retain IS NULL OR retain < '0'::interval THEN
+    RAISE EXCEPTION 'retention must not be negative, not %', retain
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- One compaction at a time; writers and readers go on.
+  LOCK TABLE ofs.change_log IN SHARE UPDATE EXCLUSIVE MODE;
+
+  -- 1. An entry superseded by a newer entry of the same row is dropped: the
+  --    newer one holds the full row, and a reader that has not seen the old
+  --    one has not seen the new one either.  Column versions of the dropped
+  --    entries that the survivor does not overwrite are folded into it.
+  IF to_regclass('pg_temp.ofs_compact_rows') IS NOT NULL THEN
+    DROP TABLE pg_temp.ofs_compact_rows;   -- a second compaction in one transaction
+  END IF;
+  CREATE TEMP TABLE ofs_compact_rows ON COMMIT DROP AS
+    SELECT tbl, pk, max(seq) AS keep FROM ofs.change_log
+     GROUP BY tbl, pk HAVING count(*) > 1;
+  WITH folded AS (
+    SELECT r.keep,
+           (SELECT jsonb_object_agg(v.key, v.value)
+              FROM jsonb_each(ofs_internal.row_versions(r.tbl, r.pk)) v
+             WHERE NOT v.key = ANY (k.changed)) AS versions
+      FROM ofs_compact_rows r JOIN ofs.change_log k ON k.seq = r.keep
+     WHERE k.op = 'U'
+  )
+  UPDATE ofs.change_log k SET versions = f.versions
+    FROM folded f WHERE k.seq = f.keep;
+  DELETE FROM ofs.change_log l USING ofs_compact_rows r
+   WHERE l.tbl = r.tbl AND l.pk = r.pk AND l.seq < r.keep;
+  GET DIAGNOSTICS superseded = ROW_COUNT;
+
+  -- 2. Tombstones older than the retention are purged; the horizon records
+  --    that cursors which have not seen them must re-snapshot.
+  WITH gone AS (
+    DELETE FROM ofs.change_log
+     WHERE op = 'D' AND captured_at < now() - retain
+    RETURNING xid
+  )
+  SELECT count(*), max(xid) INTO purged, purged_max FROM gone;
+  UPDATE ofs.feed_state
+     SET compacted_at = now(),
+         horizon = CASE WHEN purged_max IS NULL THEN horizon
+                        ELSE greatest(horizon, (purged_max::text::bigint + 1)::text::xid8) END;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs_internal.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
+                                    data jsonb, state text, message text, con text, col text,
+                                    role name, detail text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  hint jsonb;
+  res jsonb;
+BEGIN
+  BEGIN
+    hint := ofs_internal.compensation(role, tbl, pktext::jsonb, data, state, nullif(con, ''), nullif(col, ''), message);
+  EXCEPTION WHEN OTHERS THEN
+    hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
+  END;
+  res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
+                            'message', message, 'hint', hint);
+  BEGIN
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+    INSERT INTO ofs.applied_op (device, operation_id, status, result)
+    VALUES (device, op_id, 'rejected', res)
+    ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
+  EXCEPTION WHEN OTHERS THEN
+    -- A mutation that cannot even be recorded (say, too large to index) is
+    -- still answered; nothing else of the batch is lost.
+    res := res || jsonb_build_object('recorded', false);
+  END;
+  RETURN res;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs_internal.refeed_row(tbl text, pk jsonb)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+  cur jsonb;
+BEGIN
+  rel := ofs_internal.resolve_table(tbl);
+  IF rel IS NULL OR jsonb_typeof(pk) IS DISTINCT FROM 'object'
+     OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel) THEN
+    RETURN;
+  END IF;
+  EXECUTE format('SELECT ofs.encode_row(t) FROM ONLY %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                 rel, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+     INTO cur USING pk;
+  IF cur IS NULL THEN
+    RETURN;
+  END IF;
+  INSERT INTO ofs.change_log (seq, xid, tbl, pk, op, data, changed, hlc, site, captured_at)
+  VALUES (nextval('ofs.change_seq'), pg_current_xact_id(), rel,
+          (SELECT jsonb_object_agg(k, cur->k) FROM jsonb_object_keys(pk) k), 'U', cur, '{}',
+          ofs.hlc_now(), 'origin', now());
+  PERFORM ofs_internal.notify_feed_change();
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.retry_dead_letter(id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dl ofs.dead_letters;
+  dev ofs.device;
+  r jsonb;
+BEGIN
+  SELECT * INTO dl FROM ofs.dead_letters d WHERE d.id = retry_dead_letter.id FOR UPDATE;
+  IF NOT FOUND OR dl.status <> 'open' THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+  SELECT * INTO dev FROM ofs.device d WHERE d.device = dl.device;
+  IF NOT FOUND OR dev.revoked_at IS NOT NULL OR dev.expires_at < now() THEN
+    RAISE EXCEPTION 'device "%" of dead letter % is unknown, revoked or expired', dl.device, id
+      USING ERRCODE = 'invalid_authorization_specification',
+            HINT = 'Discard it with ofs.discard_dead_letter.';
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(dl.device));
+  UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
+   WHERE d.id = dl.id;
+  DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
+  r := ofs_internal.apply_one(dl.device, dl.mutation, dl.id);
+  UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
+  RETURN r;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.resolve_conflict(id bigint, take text DEFAULT 'origin', value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c ofs.conflicts;
+  chosen jsonb;
+  tbl regclass;
+BEGIN
+  SELECT * INTO c FROM ofs.conflicts x WHERE x.id = resolve_conflict.id FOR UPDATE;
+  IF NOT FOUND OR c.status <> 'open' THEN
+    RAISE EXCEPTION 'conflict % does not exist or is resolved', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open conflicts are listed in ofs.conflicts.';
+  END IF;
+  IF take NOT IN ('origin', 'device', 'value') OR (take = 'value') <> (value IS NOT NULL) THEN
+    RAISE EXCEPTION 'resolve a conflict with take => ''origin'', ''device'', or ''value'' and a value'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF take <> 'origin' THEN
+    chosen := CASE take WHEN 'device' THEN c.device_value ELSE value END;
+    tbl := c.table_name::regclass;
+    EXECUTE format('UPDATE %1$s t SET %2$I = r.%2$I FROM jsonb_populate_record(NULL::%1$s, $1) r,'
+                   ' jsonb_populate_record(NULL::%1$s, $2) k WHERE %3$s',
+                   tbl, c.column_name,
+                   (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(c.pk) key))
+      USING ofs_internal.decode_json_columns(tbl, jsonb_build_object(c.column_name, chosen)), c.pk;
+  END IF;
+  UPDATE ofs.conflicts x SET status = 'resolved', resolution = take, resolved_at = now(), resolved_by = current_user
+   WHERE x.id = c.id;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs_internal.shape_table(role name, tbl text)
+RETURNS regclass LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rel regclass;
+BEGIN
+  rel := ofs_internal.resolve_table(tbl);
+  IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
+     OR NOT has_table_privilege(role, rel, 'SELECT') THEN
+    RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role
+      USING ERRCODE = 'undefined_table',
+            HINT = 'Tables are synced with ofs.sync_table and made readable with GRANT SELECT.';
+  END IF;
+  RETURN rel;
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.subscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+  rel regclass := ofs_internal.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+  VALUES (dev.device, rel, ARRAY[f], nextval('ofs.shape_version'))
+  ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+     SET filters = s.filters || f, version = EXCLUDED.version
+   WHERE NOT f = ANY (s.filters);
+  RETURN jsonb_build_object('table', ofs_internal.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.unsubscribe(device text, tbl text, filter text DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+  rel regclass := ofs_internal.shape_table(dev.role, tbl);
+  f text := coalesce(ofs.shape_filter(rel, filter), '');
+BEGIN
+  UPDATE ofs.device_shape s SET filters = array_remove(s.filters, f), version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND s.tbl = rel AND f = ANY (s.filters);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'device "%" is not subscribed to that shape of %', dev.device, ofs_internal.table_name(rel)
+      USING ERRCODE = 'undefined_object',
+            HINT = 'ofs.subscriptions lists the shapes of each device.';
+  END IF;
+  RETURN jsonb_build_object('table', ofs_internal.table_name(rel), 'filter', nullif(f, ''));
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.set_subscriptions(device text, subs jsonb)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+  e jsonb;
+  rel regclass;
+  wanted jsonb := '{}';
+  t text;
+  fs text[];
+BEGIN
+  IF jsonb_typeof(subs) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'subscriptions must be a JSON array of {"table", "filter"} objects'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOR e IN SELECT value FROM jsonb_array_elements(subs) LOOP
+    IF jsonb_typeof(e) IS DISTINCT FROM 'object' OR jsonb_typeof(e->'table') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(coalesce(e->'filter', 'null')) NOT IN ('string', 'null') THEN
+      RAISE EXCEPTION 'each subscription must be an object with a string "table" and an optional string "filter"'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rel := ofs_internal.shape_table(dev.role, e->>'table');
+    wanted := jsonb_set(wanted, ARRAY[rel::oid::text],
+                        coalesce(wanted->(rel::oid::text), '[]')
+                        || to_jsonb(coalesce(ofs.shape_filter(rel, e->>'filter'), '')));
+  END LOOP;
+  -- Tables no longer wanted keep an empty shape, so the next pull removes their rows.
+  UPDATE ofs.device_shape s SET filters = '{}', version = nextval('ofs.shape_version')
+   WHERE s.device = dev.device AND cardinality(s.filters) > 0 AND NOT wanted ? s.tbl::text;
+  FOR t IN SELECT jsonb_object_keys(wanted) LOOP
+    fs := ARRAY(SELECT DISTINCT x FROM jsonb_array_elements_text(wanted->t) x ORDER BY x);
+    INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
+    VALUES (dev.device, t::oid, fs, nextval('ofs.shape_version'))
+    ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
+       SET filters = EXCLUDED.filters, version = EXCLUDED.version
+     WHERE ARRAY(SELECT x FROM unnest(s.filters) x ORDER BY x) IS DISTINCT FROM EXCLUDED.filters;
+  END LOOP;
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs_internal.table_name(s.tbl), 'filter', nullif(f, ''))
+                                    ORDER BY s.tbl, f), '[]')
+            FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs.device_schema(device text)
+RETURNS jsonb LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+BEGIN
+  RETURN jsonb_build_object(
+    'tables', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'name', ofs_internal.table_name(s.tbl),
+        'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
+                                                        'nullable', NOT a.attnotnull) ORDER BY a.attnum)
+                      FROM pg_attribute a
+                     WHERE a.attrelid = s.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+        'primary_key', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
+                          FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
+                         WHERE i.indrelid = s.tbl AND i.indisprimary AND a.attrelid = s.tbl AND a.attnum = k.attnum),
+        'merge', st.merge,
+        'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'name', c.name, 'column', c.col, 'initial', to_jsonb(c.initial),
+                             'edges', (SELECT coalesce(jsonb_agg(jsonb_build_object('from', e.from_state, 'to', e.to_state,
+                                                                                    'role', e.role) ORDER BY e.ord), '[]')
+                                         FROM ofs.transition_edge e WHERE e.constraint_id = c.id)) ORDER BY c.name), '[]')
+                          FROM ofs.transition_constraint_def c WHERE c.tbl = s.tbl)) ORDER BY s.tbl), '[]')
+                 FROM ofs.device_shape s JOIN ofs.synced_table st ON st.tbl = s.tbl
+                WHERE s.device = dev.device AND cardinality(s.filters) > 0
+                  AND has_table_privilege(dev.role, s.tbl, 'SELECT')),
+    'roles', (SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r
+               WHERE pg_has_role(dev.role, r.oid, 'MEMBER')));
+END $$;
+
+CREATE OR REPLACE FUNCTION ofs_internal.hello(token text, subscriptions jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs.authenticate_device(token);
+  subs jsonb;
+BEGIN
+  IF subscriptions IS NOT NULL THEN
+    subs := ofs.set_subscriptions(dev.device, subscriptions);
+  ELSE
+    subs := (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs_internal.table_name(s.tbl), 'filter', nullif(f, ''))
+                                       ORDER BY s.tbl, f), '[]')
+               FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
+  END IF;
+  RETURN jsonb_build_object('device', dev.device, 'role', dev.role,
+                            'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
+                            'hlc', ofs.hlc_now(), 'subscriptions', subs);
+END $$;
 
 -- Last in every upgrade script: at commit, the sync workers read the
 -- installed version again (bgworker/sqlversion.c).

@@ -133,6 +133,14 @@ COMMENT ON VIEW ofs.gapless_sequences IS
     'Gap-free sequences with their latest period and the last value committed in it';
 
 GRANT USAGE ON SCHEMA ofs TO PUBLIC;
+
+-- Internal functions (triggers, the engine's helpers, the worker's entry
+-- points) live apart from the API, in ofs_internal: \df ofs.* shows what
+-- users may call.  They are revoked from PUBLIC, as in ofs.
+CREATE SCHEMA ofs_internal;
+GRANT USAGE ON SCHEMA ofs_internal TO PUBLIC;
+COMMENT ON SCHEMA ofs_internal IS
+    'ofs''s internal functions (triggers, the write path''s and the sync engine''s helpers): not an API; the API is schema ofs';
 GRANT SELECT ON ofs.gapless_sequences, ofs.gapless_issued TO PUBLIC;
 
 -------------------------------------------------------------------------------
@@ -209,11 +217,11 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.transition_check_def_id_seq', ''
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.transition_log_id_seq', '');
 
-CREATE FUNCTION ofs.transition_trigger()
+CREATE FUNCTION ofs_internal.transition_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_transition_trigger'
 LANGUAGE C;
-COMMENT ON FUNCTION ofs.transition_trigger() IS
+COMMENT ON FUNCTION ofs_internal.transition_trigger() IS
     'Enforces the transition constraints and checks of a table on the final row (an AFTER ROW trigger) and writes ofs.transition_log';
 
 CREATE FUNCTION ofs.add_transition_constraint(
@@ -341,18 +349,18 @@ CREATE TABLE ofs.feed_state (
 INSERT INTO ofs.feed_state (epoch)
     VALUES (lpad(to_hex((random() * 4294967295)::bigint), 8, '0'));
 
-CREATE FUNCTION ofs.capture_trigger()
+CREATE FUNCTION ofs_internal.capture_trigger()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_capture_trigger'
 LANGUAGE C;
-COMMENT ON FUNCTION ofs.capture_trigger() IS
+COMMENT ON FUNCTION ofs_internal.capture_trigger() IS
     'Captures every row change of a synced table into ofs.change_log (an AFTER ROW trigger)';
 
-CREATE FUNCTION ofs.refuse_truncate()
+CREATE FUNCTION ofs_internal.refuse_truncate()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'ofs_refuse_truncate'
 LANGUAGE C;
-COMMENT ON FUNCTION ofs.refuse_truncate() IS
+COMMENT ON FUNCTION ofs_internal.refuse_truncate() IS
     'Refuses TRUNCATE of a synced table: the feed could not tell devices which rows went';
 
 CREATE FUNCTION ofs.sync_table(tbl regclass, merge jsonb DEFAULT '{}')
@@ -398,16 +406,16 @@ COMMENT ON FUNCTION ofs.feed_commits() IS
     'Commits that captured changes since the server started (needs ofs in shared_preload_libraries; NULL otherwise)';
 
 -- The feed's cursors are made and checked in C (src/feed_cursor.c):
--- ofs.cursor_parse splits a cursor into its parts, refusing foreign,
--- malformed and too old cursors with a clear error; ofs.snapshot_text
+-- ofs_internal.cursor_parse splits a cursor into its parts, refusing foreign,
+-- malformed and too old cursors with a clear error; ofs_internal.snapshot_text
 -- makes the cursor of a snapshot, treating the reading transaction's own
 -- (uncommitted) xid as not yet visible.
-CREATE FUNCTION ofs.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
+CREATE FUNCTION ofs_internal.cursor_parse(cursor text, OUT c pg_snapshot, OUT s pg_snapshot, OUT last_seq bigint)
 AS 'MODULE_PATHNAME', 'ofs_cursor_parse'
 LANGUAGE C STABLE
 SET search_path = pg_catalog, pg_temp;
 
-CREATE FUNCTION ofs.snapshot_text(snap pg_snapshot)
+CREATE FUNCTION ofs_internal.snapshot_text(snap pg_snapshot)
 RETURNS text
 AS 'MODULE_PATHNAME', 'ofs_snapshot_text'
 LANGUAGE C STABLE STRICT
@@ -458,7 +466,7 @@ BEGIN
   WITH folded AS (
     SELECT r.keep,
            (SELECT jsonb_object_agg(v.key, v.value)
-              FROM jsonb_each(ofs.row_versions(r.tbl, r.pk)) v
+              FROM jsonb_each(ofs_internal.row_versions(r.tbl, r.pk)) v
              WHERE NOT v.key = ANY (k.changed)) AS versions
       FROM ofs_compact_rows r JOIN ofs.change_log k ON k.seq = r.keep
      WHERE k.op = 'U'
@@ -575,22 +583,22 @@ COMMENT ON FUNCTION ofs.create_device_token(name, text, interval) IS
 
 CREATE FUNCTION ofs.notify_device_change()
 RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_device_change' LANGUAGE C VOLATILE;
-CREATE FUNCTION ofs.notify_feed_change()
+CREATE FUNCTION ofs_internal.notify_feed_change()
 RETURNS void AS 'MODULE_PATHNAME', 'ofs_notify_feed_change' LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION ofs.notify_feed_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.notify_feed_change() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.notify_device_change() FROM PUBLIC;
 
 -- Every change of a device's token, role, revocation or expiry wakes the
 -- sync workers at commit, which close the sessions it ends.
-CREATE FUNCTION ofs.device_changed() RETURNS trigger
+CREATE FUNCTION ofs_internal.device_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM ofs.notify_device_change();
   RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION ofs.device_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.device_changed() FROM PUBLIC;
 CREATE TRIGGER device_changed AFTER INSERT OR UPDATE OF device, role, token_sha256, expires_at, revoked_at OR DELETE
-    ON ofs.device FOR EACH STATEMENT EXECUTE FUNCTION ofs.device_changed();
+    ON ofs.device FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.device_changed();
 
 -- The key that seals the pull cursors the sync worker hands out
 -- (bgworker/cursor.c).  Not dumped: a restored database seals anew, and its
@@ -699,19 +707,19 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
 
-CREATE FUNCTION ofs.clamp_hlc(hlc bigint)
+CREATE FUNCTION ofs_internal.clamp_hlc(hlc bigint)
 RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_clamp_hlc' LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION ofs.clamp_hlc(bigint) IS
+COMMENT ON FUNCTION ofs_internal.clamp_hlc(bigint) IS
     'A device HLC, clamped to the origin clock plus ofs.max_clock_skew (internal)';
 CREATE FUNCTION ofs.encode_row(anyelement)
 RETURNS jsonb AS 'MODULE_PATHNAME', 'ofs_encode_row' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION ofs.encode_row(anyelement) IS
     'A row in the JSON encoding of the changes feed';
-REVOKE ALL ON FUNCTION ofs.clamp_hlc(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.clamp_hlc(bigint) FROM PUBLIC;
 
 -- row_versions: the version (HLC, site) of each column of a row, folded
 -- from its feed entries in order.
-CREATE FUNCTION ofs.row_versions(tbl oid, pk jsonb)
+CREATE FUNCTION ofs_internal.row_versions(tbl oid, pk jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -731,7 +739,7 @@ $$;
 
 -- decode_json_columns: the feed carries json and jsonb values as strings;
 -- turn them back into JSON before jsonb_populate_record reads them.
-CREATE FUNCTION ofs.decode_json_columns(tbl regclass, data jsonb)
+CREATE FUNCTION ofs_internal.decode_json_columns(tbl regclass, data jsonb)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -745,7 +753,7 @@ $$;
 -- compensation: what a device needs to undo a rejected mutation: the kind
 -- of failure, the origin's current row as the device's role sees it (NULL
 -- if it has none), and for transitions the allowed next states.
-CREATE FUNCTION ofs.compensation(role name, tbl regclass, pk jsonb, data jsonb,
+CREATE FUNCTION ofs_internal.compensation(role name, tbl regclass, pk jsonb, data jsonb,
                                  state text, con text, col text, message text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -809,7 +817,7 @@ END $$;
 
 -- reject_mutation: the rejection of a mutation (its subtransaction already
 -- rolled back): a compensation hint, a dead letter, and the result.
-CREATE FUNCTION ofs.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
+CREATE FUNCTION ofs_internal.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
                                     data jsonb, state text, message text, con text, col text,
                                     role name, detail text)
 RETURNS jsonb
@@ -820,7 +828,7 @@ DECLARE
   res jsonb;
 BEGIN
   BEGIN
-    hint := ofs.compensation(role, tbl, pktext::jsonb, data, state, nullif(con, ''), nullif(col, ''), message);
+    hint := ofs_internal.compensation(role, tbl, pktext::jsonb, data, state, nullif(con, ''), nullif(col, ''), message);
   EXCEPTION WHEN OTHERS THEN
     hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
   END;
@@ -842,16 +850,16 @@ END $$;
 
 -- apply_one: one mutation of a device, idempotent, in its own
 -- subtransaction, as the device's role (src/apply_mutation.c).
-CREATE FUNCTION ofs.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
+CREATE FUNCTION ofs_internal.apply_one(device text, m jsonb, retry_of bigint DEFAULT NULL,
                               check_dependent boolean DEFAULT true)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'ofs_apply_one'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
--- ofs.resolve_table finds a table a device names: schema-qualified, or in
+-- ofs_internal.resolve_table finds a table a device names: schema-qualified, or in
 -- public; NULL for a name that is not a table or not a name at all.
-CREATE FUNCTION ofs.resolve_table(tbl text)
+CREATE FUNCTION ofs_internal.resolve_table(tbl text)
 RETURNS regclass LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -860,20 +868,20 @@ BEGIN
 EXCEPTION WHEN invalid_name OR syntax_error OR invalid_parameter_value THEN
   RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION ofs.resolve_table(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.resolve_table(text) FROM PUBLIC;
 
--- ofs.refeed_row puts a row into the changes feed as it is, without a
+-- ofs_internal.refeed_row puts a row into the changes feed as it is, without a
 -- change: for a row whose device holds values the origin did not take (a
 -- conflict, a column that lost last-writer-wins), so that its next pull
 -- brings the origin's row back.
-CREATE FUNCTION ofs.refeed_row(tbl text, pk jsonb)
+CREATE FUNCTION ofs_internal.refeed_row(tbl text, pk jsonb)
 RETURNS void LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel regclass;
   cur jsonb;
 BEGIN
-  rel := ofs.resolve_table(tbl);
+  rel := ofs_internal.resolve_table(tbl);
   IF rel IS NULL OR jsonb_typeof(pk) IS DISTINCT FROM 'object'
      OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel) THEN
     RETURN;
@@ -888,9 +896,9 @@ BEGIN
   VALUES (nextval('ofs.change_seq'), pg_current_xact_id(), rel,
           (SELECT jsonb_object_agg(k, cur->k) FROM jsonb_object_keys(pk) k), 'U', cur, '{}',
           ofs.hlc_now(), 'origin', now());
-  PERFORM ofs.notify_feed_change();
+  PERFORM ofs_internal.notify_feed_change();
 END $$;
-REVOKE ALL ON FUNCTION ofs.refeed_row(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.refeed_row(text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION ofs.apply_batch(device text, mutations jsonb)
 RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
@@ -924,7 +932,7 @@ BEGIN
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
    WHERE d.id = dl.id;
   DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
-  r := ofs.apply_one(dl.device, dl.mutation, dl.id);
+  r := ofs_internal.apply_one(dl.device, dl.mutation, dl.id);
   UPDATE ofs.dead_letters d SET retry_result = r WHERE d.id = dl.id;
   RETURN r;
 END $$;
@@ -971,7 +979,7 @@ BEGIN
                    ' jsonb_populate_record(NULL::%1$s, $2) k WHERE %3$s',
                    tbl, c.column_name,
                    (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(c.pk) key))
-      USING ofs.decode_json_columns(tbl, jsonb_build_object(c.column_name, chosen)), c.pk;
+      USING ofs_internal.decode_json_columns(tbl, jsonb_build_object(c.column_name, chosen)), c.pk;
   END IF;
   UPDATE ofs.conflicts x SET status = 'resolved', resolution = take, resolved_at = now(), resolved_by = current_user
    WHERE x.id = c.id;
@@ -980,14 +988,14 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
     'Resolve a conflict: keep the origin''s value, take the device''s, or set a value';
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.apply_one(text, jsonb, bigint, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.apply_one(text, jsonb, bigint, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;
 
 -- Rules and sync registrations of a dropped table or column go with it.
-CREATE FUNCTION ofs.forget_dropped_rules()
+CREATE FUNCTION ofs_internal.forget_dropped_rules()
 RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1004,18 +1012,18 @@ BEGIN
    WHERE NOT EXISTS (SELECT 1 FROM pg_class r WHERE r.oid = s.tbl);
 END $$;
 CREATE EVENT TRIGGER ofs_forget_dropped_rules ON sql_drop
-    EXECUTE FUNCTION ofs.forget_dropped_rules();
+    EXECUTE FUNCTION ofs_internal.forget_dropped_rules();
 
 -- Internal helpers and trigger functions are not for PUBLIC (ofs's owner
 -- attaches the triggers).
-REVOKE ALL ON FUNCTION ofs.capture_trigger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.refuse_truncate() FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.transition_trigger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.compensation(name, regclass, jsonb, jsonb, text, text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.row_versions(oid, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.decode_json_columns(regclass, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.cursor_parse(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.snapshot_text(pg_snapshot) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.capture_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.refuse_truncate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.transition_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.compensation(name, regclass, jsonb, jsonb, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.row_versions(oid, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.decode_json_columns(regclass, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.cursor_parse(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.snapshot_text(pg_snapshot) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.hlc_now() FROM PUBLIC;
 
 -------------------------------------------------------------------------------
@@ -1063,16 +1071,16 @@ COMMENT ON TABLE ofs.device_row IS
     'The rows each device holds (or was just told to remove); maintained by ofs.pull';
 
 -- A device deleted by hand takes its held rows with it (one statement).
-CREATE FUNCTION ofs.forget_device_rows()
+CREATE FUNCTION ofs_internal.forget_device_rows()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   DELETE FROM ofs.device_row r USING gone g WHERE r.device = g.device;
   RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION ofs.forget_device_rows() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.forget_device_rows() FROM PUBLIC;
 CREATE TRIGGER device_forget_rows AFTER DELETE ON ofs.device
-  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ofs.forget_device_rows();
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.forget_device_rows();
 
 -- ofs.resnapshot_device makes a device's next pull re-read every table it
 -- subscribes to, removing the rows no longer in its scope: for changes of
@@ -1098,21 +1106,21 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION ofs.shape_filter(regclass, text) IS
     'Check a shape filter against the grammar of docs/PROTOCOL.md and the table, and return it rewritten from its parse tree (NULL: the whole table)';
 
-CREATE FUNCTION ofs.scope_rows(role oid, tbl oid, filter text, pks jsonb)
+CREATE FUNCTION ofs_internal.scope_rows(role oid, tbl oid, filter text, pks jsonb)
 RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_rows'
 LANGUAGE C VOLATILE;
-CREATE FUNCTION ofs.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
+CREATE FUNCTION ofs_internal.scope_page(role oid, tbl oid, filter text, after jsonb, max_rows int)
 RETURNS TABLE (pk jsonb, "row" jsonb) AS 'MODULE_PATHNAME', 'ofs_scope_page'
 LANGUAGE C VOLATILE;
-CREATE FUNCTION ofs.scope_count(role oid, tbl oid, filter text)
+CREATE FUNCTION ofs_internal.scope_count(role oid, tbl oid, filter text)
 RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_scope_count'
 LANGUAGE C VOLATILE;
-REVOKE ALL ON FUNCTION ofs.scope_count(oid, oid, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.scope_page(oid, oid, text, jsonb, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.scope_count(oid, oid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.scope_rows(oid, oid, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.scope_page(oid, oid, text, jsonb, int) FROM PUBLIC;
 
 -- The schema-qualified, quoted name of a table, as the feed prints it.
-CREATE FUNCTION ofs.table_name(tbl oid)
+CREATE FUNCTION ofs_internal.table_name(tbl oid)
 RETURNS text LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
   SELECT coalesce((SELECT format('%I.%I', n.nspname, c.relname)
@@ -1121,7 +1129,7 @@ SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The union of a table's shapes as one SQL condition (NULL: every row).
-CREATE FUNCTION ofs.shape_condition(filters text[])
+CREATE FUNCTION ofs_internal.shape_condition(filters text[])
 RETURNS text LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$
   SELECT CASE WHEN '' = ANY (filters) THEN NULL
@@ -1130,7 +1138,7 @@ SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The device, if it may connect; otherwise an error saying why.
-CREATE FUNCTION ofs.device_check(device text)
+CREATE FUNCTION ofs_internal.device_check(device text)
 RETURNS ofs.device LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1173,15 +1181,15 @@ END $$;
 COMMENT ON FUNCTION ofs.authenticate_device(text) IS
     'The device a token belongs to; refuses unknown, expired and revoked tokens (SQLSTATE 28000)';
 
--- ofs.shape_table resolves a table a device names: synced and readable by
+-- ofs_internal.shape_table resolves a table a device names: synced and readable by
 -- its role, or not found (without saying which).
-CREATE FUNCTION ofs.shape_table(role name, tbl text)
+CREATE FUNCTION ofs_internal.shape_table(role name, tbl text)
 RETURNS regclass LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel regclass;
 BEGIN
-  rel := ofs.resolve_table(tbl);
+  rel := ofs_internal.resolve_table(tbl);
   IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM ofs.synced_table s WHERE s.tbl = rel)
      OR NOT has_table_privilege(role, rel, 'SELECT') THEN
     RAISE EXCEPTION 'table "%" is not synced or not readable by role "%"', tbl, role
@@ -1195,8 +1203,8 @@ CREATE FUNCTION ofs.subscribe(device text, tbl text, filter text DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  dev ofs.device := ofs.device_check(device);
-  rel regclass := ofs.shape_table(dev.role, tbl);
+  dev ofs.device := ofs_internal.device_check(device);
+  rel regclass := ofs_internal.shape_table(dev.role, tbl);
   f text := coalesce(ofs.shape_filter(rel, filter), '');
 BEGIN
   INSERT INTO ofs.device_shape AS s (device, tbl, filters, version)
@@ -1204,7 +1212,7 @@ BEGIN
   ON CONFLICT ON CONSTRAINT device_shape_pkey DO UPDATE
      SET filters = s.filters || f, version = EXCLUDED.version
    WHERE NOT f = ANY (s.filters);
-  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+  RETURN jsonb_build_object('table', ofs_internal.table_name(rel), 'filter', nullif(f, ''));
 END $$;
 COMMENT ON FUNCTION ofs.subscribe(text, text, text) IS
     'Subscribe a device to a shape: a synced table its role may read and a filter (docs/PROTOCOL.md); the next pull sends the rows in scope';
@@ -1213,18 +1221,18 @@ CREATE FUNCTION ofs.unsubscribe(device text, tbl text, filter text DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  dev ofs.device := ofs.device_check(device);
-  rel regclass := ofs.shape_table(dev.role, tbl);
+  dev ofs.device := ofs_internal.device_check(device);
+  rel regclass := ofs_internal.shape_table(dev.role, tbl);
   f text := coalesce(ofs.shape_filter(rel, filter), '');
 BEGIN
   UPDATE ofs.device_shape s SET filters = array_remove(s.filters, f), version = nextval('ofs.shape_version')
    WHERE s.device = dev.device AND s.tbl = rel AND f = ANY (s.filters);
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'device "%" is not subscribed to that shape of %', dev.device, ofs.table_name(rel)
+    RAISE EXCEPTION 'device "%" is not subscribed to that shape of %', dev.device, ofs_internal.table_name(rel)
       USING ERRCODE = 'undefined_object',
             HINT = 'ofs.subscriptions lists the shapes of each device.';
   END IF;
-  RETURN jsonb_build_object('table', ofs.table_name(rel), 'filter', nullif(f, ''));
+  RETURN jsonb_build_object('table', ofs_internal.table_name(rel), 'filter', nullif(f, ''));
 END $$;
 COMMENT ON FUNCTION ofs.unsubscribe(text, text, text) IS
     'Drop one shape of a device; the next pull removes the rows no other shape keeps';
@@ -1235,7 +1243,7 @@ CREATE FUNCTION ofs.set_subscriptions(device text, subs jsonb)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  dev ofs.device := ofs.device_check(device);
+  dev ofs.device := ofs_internal.device_check(device);
   e jsonb;
   rel regclass;
   wanted jsonb := '{}';
@@ -1252,7 +1260,7 @@ BEGIN
       RAISE EXCEPTION 'each subscription must be an object with a string "table" and an optional string "filter"'
         USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    rel := ofs.shape_table(dev.role, e->>'table');
+    rel := ofs_internal.shape_table(dev.role, e->>'table');
     wanted := jsonb_set(wanted, ARRAY[rel::oid::text],
                         coalesce(wanted->(rel::oid::text), '[]')
                         || to_jsonb(coalesce(ofs.shape_filter(rel, e->>'filter'), '')));
@@ -1268,7 +1276,7 @@ BEGIN
        SET filters = EXCLUDED.filters, version = EXCLUDED.version
      WHERE ARRAY(SELECT x FROM unnest(s.filters) x ORDER BY x) IS DISTINCT FROM EXCLUDED.filters;
   END LOOP;
-  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs_internal.table_name(s.tbl), 'filter', nullif(f, ''))
                                     ORDER BY s.tbl, f), '[]')
             FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
 END $$;
@@ -1297,11 +1305,11 @@ CREATE FUNCTION ofs.device_schema(device text)
 RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  dev ofs.device := ofs.device_check(device);
+  dev ofs.device := ofs_internal.device_check(device);
 BEGIN
   RETURN jsonb_build_object(
     'tables', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-        'name', ofs.table_name(s.tbl),
+        'name', ofs_internal.table_name(s.tbl),
         'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod),
                                                         'nullable', NOT a.attnotnull) ORDER BY a.attnum)
                       FROM pg_attribute a
@@ -1326,18 +1334,18 @@ COMMENT ON FUNCTION ofs.device_schema(text) IS
     'The subscribed tables of a device (columns, types, primary key, merge policy, transition rules) and its role memberships';
 
 REVOKE ALL ON FUNCTION ofs.shape_filter(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.device_check(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.device_check(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.authenticate_device(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.shape_table(name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.shape_table(name, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.subscribe(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.unsubscribe(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.set_subscriptions(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.pull(text, text, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.device_schema(text) FROM PUBLIC;
 
--- ofs.hello: a device's hello (docs/PROTOCOL.md): authenticates its token,
+-- ofs_internal.hello: a device's hello (docs/PROTOCOL.md): authenticates its token,
 -- sets its subscriptions when it sends them, and returns the welcome.
-CREATE FUNCTION ofs.hello(token text, subscriptions jsonb DEFAULT NULL)
+CREATE FUNCTION ofs_internal.hello(token text, subscriptions jsonb DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1347,7 +1355,7 @@ BEGIN
   IF subscriptions IS NOT NULL THEN
     subs := ofs.set_subscriptions(dev.device, subscriptions);
   ELSE
-    subs := (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs.table_name(s.tbl), 'filter', nullif(f, ''))
+    subs := (SELECT coalesce(jsonb_agg(jsonb_build_object('table', ofs_internal.table_name(s.tbl), 'filter', nullif(f, ''))
                                        ORDER BY s.tbl, f), '[]')
                FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
   END IF;
@@ -1355,7 +1363,7 @@ BEGIN
                             'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
                             'hlc', ofs.hlc_now(), 'subscriptions', subs);
 END $$;
-REVOKE ALL ON FUNCTION ofs.hello(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.hello(text, jsonb) FROM PUBLIC;
 
 -------------------------------------------------------------------------------
 -- Metrics
@@ -1395,7 +1403,7 @@ COMMENT ON VIEW ofs.stats IS
     'Sync metrics: connected devices, sessions, messages and bytes each way, mutations applied, duplicate and rejected, conflicts, open dead letters, rows sent, pull lag (longest an active device has been behind the feed), errors and the last one (worker counters start at zero when PostgreSQL starts)';
 GRANT SELECT ON ofs.stats TO pg_monitor;
 
--- ofs.pull_live: ofs.pull for many live devices at once, which is what a
+-- ofs_internal.pull_live: ofs.pull for many live devices at once, which is what a
 -- commit wakes the sync worker for.  Devices whose cursor is in the steady
 -- state (no snapshot under way, no shape changed, no removal to resend) are
 -- served together: the feed is read once per distinct cursor, rows are read
@@ -1405,9 +1413,9 @@ GRANT SELECT ON ofs.stats TO pg_monitor;
 -- changes (ord is the device's position in the arrays); a device that may no
 -- longer connect gets {"error": ..., "sqlstate": ...}.
 -- The engine is C (src/live_round.c).
-CREATE FUNCTION ofs.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
+CREATE FUNCTION ofs_internal.pull_live(devices text[], cursors text[], confirmed text[], max_rows int DEFAULT 1000)
 RETURNS TABLE (ord int, result jsonb)
 AS 'MODULE_PATHNAME', 'ofs_pull_live'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION ofs.pull_live(text[], text[], text[], int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.pull_live(text[], text[], text[], int) FROM PUBLIC;

@@ -2,7 +2,7 @@
  * fanout.c: what the sync worker does for many sessions at once.
  *
  * A commit that captured changes makes a live round: the live devices that
- * may have something new are pulled for together (ofs.pull_live reads the
+ * may have something new are pulled for together (ofs_internal.pull_live reads the
  * feed and the rows once for all of them), and each gets its share.  A
  * commit that changed devices, and every few seconds, makes an authority
  * sweep: every session whose credential no longer holds is closed.  The
@@ -44,7 +44,7 @@ typedef struct LiveBatch
 	char	   *texts[4];		/* devices, token hashes, roles, role OIDs (JSON) */
 } LiveBatch;
 
-/* KeepLiveResult keeps a row of ofs.pull_live until the round is checked. */
+/* KeepLiveResult keeps a row of ofs_internal.pull_live until the round is checked. */
 static void
 KeepLiveResult(void *arg, char **cols, int ncols)
 {
@@ -129,7 +129,7 @@ static void LiveBatchRows(Session **list, int n, int max_rows);
 
 /*
  * FanoutLiveBatch pulls for many live devices in one call of
- * ofs.pull_live, which reads the feed and the rows once for all of them.
+ * ofs_internal.pull_live, which reads the feed and the rows once for all of them.
  */
 static void
 FanoutLiveBatch(Session **list, int n)
@@ -213,12 +213,15 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	args[2] = acked;
 	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
 	args[3] = maxtext;
-	WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor',"
-				"       coalesce(jsonb_array_length(result->'changes'), 0), (result->>'more')::boolean,"
-				"       result->>'error', result->>'sqlstate' FROM ofs.pull_live("
-				"ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
-				"ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
-				"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)",
+#define LIVE_SQL(schema) \
+	"SELECT ord, (result - 'cursor')::text, result->>'cursor'," \
+	"       coalesce(jsonb_array_length(result->'changes'), 0), (result->>'more')::boolean," \
+	"       result->>'error', result->>'sqlstate' FROM " schema ".pull_live(" \
+	"ARRAY(SELECT jsonb_array_elements_text($1::jsonb))," \
+	"ARRAY(SELECT jsonb_array_elements_text($2::jsonb))," \
+	"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)"
+	/* 1.1 keeps its internal functions in ofs_internal; 1.0 in ofs. */
+	WorkerSqlTx(ofs_sql_version >= 101 ? LIVE_SQL("ofs_internal") : LIVE_SQL("ofs"),
 				4, args, KeepLiveResult, CheckLiveBatch, &b, &res);
 	if (!res.ok && strcmp(res.sqlstate, OFS_PAGE_TOO_LARGE) == 0)
 	{
@@ -293,7 +296,7 @@ LiveDue(Session *s, void *arg)
 
 /*
  * FanoutLiveRound pushes new changes to the live devices that may have
- * some, in batches (ofs.pull_live).  A device whose last push is still
+ * some, in batches (ofs_internal.pull_live).  A device whose last push is still
  * queued waits: a slow reader is not fed faster than it reads.  Returns
  * whether another round is due at once.
  */

@@ -216,7 +216,10 @@ HandleHello(Session *s, Message *m, const char *text)
 	args[1] = substext;
 	check.expires_ms = 0;
 	check.role_oid = 0;
-	WorkerSqlTx("SELECT h::text, h->>'device', h->>'role' FROM ofs.hello($1, $2::jsonb) h",
+	/* 1.1 keeps its internal functions in ofs_internal; 1.0 in ofs. */
+	WorkerSqlTx(ofs_sql_version >= 101
+				? "SELECT h::text, h->>'device', h->>'role' FROM ofs_internal.hello($1, $2::jsonb) h"
+				: "SELECT h::text, h->>'device', h->>'role' FROM ofs.hello($1, $2::jsonb) h",
 				2, args, NULL, CheckHello, &check, &res);
 	free(substext);
 	if (!res.ok && strcmp(res.sqlstate, "28000") == 0)

@@ -334,7 +334,7 @@ note "whatever order the writes arrive in:"
 race() {
   local d=$1 id=$2 mine=$3 theirs=$4 dh oh
   dh=$(value "$d" "SELECT hlc AS v FROM _ofs_outbox WHERE json_extract(pk, '\$.id') = '$id' ORDER BY seq DESC LIMIT 1")
-  oh=$(sql -c "SELECT ofs.row_versions('invoices'::regclass, jsonb_build_object('id', '$id')) #>> '{amount,0}'")
+  oh=$(sql -c "SELECT ofs_internal.row_versions('invoices'::regclass, jsonb_build_object('id', '$id')) #>> '{amount,0}'")
   if [ "${dh:-0}" -gt "${oh:-0}" ] 2>/dev/null; then WIN=$mine; else WIN=$theirs; fi
   note "  $d's $mine at $(clock "$dh"), the origin's $theirs at $(clock "$oh"): $WIN is later"
 }

@@ -87,7 +87,7 @@ Refeed(Jsonb *mutation)
 	args[1] = pk ? JsonbPGetDatum(OfsJsonObject(pk)) : (Datum) 0;
 	nulls[1] = pk ? ' ' : 'n';
 	SPI_connect();
-	OfsPlanExec(OfsFixedPlan("batch refeed", "SELECT ofs.refeed_row($1, $2)", 2, types, false),
+	OfsPlanExec(OfsInternalPlan("batch refeed", "SELECT ofs_internal.refeed_row($1, $2)", 2, types, false),
 				args, nulls, false, 1);
 	SPI_finish();
 }

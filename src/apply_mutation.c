@@ -1,5 +1,5 @@
 /*
- * apply_mutation.c: one device mutation, applied (ofs.apply_one).
+ * apply_mutation.c: one device mutation, applied (ofs_internal.apply_one).
  *
  * The per-mutation path of the write path, in C so that each mutation costs
  * a subtransaction and a few cached plans rather than a dozen planned
@@ -7,7 +7,7 @@
  * against the catalog (apply_target.c), refuse it as dependent when an
  * earlier mutation of the row is an open dead letter, then write it as the
  * device's role (apply_write.c).  A failure rolls back the subtransaction
- * and becomes a dead letter with a compensation hint (ofs.reject_mutation,
+ * and becomes a dead letter with a compensation hint (ofs_internal.reject_mutation,
  * SQL: rejections are the rare path).  docs/DESIGN.md ("Applying
  * mutations") explains the design; the result is the jsonb object
  * ofs.apply_batch returns per mutation (apply_result.c).
@@ -218,7 +218,7 @@ RecordConflicts(OfsMutation *m, OfsWriteOutcome *w)
 }
 
 /*
- * RecordRejection makes a failed mutation a dead letter (ofs.reject_mutation)
+ * RecordRejection makes a failed mutation a dead letter (ofs_internal.reject_mutation)
  * and returns its result.  m holds what was validated before the failure.
  */
 static Jsonb *
@@ -249,8 +249,8 @@ RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *ed
 	args[10] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
 	args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
 	nulls[11] = edata->detail ? ' ' : 'n';
-	OfsPlanExec(OfsFixedPlan("reject",
-						  "SELECT ofs.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+	OfsPlanExec(OfsInternalPlan("reject",
+						  "SELECT ofs_internal.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 						  12, types, false), args, nulls, false, 1);
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

@@ -36,7 +36,7 @@ OfsRejectMutation(const char *op_id, const char *msg)
 
 /*
  * ResolveTarget resolves the table a mutation names as every other message
- * does (ofs.resolve_table: a qualified name, or an unqualified one in
+ * does (ofs_internal.resolve_table: a qualified name, or an unqualified one in
  * public), and insists that it is synced.
  */
 static void
@@ -55,7 +55,7 @@ ResolveTarget(const char *op_id, const char *table, OfsTarget *t)
 	if (table == NULL)
 		OfsRejectMutation(op_id, "names no table");
 	args[0] = CStringGetTextDatum(table);
-	OfsPlanExec(OfsFixedPlan("table", "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = ofs.resolve_table($1)",
+	OfsPlanExec(OfsInternalPlan("table", "SELECT s.tbl::oid FROM ofs.synced_table s WHERE s.tbl = ofs_internal.resolve_table($1)",
 						  1, types, false), args, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -234,7 +234,7 @@ OfsDecodeJsonColumns(OfsTarget *t, Datum data)
 	args[0] = ObjectIdGetDatum(t->relid);
 	args[1] = data;
 	OfsRunAsOwner(&save_uid, &save_sec);	/* an ofs helper, not the device's */
-	OfsPlanExec(OfsFixedPlan("decode", "SELECT ofs.decode_json_columns($1, $2)", 2, types, false), args, NULL, true, 1);
+	OfsPlanExec(OfsInternalPlan("decode", "SELECT ofs_internal.decode_json_columns($1, $2)", 2, types, false), args, NULL, true, 1);
 	OfsRestoreUser(save_uid, save_sec);
 	decoded = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return decoded;

@@ -155,7 +155,7 @@ WriteUpdate(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec,
 	{
 		Oid			vtypes[2] = {OIDOID, JSONBOID};
 
-		plan = OfsFixedPlan("versions", "SELECT ofs.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
+		plan = OfsInternalPlan("versions", "SELECT ofs_internal.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
 							2, vtypes, false);
 	}
 	args[0] = ObjectIdGetDatum(t->relid);

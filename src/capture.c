@@ -17,6 +17,7 @@
 #include "capture.h"
 #include "hlc.h"
 #include "internal_tables.h"
+#include "plan_cache.h"
 #include "rowjson.h"
 #include "shmem.h"
 #include "writer.h"
@@ -305,7 +306,7 @@ ofs_capture_trigger(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ofs.capture_trigger must be an AFTER ROW trigger"),
+				 errmsg("ofs_internal.capture_trigger must be an AFTER ROW trigger"),
 				 errhint("Use ofs.sync_table, which installs it.")));
 	rel = td->tg_relation;
 	pk = PrimaryKeyAtts(rel, &npk);
@@ -346,7 +347,7 @@ ofs_refuse_truncate(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "ofs.refuse_truncate must be called as a trigger");
+		elog(ERROR, "ofs_internal.refuse_truncate must be called as a trigger");
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("cannot truncate synced table \"%s\"", RelationGetRelationName(td->tg_relation)),
@@ -530,10 +531,12 @@ ofs_sync_table(PG_FUNCTION_ARGS)
 	 */
 	OfsRunAsOwner(&save_uid, &save_sec);
 	OfsSpiExec(psprintf("CREATE TRIGGER ofs_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
-					 " FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()", OfsQualifiedName(relid)),
+					 " FOR EACH ROW EXECUTE FUNCTION %s.capture_trigger()", OfsQualifiedName(relid),
+						OfsInternalSchema()),
 			SPI_OK_UTILITY);
 	OfsSpiExec(psprintf("CREATE TRIGGER ofs_refuse_truncate BEFORE TRUNCATE ON %s"
-					 " FOR EACH STATEMENT EXECUTE FUNCTION ofs.refuse_truncate()", OfsQualifiedName(relid)),
+					 " FOR EACH STATEMENT EXECUTE FUNCTION %s.refuse_truncate()", OfsQualifiedName(relid),
+						OfsInternalSchema()),
 			SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
 	CommandCounterIncrement();

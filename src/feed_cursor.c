@@ -1,6 +1,6 @@
 /*
  * feed_cursor.c: the changes feed's cursors (feed_cursor.h), and their SQL
- * faces ofs.cursor_parse, ofs.snapshot_text and ofs.feed_cursor.
+ * faces ofs_internal.cursor_parse, ofs_internal.snapshot_text and ofs.feed_cursor.
  *
  * Every pull and every live round reads a cursor and makes new ones, so
  * this is C: parsing is the type input functions of pg_snapshot and
@@ -239,7 +239,7 @@ OfsFeedCursorNow(void)
 					OfsSnapshotText(DirectFunctionCall1(pg_current_snapshot, (Datum) 0)));
 }
 
-/* ofs.cursor_parse(cursor, OUT c, OUT s, OUT last_seq): a cursor's parts, checked. */
+/* ofs_internal.cursor_parse(cursor, OUT c, OUT s, OUT last_seq): a cursor's parts, checked. */
 Datum
 ofs_cursor_parse(PG_FUNCTION_ARGS)
 {
@@ -251,7 +251,7 @@ ofs_cursor_parse(PG_FUNCTION_ARGS)
 	HeapTuple	tuple;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "ofs.cursor_parse must return a record");
+		elog(ERROR, "ofs_internal.cursor_parse must return a record");
 	if (PG_ARGISNULL(0))
 		Malformed("<NULL>");
 	SPI_connect();
@@ -267,7 +267,7 @@ ofs_cursor_parse(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
 }
 
-/* ofs.snapshot_text(snap): a snapshot as a cursor writes it. */
+/* ofs_internal.snapshot_text(snap): a snapshot as a cursor writes it. */
 Datum
 ofs_snapshot_text(PG_FUNCTION_ARGS)
 {

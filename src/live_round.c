@@ -1,11 +1,11 @@
 /*
- * live_round.c: the live round of many devices (ofs.pull_live).
+ * live_round.c: the live round of many devices (ofs_internal.pull_live).
  *
- * ofs.pull_live locks the devices and tells which of them are on the
+ * ofs_internal.pull_live locks the devices and tells which of them are on the
  * fast path: a cursor on the feed with no snapshot, no changed shape and
  * nothing owed.  For those, this file does the round at once: the feed is
  * read once per distinct cursor (live devices share the feed's head), rows
- * are read once per (role, table, shape) as the role (ofs.scope_rows, with
+ * are read once per (role, table, shape) as the role (ofs_internal.scope_rows, with
  * saved plans), which rows each device holds is one statement, each
  * device's share is decided in memory by the rule every pull uses
  * (send_rule.h), and the held-row bookkeeping and the devices' cursors are
@@ -124,7 +124,7 @@ ScopeStep(void *arg)
 	char		nulls[4] = {' ', ' ', a->cond ? ' ' : 'n', ' '};
 
 	SPI_connect();
-	OfsPlanExec(OfsFixedPlan("live scope", "SELECT s.pk, s.\"row\" FROM ofs.scope_rows($1, $2, $3, $4) s",
+	OfsPlanExec(OfsFixedPlan("live scope", "SELECT s.pk, s.\"row\" FROM ofs_internal.scope_rows($1, $2, $3, $4) s",
 							 4, types, false), args, nulls, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -298,7 +298,7 @@ LiveRound(Dev *devs, int ndevs, int room, Tuplestorestate *ts, TupleDesc desc)
 			}
 			/* In device order: each device's shapes are together. */
 			OfsPlanExec(OfsFixedPlan("live shapes",
-									 "SELECT s.device, s.tbl, ofs.shape_condition(s.filters) FROM ofs.device_shape s"
+									 "SELECT s.device, s.tbl, ofs_internal.shape_condition(s.filters) FROM ofs.device_shape s"
 									 " WHERE s.device = ANY ($1) AND cardinality(s.filters) > 0"
 									 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)"
 									 " ORDER BY s.device",
@@ -739,7 +739,7 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ofs.pull_live needs devices, cursors and confirmed cursors")));
+				 errmsg("ofs_internal.pull_live needs devices, cursors and confirmed cursors")));
 	room = PG_ARGISNULL(3) ? MAX_PAGE_ROWS : Min(Max(PG_GETARG_INT32(3), 1), MAX_PAGE_ROWS);
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &names, &names_null, &n);
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &sinces, &sinces_null, &nsince);
@@ -747,7 +747,7 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 	if (nsince != n || nconf != n)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("ofs.pull_live needs as many cursors and confirmed cursors as devices")));
+				 errmsg("ofs_internal.pull_live needs as many cursors and confirmed cursors as devices")));
 	InitMaterializedSRF(fcinfo, 0);
 	fast = palloc0(sizeof(bool) * Max(n, 1));
 

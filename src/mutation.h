@@ -1,7 +1,7 @@
 /*
  * mutation.h: what the files of the write path share.
  *
- * ofs.apply_one (apply_mutation.c) applies one device mutation: it claims
+ * ofs_internal.apply_one (apply_mutation.c) applies one device mutation: it claims
  * the operation id, validates the mutation against the catalog
  * (apply_target.c), writes it as the device's role with each updated
  * column merged by its policy (apply_write.c, merge.c) and records the

@@ -3,6 +3,8 @@
  */
 #include "plan_cache.h"
 
+#include "catalog/namespace.h"
+
 #include "common/hashfn.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -160,4 +162,31 @@ OfsPlanExec(SPIPlanPtr plan, Datum *args, const char *nulls, bool read_only, lon
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 	return rc;
+}
+
+const char *
+OfsInternalSchema(void)
+{
+	return OidIsValid(get_namespace_oid("ofs_internal", true)) ? "ofs_internal" : "ofs";
+}
+
+SPIPlanPtr
+OfsInternalPlan(const char *name, const char *sql, int nargs, Oid *types, bool per_execution)
+{
+	StringInfoData b;
+	const char *p = sql;
+	const char *hit;
+
+	if (strcmp(OfsInternalSchema(), "ofs_internal") == 0)
+		return OfsFixedPlan(name, sql, nargs, types, per_execution);
+	/* 1.0's SQL: the same functions, in ofs; a plan of its own. */
+	initStringInfo(&b);
+	while ((hit = strstr(p, "ofs_internal.")) != NULL)
+	{
+		appendBinaryStringInfo(&b, p, hit - p);
+		appendStringInfoString(&b, "ofs.");
+		p = hit + strlen("ofs_internal.");
+	}
+	appendStringInfoString(&b, p);
+	return OfsFixedPlan(psprintf("%s (1.0)", name), b.data, nargs, types, per_execution);
 }

@@ -39,6 +39,16 @@ extern SPIPlanPtr OfsPlanSave(const OfsPlanKey *key, const char *sql,
 extern SPIPlanPtr OfsFixedPlan(const char *name, const char *sql, int nargs, Oid *types,
 							   bool per_execution);
 
+/*
+ * Internal functions are in schema ofs_internal from 1.1 on, in ofs under
+ * 1.0's SQL (which the library still serves).  OfsInternalSchema says
+ * which; OfsInternalPlan is OfsFixedPlan for a statement that names them
+ * as ofs_internal.name, made for the SQL installed.
+ */
+extern const char *OfsInternalSchema(void);
+extern SPIPlanPtr OfsInternalPlan(const char *name, const char *sql, int nargs, Oid *types,
+								  bool per_execution);
+
 /* OfsPlanForget frees every saved plan of a statement name (a bound on their number). */
 extern void OfsPlanForget(const char *name);
 

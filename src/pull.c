@@ -320,7 +320,7 @@ ShapeCondition(const char *device, Oid tbl)
 	Datum		d;
 
 	Run("pull shape",
-		"SELECT ofs.shape_condition(coalesce((SELECT s.filters FROM ofs.device_shape s"
+		"SELECT ofs_internal.shape_condition(coalesce((SELECT s.filters FROM ofs.device_shape s"
 		"  WHERE s.device = $1 AND s.tbl = $2"
 		"    AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = $2)), '{}'))",
 		2, types, args, NULL);
@@ -473,7 +473,7 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 		char		nulls[1] = {device ? ' ' : 'n'};
 
 		/* The device may pull (raises otherwise). */
-		Run("pull check", "SELECT d.device FROM ofs.device_check($1) d", 1, types, args, nulls);
+		Run("pull check", "SELECT d.device FROM ofs_internal.device_check($1) d", 1, types, args, nulls);
 		device = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		/* The pulls of one device happen one at a time. */
 		DirectFunctionCall2(pg_advisory_xact_lock_int4,

@@ -8,7 +8,7 @@
  * either for a row whose every change in the batch is the device's own,
  * left as it sent it (no echo; the row is held).  Changes are read a batch
  * at a time (feed_batch.c, shared with the live round); the rows of each batch are read once per table
- * as the device's role (ofs.scope_rows) and the held ones looked up once
+ * as the device's role (ofs_internal.scope_rows) and the held ones looked up once
  * per table; the held-row bookkeeping of a batch is four statements at its
  * end.  The decisions are made in memory, apart from the writes, which is
  * what a pull served by a hot standby will need (docs/DESIGN.md, "What a
@@ -94,7 +94,7 @@ ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, OfsFeedChange *c, 
 	uint64		i;
 
 	OfsPlanExec(OfsFixedPlan("feed shape",
-							 "SELECT ofs.shape_condition(s.filters) FROM ofs.device_shape s"
+							 "SELECT ofs_internal.shape_condition(s.filters) FROM ofs.device_shape s"
 							 " WHERE s.device = $1 AND s.tbl = $2 AND cardinality(s.filters) > 0"
 							 "   AND EXISTS (SELECT 1 FROM ofs.synced_table st WHERE st.tbl = s.tbl)",
 							 2, stypes, false), sargs, NULL, true, 1);
@@ -124,7 +124,7 @@ ScopeTable(HTAB *rows, const char *device, Oid role, Oid tbl, OfsFeedChange *c, 
 		Datum		args[4] = {ObjectIdGetDatum(role), ObjectIdGetDatum(tbl), cond, JsonbPGetDatum(pks)};
 		char		nulls[4] = {' ', ' ', cond ? ' ' : 'n', ' '};
 
-		OfsPlanExec(OfsFixedPlan("feed scope", "SELECT s.pk, s.\"row\" FROM ofs.scope_rows($1, $2, $3, $4) s",
+		OfsPlanExec(OfsFixedPlan("feed scope", "SELECT s.pk, s.\"row\" FROM ofs_internal.scope_rows($1, $2, $3, $4) s",
 								 4, types, false), args, nulls, true, 0);
 		for (i = 0; i < SPI_processed; i++)
 		{

@@ -1,12 +1,12 @@
 /*
- * scope.c: reading rows as a device's role (ofs.scope_rows, ofs.scope_page).
+ * scope.c: reading rows as a device's role (ofs_internal.scope_rows, ofs_internal.scope_page).
  *
  * What a device receives is decided by PostgreSQL itself: the rows are
  * read with the device's role as the current user, so GRANTs and row-level
  * security policies apply exactly as they would to that role in psql, and
  * the filter of its shapes (already rewritten by ofs.shape_filter) narrows
  * them further.  The pull engine calls these for the rows a batch of the
- * feed touched (ofs.scope_rows) and for the pages of a snapshot
+ * feed touched (ofs_internal.scope_rows) and for the pages of a snapshot
  * (OfsScopePage, scope.h).  Both return each row's key
  * and the row, encoded like the changes feed.
  */

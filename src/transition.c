@@ -18,6 +18,7 @@
  */
 #include "ofs.h"
 #include "internal_tables.h"
+#include "plan_cache.h"
 #include "rowjson.h"
 #include "transition.h"
 #include "writer.h"
@@ -784,7 +785,7 @@ ofs_transition_trigger(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ofs.transition_trigger must be an AFTER ROW trigger"),
+				 errmsg("ofs_internal.transition_trigger must be an AFTER ROW trigger"),
 				 errhint("Use ofs.add_transition_constraint or ofs.add_transition_check, which install it.")));
 
 	/*
@@ -839,8 +840,8 @@ TransitionEnsureTrigger(Oid relid)
 	OfsRunAsOwner(&save_uid, &save_sec);
 	OfsSpiExec(psprintf("CREATE TRIGGER " TRANSITION_TRIGGER_NAME
 						" AFTER INSERT OR UPDATE ON %s FOR EACH ROW"
-						" EXECUTE FUNCTION ofs.transition_trigger()",
-						OfsQualifiedName(relid)), SPI_OK_UTILITY);
+						" EXECUTE FUNCTION %s.transition_trigger()",
+						OfsQualifiedName(relid), OfsInternalSchema()), SPI_OK_UTILITY);
 	OfsRestoreUser(save_uid, save_sec);
 }
 

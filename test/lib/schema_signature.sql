@@ -10,7 +10,12 @@
 \pset tuples_only on
 \pset format unaligned
 WITH ext AS (SELECT oid, extnamespace FROM pg_extension WHERE extname = 'ofs'),
-nsp AS (SELECT extnamespace AS oid FROM ext),
+-- Its schema, and the schemas it made (ofs_internal).
+nsp AS (SELECT extnamespace AS oid FROM ext
+        UNION
+        SELECT d.objid FROM pg_depend d, ext
+         WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
+           AND d.classid = 'pg_namespace'::regclass),
 lines AS (
   -- The extension itself.
   SELECT 'extension ofs | version ' || e.extversion || ' | schema ' || e.extnamespace::regnamespace

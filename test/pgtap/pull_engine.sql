@@ -2,7 +2,7 @@
 -- records each row it sends once; a key in the way of such a snapshot does
 -- not stop it; confirming a page writes nothing; a page that never arrived
 -- is forgotten and sent again; the feed's cursors are made and read in C;
--- ofs.pull_live answers per device.
+-- ofs_internal.pull_live answers per device.
 BEGIN;
 SELECT plan(16);
 
@@ -57,18 +57,18 @@ SELECT ok(NOT (((SELECT answer->>'cursor' FROM pages WHERE device = 'tap-pull-b'
           '... and the rest of the snapshot upserts');
 
 -- The feed's cursors.
-SELECT is((SELECT c::text FROM ofs.cursor_parse(ofs.feed_cursor())), ofs.snapshot_text(pg_current_snapshot()),
+SELECT is((SELECT c::text FROM ofs_internal.cursor_parse(ofs.feed_cursor())), ofs_internal.snapshot_text(pg_current_snapshot()),
           'a cursor of the present reads back as the present snapshot');
-SELECT ok(ofs.snapshot_text(pg_current_snapshot()) LIKE '%' || pg_current_xact_id()::text || '%',
+SELECT ok(ofs_internal.snapshot_text(pg_current_snapshot()) LIKE '%' || pg_current_xact_id()::text || '%',
           'a snapshot written by a transaction with an xid counts that xid as running');
 SELECT throws_ok($$SELECT ofs.pull('tap-pull-a', '{"f": "x", "v": 1, "p": "1.5", "s": []}')$$, '22023',
                  'invalid pull cursor', 'a cursor with a number that is not whole is refused');
 
--- ofs.pull_live: a device that may not pull gets its error, others their page.
+-- ofs_internal.pull_live: a device that may not pull gets its error, others their page.
 SELECT ofs.revoke_device('tap-pull-b');
-SELECT is((SELECT result->>'sqlstate' FROM ofs.pull_live(ARRAY['tap-pull-b'], ARRAY[NULL::text], ARRAY[NULL::text]) WHERE ord = 1),
+SELECT is((SELECT result->>'sqlstate' FROM ofs_internal.pull_live(ARRAY['tap-pull-b'], ARRAY[NULL::text], ARRAY[NULL::text]) WHERE ord = 1),
           '28000', 'pull_live answers a revoked device with its error');
-SELECT is((SELECT jsonb_array_length(result->'changes') FROM ofs.pull_live(ARRAY['tap-pull-b', 'tap-pull-a'],
+SELECT is((SELECT jsonb_array_length(result->'changes') FROM ofs_internal.pull_live(ARRAY['tap-pull-b', 'tap-pull-a'],
              ARRAY[NULL, (SELECT answer->>'cursor' FROM pages WHERE device = 'tap-pull-a' AND n = 3)],
              ARRAY[NULL::text, NULL]) WHERE ord = 2),
           5, 'pull_live pulls the snapshot of the other device on');

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scope_property: devices of three roles with different shapes follow
 # random writes (rows changing owner, category and value, inserts and
-# deletes, shape changes) through ofs.pull and ofs.pull_live, sometimes
+# deletes, shape changes) through ofs.pull and ofs_internal.pull_live, sometimes
 # losing a page (a crash before the device stored it).  Every row a device
 # receives must be in its scope when it is sent; at the end each device's
 # copy must equal exactly the rows its role sees through its shapes.
@@ -78,7 +78,7 @@ UPDATE items SET cat = (ARRAY['x','y','public',NULL])[1 + floor(random() * 4)::i
 UPDATE items SET v = floor(random() * 100)::int WHERE random() < 0.15;
 DELETE FROM items WHERE random() < 0.05;
 SQL
-    # Pulls: each device one page by ofs.pull, or all together by ofs.pull_live;
+    # Pulls: each device one page by ofs.pull, or all together by ofs_internal.pull_live;
     # sometimes a page is lost; sometimes a shape changes.
     ofs_psql -d $db >/dev/null <<SQL
 SELECT setseed(($seed * 1000 + $round) / 100001.0);
@@ -98,7 +98,7 @@ BEGIN
     END IF;
   END IF;
   IF random() < 0.5 THEN
-    FOR p IN SELECT * FROM ofs.pull_live((SELECT array_agg(device ORDER BY device) FROM dev),
+    FOR p IN SELECT * FROM ofs_internal.pull_live((SELECT array_agg(device ORDER BY device) FROM dev),
                                          (SELECT array_agg(cursor ORDER BY device) FROM dev),
                                          (SELECT array_agg(cursor ORDER BY device) FROM dev), 7) LOOP
       SELECT * INTO d FROM dev ORDER BY device OFFSET p.ord - 1 LIMIT 1;

@@ -224,7 +224,7 @@ SELECT pg_temp.err($$SELECT ofs.revoke_device('nosuch')$$);
 -- Only administrators apply batches and write attributions.
 SET ROLE ap_rep;
 SELECT pg_temp.err($$SELECT * FROM ofs.apply_batch('tablet-1', '[]')$$);
-SELECT pg_temp.err($$SELECT ofs.apply_one('tablet-1', '{"op_id": "forged"}')$$);
+SELECT pg_temp.err($$SELECT ofs_internal.apply_one('tablet-1', '{"op_id": "forged"}')$$);
 SELECT pg_temp.err($$SELECT ofs.create_device_token('ap_rep', 'mine')$$);
 RESET ROLE;
 

@@ -224,7 +224,7 @@ SELECT ofs.sync_table('owned');
 SELECT ofs.add_transition_constraint('owned', 'flow', 'state', $$'new' -> 'done'$$);
 INSERT INTO owned VALUES (1, 1);
 UPDATE owned SET state = 'done';
-SELECT pg_temp.err($$CREATE TRIGGER mine AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION ofs.capture_trigger()$$);
+SELECT pg_temp.err($$CREATE TRIGGER mine AFTER INSERT ON owned FOR EACH ROW EXECUTE FUNCTION ofs_internal.capture_trigger()$$);
 ALTER TABLE owned DROP COLUMN a;
 DROP TABLE owned;
 RESET ROLE;

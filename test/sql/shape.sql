@@ -563,7 +563,7 @@ DROP TABLE shape_bulk;
 SELECT epoch AS old_epoch, horizon AS old_horizon FROM ofs.feed_state \gset
 SELECT pg_temp.sync('shape-a', 3);
 UPDATE ofs.feed_state SET epoch = 'shape000';
-SELECT pg_temp.err(format('SELECT ofs.cursor_parse(%L)', (SELECT cursor::jsonb->>'f' FROM shape_dev WHERE device = 'shape-a')));
+SELECT pg_temp.err(format('SELECT ofs_internal.cursor_parse(%L)', (SELECT cursor::jsonb->>'f' FROM shape_dev WHERE device = 'shape-a')));
 UPDATE shape_items SET owner = 'shape_bob' WHERE id = 'a5';
 SELECT pg_temp.sync('shape-a', 3);
 SET ROLE shape_alice;
@@ -572,7 +572,7 @@ RESET ROLE;
 -- The same when the feed purged deletions the cursor has not seen.
 DELETE FROM shape_items WHERE id = 'a4';
 UPDATE ofs.feed_state SET horizon = pg_current_xact_id();
-SELECT pg_temp.err(format('SELECT ofs.cursor_parse(%L)', (SELECT cursor::jsonb->>'f' FROM shape_dev WHERE device = 'shape-a')));
+SELECT pg_temp.err(format('SELECT ofs_internal.cursor_parse(%L)', (SELECT cursor::jsonb->>'f' FROM shape_dev WHERE device = 'shape-a')));
 SELECT pg_temp.sync('shape-a', 3);
 SET ROLE shape_alice;
 SELECT * FROM shape_compare;

@@ -190,7 +190,7 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION ofs.add_transition_constraint(regclass, text, name, text, text[]) FROM tr_rep;
 SELECT count(*) AS constraints, (SELECT count(*) FROM ofs.transition_check_def) AS checks
   FROM ofs.transition_constraint_def;
-SELECT pg_temp.err($$SELECT ofs.transition_trigger()$$);
+SELECT pg_temp.err($$SELECT ofs_internal.transition_trigger()$$);
 
 -- Dropping rules: enforcement stops at once, in this session too, and the
 -- trigger goes with the last rule of a table.
