@@ -18,6 +18,13 @@
 // change; MODE is "deflate" or "no deflate" (permessage-deflate
 // negotiated or not).  Exits non-zero if a device misses a change, is
 // closed, or gets an error.
+//
+// OFS_BENCH_FAN_ADDRESSES=N spreads the connections over the source
+// addresses 127.0.0.2 .. 127.0.0.(N+1), as devices come from many
+// addresses (the worker takes at most ofs.max_connections_per_address
+// from one).  OFS_BENCH_FAN_PIDS="pid ..." (the workers) adds their memory
+// once every device is live: "PSS_KB" at the end of the line, the sum of
+// Pss over /proc/PID/smaps_rollup.
 
 const fs = require('node:fs');
 const { openDevices, pullThenLive, deflateMode, psql, nowMs, sleep, percentile, fail } = require('./ws_lib');
@@ -37,8 +44,11 @@ async function main() {
   let waiting = null; // {key, resolve}
   const problems = [];
   const t0 = nowMs();
+  const nAddr = Number(process.env.OFS_BENCH_FAN_ADDRESSES || 0);
+  const localAddresses = nAddr > 0 ? Array.from({ length: nAddr }, (_, k) => `127.0.0.${k + 2}`) : undefined;
   const conns = await openDevices(tokens, {
     concurrency: 50,
+    localAddresses,
     hello: () => ({ subscriptions: [{ table }] }),
     after: async (c, i) => {
       await pullThenLive(c);
@@ -63,6 +73,15 @@ async function main() {
   const setupSecs = (nowMs() - t0) / 1000;
   const mode = deflateMode(conns);
   process.stderr.write(`${n} devices connected (${mode}), subscribed and live in ${setupSecs.toFixed(1)} s\n`);
+  let pssKb = '';
+  if (process.env.OFS_BENCH_FAN_PIDS) {
+    let sum = 0;
+    for (const pid of process.env.OFS_BENCH_FAN_PIDS.split(/\s+/).filter((p) => p !== '')) {
+      const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      sum += m ? Number(m[1]) : 0;
+    }
+    pssKb = ` ${sum}`;
+  }
 
   const complete = [];
   const perDevice = [];
@@ -100,7 +119,7 @@ async function main() {
   perDevice.sort((a, b) => a - b);
   const f = (x) => x.toFixed(1);
   process.stdout.write(`${f(percentile(complete, 50))} ${f(percentile(complete, 99))} ${f(complete[complete.length - 1])} ` +
-    `${f(percentile(perDevice, 50))} ${f(percentile(perDevice, 99))} ${mode}\n`);
+    `${f(percentile(perDevice, 50))} ${f(percentile(perDevice, 99))} ${mode}${pssKb}\n`);
   process.exit(0);
 }
 

@@ -37,6 +37,7 @@ function connect(label = 'conn', opts = {}) {
     clock: nowMs,
     handshakeTimeout: 10000,
     maxPayload: 64 * 1024 * 1024,
+    localAddress: opts.localAddress,
   });
 }
 
@@ -56,15 +57,17 @@ function expect(answer, type, what) {
 }
 
 // openDevices: connect and hello for each token, `concurrency` at a time.
-// hello(i) gives the hello's extra fields.  Returns the connections in the
-// order of tokens.
+// hello(i) gives the hello's extra fields; localAddresses, if given, are
+// the source addresses of the connections in turn.  Returns the
+// connections in the order of tokens.
 async function openDevices(tokens, opts = {}) {
   const conns = new Array(tokens.length);
   let next = 0;
   const worker = async () => {
     while (next < tokens.length) {
       const i = next++;
-      const c = await connect(`device-${i + 1}`, opts);
+      const local = opts.localAddresses ? opts.localAddresses[i % opts.localAddresses.length] : undefined;
+      const c = await connect(`device-${i + 1}`, { ...opts, localAddress: local });
       const extra = opts.hello ? opts.hello(i) : {};
       const w = await c.requestMeta({ type: 'hello', token: tokens[i], ...extra });
       expect(w, 'welcome', `device ${i + 1} hello`);

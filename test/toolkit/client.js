@@ -529,7 +529,8 @@ class Client {
 
 // connect: open a WebSocket to the worker.  opts: protocols (default
 // ['ofs.v1']; [] offers none), deflate (default true), label, record and
-// clock (as Client's), maxPayload.
+// clock (as Client's), maxPayload, localAddress (the source address, e.g.
+// another loopback address, as devices come from many).
 function connect(url = WS_URL, opts = {}) {
   return new Promise((resolve, reject) => {
     const protocols = opts.protocols === undefined ? ['ofs.v1'] : opts.protocols;
@@ -539,6 +540,7 @@ function connect(url = WS_URL, opts = {}) {
         perMessageDeflate: opts.deflate !== false,
         handshakeTimeout: opts.handshakeTimeout || 5000,
         maxPayload: opts.maxPayload || 512 * 1024 * 1024,
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       });
     } catch (e) {
       reject(e);
