@@ -23,6 +23,7 @@
 #include "utils/timeout.h"
 
 #include "worker.h"
+#include "feed_batch.h"
 #include "pull.h"
 
 static char *
@@ -135,12 +136,51 @@ typedef struct SqlWork
 	const char *const *args;
 } SqlWork;
 
+/*
+ * The worker's statements are the code's own, a few dozen texts: each is
+ * planned once per worker and kept (PostgreSQL makes a kept plan anew when
+ * what it uses changes).  Keyed by the statement's text.
+ */
+typedef struct WorkerPlan
+{
+	char	   *sql;			/* key, in TopMemoryContext */
+	SPIPlanPtr	plan;
+} WorkerPlan;
+
+static HTAB *worker_plans = NULL;
+
+static SPIPlanPtr
+WorkerPlanFor(const char *sql, int nargs)
+{
+	WorkerPlan *p;
+	bool		found;
+	char	   *key = (char *) sql;
+
+	if (worker_plans == NULL)
+		worker_plans = OfsStringHash("ofs worker plans", 64, sizeof(WorkerPlan), TopMemoryContext);
+	p = hash_search(worker_plans, &key, HASH_FIND, NULL);
+	if (p == NULL)
+	{
+		Oid			types[8];
+		SPIPlanPtr	plan;
+
+		for (int i = 0; i < nargs; i++)
+			types[i] = TEXTOID;
+		plan = SPI_prepare(sql, nargs, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		key = MemoryContextStrdup(TopMemoryContext, sql);
+		p = hash_search(worker_plans, &key, HASH_ENTER, &found);
+		p->plan = plan;
+	}
+	return p->plan;
+}
+
 /* SqlStatement runs one statement with text arguments, handing its rows on. */
 static void
 SqlStatement(void *warg, SqlRowFn fn, void *arg, SqlResult *res)
 {
 	SqlWork    *w = (SqlWork *) warg;
-	Oid			types[8];
 	Datum		values[8];
 	char		nulls[8] = {0};
 	int			rc;
@@ -148,11 +188,10 @@ SqlStatement(void *warg, SqlRowFn fn, void *arg, SqlResult *res)
 
 	for (i = 0; i < w->nargs; i++)
 	{
-		types[i] = TEXTOID;
 		values[i] = w->args[i] ? CStringGetTextDatum(w->args[i]) : (Datum) 0;
 		nulls[i] = w->args[i] ? ' ' : 'n';
 	}
-	rc = SPI_execute_with_args(w->sql, w->nargs, types, values, nulls, false, fn ? 0 : 1);
+	rc = SPI_execute_plan(WorkerPlanFor(w->sql, w->nargs), values, nulls, false, fn ? 0 : 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "%s failed: %s", w->sql, SPI_result_code_string(rc));
 	if (fn)
