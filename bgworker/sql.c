@@ -388,6 +388,9 @@ SqlCheckAuthority(const char *device, const char *token_sha256, const char *role
  * SqlLostAuthorities is SqlCheckAuthority for many sessions at once: it
  * sets lost[i] for each whose authority no longer holds.  The arrays are
  * JSON arrays of text (devices, token hashes, roles), in session order.
+ * Each session is one lookup by the device's key (a subquery per row): as
+ * an anti-join, the planner, which cannot count the arrays, compared every
+ * device of the table with every session of the batch.
  */
 void
 SqlLostAuthorities(const char *devices, const char *hashes, const char *roles, const char *oids,
@@ -404,9 +407,10 @@ SqlLostAuthorities(const char *devices, const char *hashes, const char *roles, c
 					"                           pg_catalog.jsonb_array_elements_text($3::jsonb),"
 					"                           pg_catalog.jsonb_array_elements_text($4::jsonb))"
 					"       WITH ORDINALITY AS a(device, hash, role, roleid, i)"
-					" WHERE NOT EXISTS (SELECT 1 FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
-					"                    WHERE d.device = a.device AND d.token_sha256 = pg_catalog.decode(a.hash, 'hex')"
-					"                      AND d.role = a.role::name AND r.oid = a.roleid::oid AND" AUTHORITY_HOLDS ")",
+					" WHERE NOT coalesce((SELECT true FROM ofs.device d JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
+					"                      WHERE d.device = a.device AND d.token_sha256 = pg_catalog.decode(a.hash, 'hex')"
+					"                        AND d.role = a.role::name AND r.oid = a.roleid::oid AND" AUTHORITY_HOLDS
+					"                      LIMIT 1), false)",
 					4, types);
 	values[0] = CStringGetTextDatum(devices);
 	values[1] = CStringGetTextDatum(hashes);
