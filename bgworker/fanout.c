@@ -198,8 +198,9 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	b.lost = calloc(n, sizeof(bool));
 	for (int i = 0; i < 4; i++)
 		b.texts[i] = json_dumps(arrays[i], JSON_COMPACT);
-	cursors = json_dumps(arrays[4], JSON_COMPACT);
-	acked = json_dumps(arrays[5], JSON_COMPACT);
+	/* The cursors as JSON for 1.0's SQL only: 1.1's engine is called directly. */
+	cursors = ofs_sql_version >= 101 ? strdup("") : json_dumps(arrays[4], JSON_COMPACT);
+	acked = ofs_sql_version >= 101 ? strdup("") : json_dumps(arrays[5], JSON_COMPACT);
 	for (int i = 0; i < 6; i++)
 		json_decref(arrays[i]);
 	if (b.shares == NULL || b.lost == NULL || !b.texts[0] || !b.texts[1] || !b.texts[2] || !b.texts[3] ||
@@ -220,9 +221,27 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	"ARRAY(SELECT jsonb_array_elements_text($1::jsonb))," \
 	"ARRAY(SELECT jsonb_array_elements_text($2::jsonb))," \
 	"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)"
-	/* 1.1 keeps its internal functions in ofs_internal; 1.0 in ofs. */
-	WorkerSqlTx(ofs_sql_version >= 101 ? LIVE_SQL("ofs_internal") : LIVE_SQL("ofs"),
-				4, args, KeepLiveResult, CheckLiveBatch, &b, &res);
+	if (ofs_sql_version >= 101)
+	{
+		/* The engine, called directly: no JSON is built in SQL and read again. */
+		char	  **texts = calloc(3 * (size_t) n, sizeof(char *));
+
+		if (texts == NULL)
+		{
+			OfsRecordError("out of memory in a live round");
+			goto done;
+		}
+		for (int i = 0; i < n; i++)
+		{
+			texts[i] = list[i]->device;
+			texts[n + i] = list[i]->cursor;
+			texts[2 * n + i] = list[i]->acked;
+		}
+		WorkerLiveTx(n, texts, texts + n, texts + 2 * n, max_rows, KeepLiveResult, CheckLiveBatch, &b, &res);
+		free(texts);
+	}
+	else
+		WorkerSqlTx(LIVE_SQL("ofs"), 4, args, KeepLiveResult, CheckLiveBatch, &b, &res);
 	if (!res.ok && strcmp(res.sqlstate, OFS_PAGE_TOO_LARGE) == 0)
 	{
 		/* The others again together; the large ones alone, with fewer rows. */

@@ -292,6 +292,68 @@ WorkerPullTx(const char *device, const char *cursor, int max_rows, const char *c
 	RunTx("ofs.pull", PullStatement, &w, NULL, after, arg, res);
 }
 
+typedef struct LiveWork
+{
+	int			n;
+	char	  **devices;
+	char	  **cursors;
+	char	  **acked;
+	int			max_rows;
+	SqlRowFn	fn;
+	void	   *arg;
+} LiveWork;
+
+/*
+ * LiveRow hands a device's answer on as the row of ofs_internal.pull_live
+ * the caller reads: ord, the answer without its cursor, the cursor, the
+ * number of changes, more ("t"/"f"), error, sqlstate.
+ */
+static void
+LiveRow(void *arg, int ord, const char *body, const char *cursor, int nchanges, bool more,
+		const char *error, const char *sqlstate)
+{
+	LiveWork   *w = (LiveWork *) arg;
+	char		ordtext[16];
+	char		count[16];
+	char	   *cols[7];
+
+	snprintf(ordtext, sizeof(ordtext), "%d", ord);
+	snprintf(count, sizeof(count), "%d", nchanges);
+	cols[0] = ordtext;
+	cols[1] = (char *) body;
+	cols[2] = (char *) cursor;
+	cols[3] = count;
+	cols[4] = more ? "t" : "f";
+	cols[5] = (char *) error;
+	cols[6] = (char *) sqlstate;
+	w->fn(w->arg, cols, 7);
+}
+
+static void
+LiveStatement(void *warg, SqlRowFn fn, void *arg, SqlResult *res)
+{
+	LiveWork   *w = (LiveWork *) warg;
+
+	w->fn = fn;
+	w->arg = arg;
+	OfsPullLive(w->n, w->devices, w->cursors, w->acked, w->max_rows, LiveRow, w);
+}
+
+/*
+ * WorkerLiveTx makes a live round for n devices in a transaction of its
+ * own, calling the engine directly: fn gets each device's answer as
+ * ofs_internal.pull_live's row would give it (see LiveRow); after runs in
+ * the same transaction, as with WorkerSqlTx.
+ */
+void
+WorkerLiveTx(int n, char **devices, char **cursors, char **acked, int max_rows,
+			 SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res)
+{
+	LiveWork	w = {n, devices, cursors, acked, max_rows, NULL, NULL};
+
+	RunTx("ofs_internal.pull_live", LiveStatement, &w, fn, after, arg, res);
+}
+
 void
 SqlResultFree(SqlResult *res)
 {

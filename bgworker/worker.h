@@ -197,6 +197,8 @@ extern void WorkerSqlTx(const char *sql, int nargs, const char *const *args,
 						SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res);
 extern void WorkerPullTx(const char *device, const char *cursor, int max_rows, const char *confirmed,
 						 bool plain, SqlAfterFn after, void *arg, SqlResult *res);
+extern void WorkerLiveTx(int n, char **devices, char **cursors, char **acked, int max_rows,
+						 SqlRowFn fn, SqlAfterFn after, void *arg, SqlResult *res);
 extern void SqlResultFree(SqlResult *res);
 extern void SqlCheckAuthority(const char *device, const char *token_sha256, const char *role,
 							  uint32_t *role_oid, int64_t *expires_ms);

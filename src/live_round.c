@@ -233,13 +233,12 @@ AppendChange(StringInfo out, int *nout, const char *tname, const char *op, Jsonb
 }
 
 /*
- * LiveRound makes the round of the fast devices of devs: puts (ord,
- * result) in ts for those whose feed had something new (result, a
- * "changes" answer {cursor, more, changes}), and marks as not fast those
- * that must be pulled for one by one.
+ * LiveRound makes the round of the fast devices of devs: emits the
+ * answer of those whose feed had something new, and marks as not fast
+ * those that must be pulled for one by one.
  */
 static void
-LiveRound(Dev *devs, int ndevs, int room, Tuplestorestate *ts, TupleDesc desc)
+LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 {
 	OfsFeedRead *feeds;
 	int			nfeeds = 0;
@@ -613,21 +612,10 @@ LiveRound(Dev *devs, int ndevs, int room, Tuplestorestate *ts, TupleDesc desc)
 			caught[nupd] = BoolGetDatum(fd->n < room);
 			nupd++;
 
-			/* The answer: {cursor, more, changes}. */
-			{
-				StringInfoData res;
-				Datum		values[2];
-				bool		nulls[2] = {false, false};
-
-				initStringInfo(&res);
-				appendStringInfoString(&res, "{\"cursor\": ");
-				escape_json(&res, TextDatumGetCString(cursors[nupd - 1]));
-				appendStringInfo(&res, ", \"more\": %s, \"changes\": [%s]}", fd->n >= room ? "true" : "false",
-								 d->out.data);
-				values[0] = Int32GetDatum(d->ord);
-				values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(res.data));
-				tuplestore_putvalues(ts, desc, values, nulls);
-			}
+			/* The answer: {more, changes}, and the cursor. */
+			emit(emit_arg, d->ord,
+				 psprintf("{\"more\": %s, \"changes\": [%s]}", fd->n >= room ? "true" : "false", d->out.data),
+				 TextDatumGetCString(cursors[nupd - 1]), d->nout, fd->n >= room, NULL, NULL);
 		}
 		if (nupd > 0)
 		{
@@ -681,75 +669,70 @@ typedef struct SlowArg
 	const char *since;
 	const char *confirmed;
 	int			room;
-	Datum		result;
+	OfsPullAnswer ans;
 } SlowArg;
 
 static void
 SlowStep(void *arg)
 {
 	SlowArg    *a = arg;
-	OfsPullAnswer ans;
 
-	OfsPull(a->device, a->since, a->room, a->confirmed, &ans);
-	a->result = DirectFunctionCall1(jsonb_in, CStringGetDatum(OfsPullAnswerJson(&ans, true)));
+	OfsPull(a->device, a->since, a->room, a->confirmed, &a->ans);
 }
 
-/* SlowPull is ofs.pull for one device of a live round, in a subtransaction of its own. */
-static Datum
-SlowPull(const char *device, const char *since, const char *confirmed, int room)
+/* SlowPull is the pull of one device of a live round, in a subtransaction of its own. */
+static void
+SlowPull(int ord, const char *device, const char *since, const char *confirmed, int room,
+		 OfsLiveEmit emit, void *emit_arg)
 {
-	SlowArg		a = {device, since, confirmed, room, (Datum) 0};
+	SlowArg		a = {device, since, confirmed, room};
 	ErrorData  *e = OfsTrySubtransaction(SlowStep, &a);
-	StringInfoData b;
 
 	if (e == NULL)
-		return a.result;
+	{
+		emit(emit_arg, ord, OfsPullAnswerJson(&a.ans, false), a.ans.cursor, a.ans.changes.n, a.ans.more,
+			 NULL, NULL);
+		return;
+	}
 	/* A cancel or a timeout is the round's, not the device's. */
 	if (e->sqlerrcode == ERRCODE_QUERY_CANCELED || e->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
 		ReThrowError(e);
-	initStringInfo(&b);
-	appendStringInfoString(&b, "{\"error\": ");
-	escape_json(&b, e->message ? e->message : "unknown error");
-	appendStringInfo(&b, ", \"sqlstate\": \"%s\"}", unpack_sql_state(e->sqlerrcode));
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
+	emit(emit_arg, ord, NULL, NULL, 0, false, e->message ? e->message : "unknown error",
+		 unpack_sql_state(e->sqlerrcode));
+}
+
+static Datum
+TextArrayOf(char **v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = v[i] == NULL;
+		d[i] = v[i] ? CStringGetTextDatum(v[i]) : (Datum) 0;
+	}
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
- * pull_live(devices, cursors, confirmed, max_rows) pulls for many live
- * devices at once: returns (ord, result) per device, result a "changes"
- * answer, or {error, sqlstate} for a device that cannot pull; a device
- * whose feed had nothing new gets no row.  The devices on the fast path
- * (a cursor on the feed with no snapshot under way, no changed shape and
- * nothing owed) make one round together; the others are pulled for one by
- * one, as ofs.pull would.
+ * OfsPullLive pulls for many live devices at once (pull.h): the devices
+ * on the fast path (a cursor on the feed with no snapshot under way, no
+ * changed shape and nothing owed) make one round together; the others are
+ * pulled for one by one, as ofs.pull would.
  */
-Datum
-ofs_pull_live(PG_FUNCTION_ARGS)
+void
+OfsPullLive(int n, char **devices, char **cursors, char **confirmed, int room, OfsLiveEmit emit,
+			void *emit_arg)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			room;
-	Datum	   *names, *sinces, *confs;
-	bool	   *names_null, *sinces_null, *confs_null;
-	int			n, nsince, nconf;
 	Dev		   *devs;
 	int			ndevs = 0;
-	bool	   *fast;
+	bool	   *fast = palloc0(sizeof(bool) * Max(n, 1));
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("ofs_internal.pull_live needs devices, cursors and confirmed cursors")));
-	room = PG_ARGISNULL(3) ? MAX_PAGE_ROWS : Min(Max(PG_GETARG_INT32(3), 1), MAX_PAGE_ROWS);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &names, &names_null, &n);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &sinces, &sinces_null, &nsince);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT, &confs, &confs_null, &nconf);
-	if (nsince != n || nconf != n)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("ofs_internal.pull_live needs as many cursors and confirmed cursors as devices")));
-	InitMaterializedSRF(fcinfo, 0);
-	fast = palloc0(sizeof(bool) * Max(n, 1));
+	room = Min(Max(room, 1), MAX_PAGE_ROWS);
 
 	/* The pulls of one device happen one at a time (in name order: no deadlock). */
 	{
@@ -757,8 +740,8 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 		int			ns = 0;
 
 		for (int i = 0; i < n; i++)
-			if (!names_null[i])
-				sorted[ns++] = TextDatumGetCString(names[i]);
+			if (devices[i] != NULL)
+				sorted[ns++] = devices[i];
 		qsort(sorted, ns, sizeof(char *), CompareText);
 		for (int i = 0; i < ns; i++)
 			if (i == 0 || strcmp(sorted[i], sorted[i - 1]) != 0)
@@ -773,7 +756,7 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 	SPI_connect();
 	{
 		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-		Datum		args[3] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2)};
+		Datum		args[3] = {TextArrayOf(devices, n), TextArrayOf(cursors, n), TextArrayOf(confirmed, n)};
 
 		OfsPlanExec(OfsFixedPlan("live triage", TRIAGE_SQL, 3, types, false), args, NULL, true, 0);
 		devs = MemoryContextAllocZero(cxt, sizeof(Dev) * Max(SPI_processed, 1));
@@ -782,14 +765,12 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 			HeapTuple	t = SPI_tuptable->vals[r];
 			TupleDesc	d = SPI_tuptable->tupdesc;
 			bool		isnull;
-			MemoryContext old = MemoryContextSwitchTo(cxt);
+			MemoryContext old;
 			Dev		   *dv = &devs[ndevs];
 
 			if (!DatumGetBool(SPI_getbinval(t, d, 9, &isnull)) || isnull)
-			{
-				MemoryContextSwitchTo(old);
 				continue;
-			}
+			old = MemoryContextSwitchTo(cxt);
 			dv->ord = DatumGetInt32(SPI_getbinval(t, d, 1, &isnull));
 			dv->device = SPI_getvalue(t, d, 2);
 			dv->role = DatumGetObjectId(SPI_getbinval(t, d, 3, &isnull));
@@ -807,7 +788,7 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 
-	LiveRound(devs, ndevs, room, rsinfo->setResult, rsinfo->setDesc);
+	LiveRound(devs, ndevs, room, emit, emit_arg);
 	for (int i = 0; i < ndevs; i++)
 		if (devs[i].fast && devs[i].ord >= 1 && devs[i].ord <= n)
 			fast[devs[i].ord - 1] = true;
@@ -815,17 +796,78 @@ ofs_pull_live(PG_FUNCTION_ARGS)
 
 	/* The rest, one by one. */
 	for (int i = 0; i < n; i++)
-	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		if (!fast[i])
+			SlowPull(i + 1, devices[i], cursors[i], confirmed[i], room, emit, emit_arg);
+}
 
-		if (fast[i])
-			continue;
-		values[0] = Int32GetDatum(i + 1);
-		values[1] = SlowPull(names_null[i] ? NULL : TextDatumGetCString(names[i]),
-							 sinces_null[i] ? NULL : TextDatumGetCString(sinces[i]),
-							 confs_null[i] ? NULL : TextDatumGetCString(confs[i]), room);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+typedef struct SqlEmit
+{
+	ReturnSetInfo *rsinfo;
+} SqlEmit;
+
+/* SqlEmitResult puts a device's answer as (ord, result jsonb) in the SQL function's result. */
+static void
+SqlEmitResult(void *arg, int ord, const char *body, const char *cursor, int nchanges, bool more,
+			  const char *error, const char *sqlstate)
+{
+	SqlEmit    *e = arg;
+	StringInfoData b;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	initStringInfo(&b);
+	if (error)
+	{
+		appendStringInfoString(&b, "{\"error\": ");
+		escape_json(&b, error);
+		appendStringInfo(&b, ", \"sqlstate\": \"%s\"}", sqlstate);
 	}
+	else
+	{
+		/* body is {"more": .., ...}: the cursor goes first. */
+		appendStringInfoString(&b, "{\"cursor\": ");
+		escape_json(&b, cursor);
+		appendStringInfo(&b, ", %s", body + 1);
+	}
+	values[0] = Int32GetDatum(ord);
+	values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
+	tuplestore_putvalues(e->rsinfo->setResult, e->rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * pull_live(devices, cursors, confirmed, max_rows) pulls for many live
+ * devices at once: returns (ord, result) per device, result a "changes"
+ * answer, or {error, sqlstate} for a device that cannot pull; a device
+ * whose feed had nothing new gets no row.
+ */
+Datum
+ofs_pull_live(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *arrays[3];
+	bool	   *nulls[3];
+	int			counts[3];
+	char	  **texts[3];
+	SqlEmit		e = {rsinfo};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("ofs_internal.pull_live needs devices, cursors and confirmed cursors")));
+	for (int k = 0; k < 3; k++)
+	{
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(k), TEXTOID, -1, false, TYPALIGN_INT,
+						  &arrays[k], &nulls[k], &counts[k]);
+		texts[k] = palloc(sizeof(char *) * Max(counts[k], 1));
+		for (int i = 0; i < counts[k]; i++)
+			texts[k][i] = nulls[k][i] ? NULL : TextDatumGetCString(arrays[k][i]);
+	}
+	if (counts[1] != counts[0] || counts[2] != counts[0])
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("ofs_internal.pull_live needs as many cursors and confirmed cursors as devices")));
+	InitMaterializedSRF(fcinfo, 0);
+	OfsPullLive(counts[0], texts[0], texts[1], texts[2], PG_ARGISNULL(3) ? MAX_PAGE_ROWS : PG_GETARG_INT32(3),
+				SqlEmitResult, &e);
 	return (Datum) 0;
 }

@@ -33,6 +33,23 @@ extern void OfsPull(const char *device, const char *since, int max_rows, const c
 /* OfsPullAnswerJson: {"changes": [...], "more": ..[, "snapshot": ..][, "cursor": ..]}. */
 extern char *OfsPullAnswerJson(const OfsPullAnswer *ans, bool with_cursor);
 
+/*
+ * OfsLiveEmit receives a device's answer in a live round: body is
+ * {"more": .., "changes": [..]} and cursor the cursor after it, or error
+ * and sqlstate say why the device could not pull.  ord is the device's
+ * place in the arrays, from 1.
+ */
+typedef void (*OfsLiveEmit) (void *arg, int ord, const char *body, const char *cursor, int nchanges,
+							 bool more, const char *error, const char *sqlstate);
+
+/*
+ * OfsPullLive pulls for n live devices at once (live_round.c), each from
+ * its cursor with what it confirmed (NULLs allowed), at most room changes
+ * each, and emits an answer for each device that has one.
+ */
+extern void OfsPullLive(int n, char **devices, char **cursors, char **confirmed, int room,
+						OfsLiveEmit emit, void *emit_arg);
+
 /* The feed part of a pull (pull_feed.c). */
 extern bool OfsPullFeed(const char *device, Oid role, char **feedc, int room, int64 gen, int64 page,
 						OfsChangeList *out);
