@@ -100,6 +100,66 @@ Duplicate(const char *device, const char *op_id)
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* ScalarText: a JSON scalar as text, to compare values of different JSON types. */
+static char *
+ScalarText(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return v->val.boolean ? "true" : "false";
+		case jbvNull:
+			return NULL;
+		default:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	}
+}
+
+/*
+ * CheckKeyInData refuses an insert or update whose data gives a key column
+ * another value than its pk: the row it names is not the row it writes.
+ * Values are equal as numbers when both are numbers, else as text ("1"
+ * and 1 name the same key of an integer column, as the origin reads them).
+ */
+static void
+CheckKeyInData(OfsMutation *m)
+{
+	JsonbIterator *it = JsonbIteratorInit(&m->pk->root);
+	JsonbIteratorToken tok;
+	JsonbValue	k, v;
+
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		JsonbValue *d;
+		char	   *col;
+		bool		same;
+
+		if (tok != WJB_KEY)
+			continue;
+		col = pnstrdup(k.val.string.val, k.val.string.len);
+		(void) JsonbIteratorNext(&it, &v, true);
+		d = OfsJsonGet(m->data, col);
+		if (d == NULL)
+			continue;
+		if (v.type == jbvNumeric && d->type == jbvNumeric)
+			same = DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(v.val.numeric),
+													NumericGetDatum(d->val.numeric)));
+		else
+		{
+			char	   *a = ScalarText(&v);
+			char	   *b = ScalarText(d);
+
+			same = a != NULL && b != NULL && strcmp(a, b) == 0;
+		}
+		if (!same)
+			OfsRejectMutation(m->op_id, psprintf("has data whose key column \"%s\" is not its pk's: a key is changed by a delete and an insert", col));
+	}
+}
+
 /*
  * ReadMutation validates a mutation into m.  What the rejection path needs
  * (data, the key) is copied into the caller's context, which outlives the
@@ -150,6 +210,8 @@ ReadMutation(Jsonb *json, OfsMutation *m, MemoryContext caller)
 	if (strpbrk(text, ".-eEN") != NULL)
 		OfsRejectMutation(m->op_id, "has an hlc that is not a non-negative integer");
 	m->hlc = ClampHlc(DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric))));
+	if (m->op != OFS_OP_DELETE)
+		CheckKeyInData(m);
 	key = OfsKeyText(m->op_id, &m->target, m->pk);
 	if (strlen(key) > MAX_KEY_BYTES)
 		OfsRejectMutation(m->op_id, "has a key longer than 1024 bytes");

@@ -52,6 +52,18 @@ test('values', { timeout: 60 }, async (t) => {
   const hl = (op, id, h) => `{"op_id":"${op}","table":"${T}","op":"insert","pk":{"id":"${id}"},"data":{"id":"${id}"},"hlc":${h}}`;
   const r4 = await c.requestRaw(`{"type":"push","id":"h","mutations":[${hl('h-1', 'h1', '1.5')},${hl('h-2', 'h2', '-1')},${hl('h-3', 'h3', hlc())}]}`, 'h');
   t.same((r4.results || []).map((x) => x.status), ['rejected', 'rejected', 'applied'], 'an hlc that is not a non-negative integer rejects its mutation', show(r4));
+  // A mutation whose data gives its key another value than its pk names one
+  // row and writes another: refused, and nothing is written.
+  const km = (op, kind, pk, id) => `{"op_id":"${op}","table":"${T}","op":"${kind}","pk":{"id":"${pk}"},` +
+    `"data":{"id":"${id}","n":1},"hlc":${hlc()}}`;
+  const r5 = await c.requestRaw(`{"type":"push","id":"k","mutations":[${km('k-1', 'insert', 'k1', 'k2')},` +
+    `${km('k-2', 'update', 'tenth', 'moved')},${km('k-3', 'insert', 'k3', 'k3')}]}`, 'k');
+  t.same((r5.results || []).map((x) => x.status), ['rejected', 'rejected', 'applied'],
+    'an insert or update whose data disagrees with its pk is rejected; one that agrees is applied', show(r5));
+  t.is(((r5.results || [])[0] || {}).sqlstate, '22023', '... with 22023');
+  t.match(((r5.results || [])[0] || {}).message, /key column "id" is not its pk's/, '... and a message naming the column');
+  t.is(psql(`SELECT count(*) FROM e2e_val_t WHERE id IN ('k1', 'k2', 'moved')`), '0', '... and nothing of them is written');
+  t.is(got('tenth', 'n'), '0.1', '... the row the update named is unchanged');
 
   // A float beyond 2^63 reaches devices as a string (a JSON integer that
   // large is beyond what 64-bit clients read), and does not stop live rounds.
