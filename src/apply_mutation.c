@@ -100,25 +100,6 @@ Duplicate(const char *device, const char *op_id)
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* ScalarText: a JSON scalar as text, to compare values of different JSON types. */
-static char *
-ScalarText(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvString:
-			return pnstrdup(v->val.string.val, v->val.string.len);
-		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-		case jbvBool:
-			return v->val.boolean ? "true" : "false";
-		case jbvNull:
-			return NULL;
-		default:
-			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-	}
-}
-
 /*
  * CheckKeyInData refuses an insert or update whose data gives a key column
  * another value than its pk: the row it names is not the row it writes.
@@ -150,8 +131,8 @@ CheckKeyInData(OfsMutation *m)
 													NumericGetDatum(d->val.numeric)));
 		else
 		{
-			char	   *a = ScalarText(&v);
-			char	   *b = ScalarText(d);
+			char	   *a = OfsJsonText(&v);
+			char	   *b = OfsJsonText(d);
 
 			same = a != NULL && b != NULL && strcmp(a, b) == 0;
 		}
