@@ -64,6 +64,12 @@ test('values', { timeout: 60 }, async (t) => {
   t.match(((r5.results || [])[0] || {}).message, /key column "id" is not its pk's/, '... and a message naming the column');
   t.is(psql(`SELECT count(*) FROM e2e_val_t WHERE id IN ('k1', 'k2', 'moved')`), '0', '... and nothing of them is written');
   t.is(got('tenth', 'n'), '0.1', '... the row the update named is unchanged');
+  // More mutations than welcome.limits.max_batch: the push is refused whole.
+  const max = c.welcome.limits.max_batch;
+  const many = Array.from({ length: max + 1 }, (_, i) => km(`over-${i}`, 'insert', `over-${i}`, `over-${i}`)).join(',');
+  const r6 = await c.requestRaw(`{"type":"push","id":"b","mutations":[${many}]}`, 'b');
+  t.error(r6, 'invalid_message', `a push of ${max + 1} mutations is refused`, { message: new RegExp(`at most ${max} mutations`) });
+  t.is(psql(`SELECT count(*) FROM e2e_val_t WHERE id LIKE 'over-%'`), '0', '... and nothing of it is applied');
 
   // A float beyond 2^63 reaches devices as a string (a JSON integer that
   // large is beyond what 64-bit clients read), and does not stop live rounds.
