@@ -11,31 +11,7 @@
 set -euo pipefail
 . "$OFS_ROOT/bench/tools/ws_common.sh"
 ws_prepare
-db=$WS_DB
-role=bench_ws_fan
-devices=1000
-cleanup() {
-  ws_stop_node
-  ofs_psql -d $db -c "DROP TABLE IF EXISTS ws_fan" \
-    -c "DELETE FROM ofs.device WHERE device LIKE 'bench-fan-%'" >/dev/null 2>&1
-  ofs_psql -d $db -c "DO \$\$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '$role')
-                      THEN DROP OWNED BY $role; DROP ROLE $role; END IF; END \$\$" >/dev/null 2>&1
-  rm -f "$OFS_TMP/ws_fan.tokens" "$OFS_TMP/ws_fan.out"
-}
-trap cleanup EXIT
-cleanup
-
-ofs_psql -d $db >/dev/null <<SQL
-CREATE ROLE $role;
-CREATE TABLE ws_fan (id integer PRIMARY KEY, note text);
-GRANT USAGE ON SCHEMA public TO $role;
-GRANT SELECT ON ws_fan TO $role;
-SELECT ofs.sync_table('ws_fan');
-SQL
-ofs_psql -d $db -c "SELECT ofs.create_device_token('$role', 'bench-fan-' || g) FROM generate_series(1, $devices) g" \
-  >"$OFS_TMP/ws_fan.tokens"
-
-ws_node "$OFS_TMP/ws_fan.out" 110 ws_fanout.js "$OFS_TMP/ws_fan.tokens" public.ws_fan 20 2
-read -r p50 p99 max dev50 dev99 mode <"$OFS_TMP/ws_fan.out"
-echo "per device: p50 $dev50 ms, p99 $dev99 ms" >&2
-printf "fan-out 1,000 live devices, one change (%s)|p99 %.0f ms (p50 %.0f, max %.0f)|-|-|p99 <= 50 ms\n" "$mode" "$p99" "$p50" "$max"
+ws_fanout fan 1000 20 110
+echo "per device: p50 $FAN_DEV50 ms, p99 $FAN_DEV99 ms" >&2
+printf "fan-out 1,000 live devices, one change (%s)|p99 %.0f ms (p50 %.0f, max %.0f)|-|-|p99 <= 50 ms\n" \
+  "$FAN_REST" "$FAN_P99" "$FAN_P50" "$FAN_MAX"

@@ -81,3 +81,37 @@ ws_stop_node() {
     WS_NODE_PID=
   fi
 }
+
+# ws_fanout NAME DEVICES TRIALS SECS: the live fan-out of rows 51 and 55.
+# Makes role bench_ws_NAME with DEVICES device tokens and table ws_NAME
+# (dropped again on exit), runs bench/tools/ws_fanout.js on them (TRIALS
+# changes after 2 not counted, at most SECS seconds; OFS_BENCH_FAN_* in the
+# environment pass on) and sets FAN_P50 FAN_P99 FAN_MAX FAN_DEV50 FAN_DEV99
+# and FAN_REST (the mode, then the workers' Pss when asked for).
+ws_fanout() {
+  local name=$1 devices=$2 trials=$3 secs=$4
+  WS_FAN_DB=$WS_DB WS_FAN_NAME=$name
+  trap ws_fanout_cleanup EXIT
+  ws_fanout_cleanup
+  ofs_psql -d $WS_DB >/dev/null <<SQL
+CREATE ROLE bench_ws_$name;
+CREATE TABLE ws_$name (id integer PRIMARY KEY, note text);
+GRANT USAGE ON SCHEMA public TO bench_ws_$name;
+GRANT SELECT ON ws_$name TO bench_ws_$name;
+SELECT ofs.sync_table('ws_$name');
+SQL
+  ofs_psql -d $WS_DB -c "SELECT ofs.create_device_token('bench_ws_$name', 'bench-$name-' || g) FROM generate_series(1, $devices) g" \
+    >"$OFS_TMP/ws_$name.tokens"
+  ws_node "$OFS_TMP/ws_$name.out" "$secs" ws_fanout.js "$OFS_TMP/ws_$name.tokens" public.ws_$name "$trials" 2
+  read -r FAN_P50 FAN_P99 FAN_MAX FAN_DEV50 FAN_DEV99 FAN_REST <"$OFS_TMP/ws_$name.out"
+}
+
+ws_fanout_cleanup() {
+  local name=$WS_FAN_NAME role=bench_ws_$WS_FAN_NAME
+  ws_stop_node
+  ofs_psql -d $WS_FAN_DB -c "DROP TABLE IF EXISTS ws_$name" \
+    -c "DELETE FROM ofs.device WHERE device LIKE 'bench-$name-%'" >/dev/null 2>&1
+  ofs_psql -d $WS_FAN_DB -c "DO \$\$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '$role')
+                      THEN DROP OWNED BY $role; DROP ROLE $role; END IF; END \$\$" >/dev/null 2>&1
+  rm -f "$OFS_TMP/ws_$name.tokens" "$OFS_TMP/ws_$name.out"
+}
