@@ -645,23 +645,23 @@ CompareText(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* The devices' last pages and their fast-path test, for all devices at once. */
+/*
+ * The devices' last pages and their fast-path test, for all devices at
+ * once; their cursors are read in C (pull.c), $2 NULL for one that is not
+ * a pull cursor (it goes the slow way, which says what is wrong).
+ */
 #define TRIAGE_SQL \
-	"SELECT a.i::int, a.device, ro.oid, c->>'f', (c->>'v')::bigint, (c->>'p')::bigint," \
-	"       coalesce(least((c->>'p')::bigint, (nullif(a.confirmed, '')::jsonb->>'p')::bigint), (c->>'p')::bigint)," \
-	"       dv.page_seq + 1," \
-	"       jsonb_array_length(c->'s') = 0" \
-	"       AND (c->>'v')::bigint >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)" \
-	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.gone_page > (c->>'p')::bigint)" \
-	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > (c->>'p')::bigint)" \
-	"  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS a(device, since, confirmed, i)" \
+	"SELECT a.i::int, a.device, ro.oid, a.f, a.v, a.p, a.conf, dv.page_seq + 1," \
+	"       NOT a.snaps" \
+	"       AND a.v >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)" \
+	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.gone_page > a.p)" \
+	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > a.p)" \
+	"  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[])" \
+	"       WITH ORDINALITY AS a(device, f, v, p, conf, snaps, i)" \
 	"  JOIN ofs.device dv ON dv.device = a.device" \
 	"                    AND dv.revoked_at IS NULL AND coalesce(dv.expires_at > now(), true)" \
 	"  JOIN pg_catalog.pg_roles ro ON ro.rolname = dv.role" \
-	"  CROSS JOIN LATERAL (SELECT CASE WHEN a.since IS NULL OR a.since !~ '^\\{.*\\}$' THEN NULL" \
-	"                                  ELSE a.since::jsonb END AS c) cc" \
-	" WHERE cc.c IS NOT NULL AND jsonb_typeof(cc.c->'s') = 'array' AND cc.c->>'f' IS NOT NULL" \
-	"   AND cc.c->>'v' ~ '^[0-9]+$' AND cc.c->>'p' ~ '^[0-9]+$'"
+	" WHERE a.f IS NOT NULL"
 
 typedef struct SlowArg
 {
@@ -755,10 +755,33 @@ OfsPullLive(int n, char **devices, char **cursors, char **confirmed, int room, O
 
 	SPI_connect();
 	{
-		Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-		Datum		args[3] = {TextArrayOf(devices, n), TextArrayOf(cursors, n), TextArrayOf(confirmed, n)};
+		Oid			types[6] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
+		char	  **fs = palloc(sizeof(char *) * Max(n, 1));
+		Datum	   *vs = palloc(sizeof(Datum) * Max(n, 1));
+		Datum	   *ps = palloc(sizeof(Datum) * Max(n, 1));
+		Datum	   *confs = palloc(sizeof(Datum) * Max(n, 1));
+		Datum	   *snaps = palloc(sizeof(Datum) * Max(n, 1));
+		Datum		args[6];
 
-		OfsPlanExec(OfsFixedPlan("live triage", TRIAGE_SQL, 3, types, false), args, NULL, true, 0);
+		for (int i = 0; i < n; i++)
+		{
+			int64		v = 0, p = 0;
+			bool		snapshots = false;
+
+			if (!OfsPullCursorPosition(cursors[i], &fs[i], &v, &p, &snapshots))
+				fs[i] = NULL;
+			vs[i] = Int64GetDatum(v);
+			ps[i] = Int64GetDatum(p);
+			confs[i] = Int64GetDatum(confirmed[i] ? OfsConfirmedPage(confirmed[i], p) : p);
+			snaps[i] = BoolGetDatum(snapshots);
+		}
+		args[0] = TextArrayOf(devices, n);
+		args[1] = TextArrayOf(fs, n);
+		args[2] = PointerGetDatum(construct_array(vs, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[3] = PointerGetDatum(construct_array(ps, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(confs, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[5] = PointerGetDatum(construct_array(snaps, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+		OfsPlanExec(OfsFixedPlan("live triage", TRIAGE_SQL, 6, types, false), args, NULL, true, 0);
 		devs = MemoryContextAllocZero(cxt, sizeof(Dev) * Max(SPI_processed, 1));
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{

@@ -130,8 +130,9 @@ DropSnap(PullCursor *c, int i)
 	c->nsnaps--;
 }
 
-static void
-ParseCursor(const char *since, PullCursor *c)
+/* ReadCursor reads a pull cursor into c; false when it is not one. */
+static bool
+ReadCursor(const char *since, PullCursor *c)
 {
 	Jsonb	   *j = ParseJson(since);
 	JsonbValue	v;
@@ -141,14 +142,14 @@ ParseCursor(const char *since, PullCursor *c)
 
 	memset(c, 0, sizeof(*c));
 	if (j == NULL || !JB_ROOT_IS_OBJECT(j))
-		BadCursor();
+		return false;
 	if (!Get(&j->root, "f", &v) || v.type != jbvString)
-		BadCursor();
+		return false;
 	c->f = pnstrdup(v.val.string.val, v.val.string.len);
 	if (!Get(&j->root, "v", &v) || !Int64Of(&v, false, &c->v) ||
 		!Get(&j->root, "p", &v) || !Int64Of(&v, false, &c->p) ||
 		!Get(&j->root, "s", &v) || v.type != jbvBinary || !JsonContainerIsArray(v.val.binary.data))
-		BadCursor();
+		return false;
 	it = JsonbIteratorInit(v.val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 	{
@@ -159,35 +160,57 @@ ParseCursor(const char *since, PullCursor *c)
 		if (tok != WJB_ELEM)
 			continue;
 		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
-			BadCursor();
+			return false;
 		sn = AddSnap(c);
 		if (!Get(e.val.binary.data, "t", &x) || !Int64Of(&x, true, &t) || t > PG_UINT32_MAX ||
 			!Get(e.val.binary.data, "g", &x) || !Int64Of(&x, true, &sn->g))
-			BadCursor();
+			return false;
 		sn->t = (Oid) t;
 		if (Get(e.val.binary.data, "n", &x))
 		{
 			if (!Int64Of(&x, false, &sn->n))
-				BadCursor();
+				return false;
 			sn->counted = true;
 			if (Get(e.val.binary.data, "d", &x) && !Int64Of(&x, false, &sn->d))
-				BadCursor();
+				return false;
 		}
 		if (Get(e.val.binary.data, "a", &x) && x.type != jbvNull)
 			sn->a = JsonbValueToJsonb(&x);
 		if (Get(e.val.binary.data, "stale", &x))
 		{
 			if (x.type != jbvBool)
-				BadCursor();
+				return false;
 			sn->stale = x.val.boolean;
 		}
 		if (Get(e.val.binary.data, "fresh", &x))
 		{
 			if (x.type != jbvBool)
-				BadCursor();
+				return false;
 			sn->fresh = x.val.boolean;
 		}
 	}
+	return true;
+}
+
+static void
+ParseCursor(const char *since, PullCursor *c)
+{
+	if (!ReadCursor(since, c))
+		BadCursor();
+}
+
+bool
+OfsPullCursorPosition(const char *cursor, char **f, int64 *v, int64 *p, bool *snapshots)
+{
+	PullCursor	c;
+
+	if (cursor == NULL || !ReadCursor(cursor, &c) || c.v < 0 || c.p < 0)
+		return false;
+	*f = c.f;
+	*v = c.v;
+	*p = c.p;
+	*snapshots = c.nsnaps > 0;
+	return true;
 }
 
 static char *
@@ -422,9 +445,8 @@ HoldsAny(const char *device, Oid tbl)
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* ConfirmedPage: the page of the cursor a device confirmed, at most since_page (0: unreadable). */
-static int64
-ConfirmedPage(const char *confirmed, int64 since_page)
+int64
+OfsConfirmedPage(const char *confirmed, int64 since_page)
 {
 	Jsonb	   *j = ParseJson(confirmed);
 	JsonbValue	v;
@@ -570,7 +592,7 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 	 * Rows first sent in a page after the cursor never reached the device:
 	 * it does not hold them.
 	 */
-	conf_page = confirmed ? ConfirmedPage(confirmed, since_page) : since_page;
+	conf_page = confirmed ? OfsConfirmedPage(confirmed, since_page) : since_page;
 	{
 		Oid			types[2] = {TEXTOID, INT8OID};
 		Datum		args[2] = {CStringGetTextDatum(device), Int64GetDatum(conf_page)};

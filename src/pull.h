@@ -30,6 +30,15 @@ typedef struct OfsPullAnswer
 extern void OfsPull(const char *device, const char *since, int max_rows, const char *confirmed,
 					OfsPullAnswer *ans);
 
+/*
+ * OfsPullCursorPosition reads a pull cursor's feed cursor, shape version,
+ * page and whether snapshots are under way; false when it is not a pull
+ * cursor.  OfsConfirmedPage is the page of the cursor a device confirmed,
+ * at most since_page (since_page when it names none, 0 when unreadable).
+ */
+extern bool OfsPullCursorPosition(const char *cursor, char **f, int64 *v, int64 *p, bool *snapshots);
+extern int64 OfsConfirmedPage(const char *confirmed, int64 since_page);
+
 /* OfsPullAnswerJson: {"changes": [...], "more": ..[, "snapshot": ..][, "cursor": ..]}. */
 extern char *OfsPullAnswerJson(const OfsPullAnswer *ans, bool with_cursor);
 
