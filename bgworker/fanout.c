@@ -168,18 +168,79 @@ LiveAlone(Session *s, int rows, size_t bytes)
 	LiveBatchRows(&s, 1, s->page_rows);
 }
 
+/*
+ * LiveRound10 is the live round under 1.0's SQL: ofs.pull_live is called
+ * with the devices and cursors as JSON arrays.  false: out of memory.
+ */
+static bool
+LiveRound10(Session **list, int n, int max_rows, LiveBatch *b, SqlResult *res)
+{
+	json_t	   *arrays[2] = {json_array(), json_array()};
+	char	   *texts[2];
+	char		maxtext[16];
+	const char *args[4];
+	bool		ok;
+
+	for (int i = 0; i < n; i++)
+	{
+		json_array_append_new(arrays[0], list[i]->cursor ? json_string(list[i]->cursor) : json_null());
+		json_array_append_new(arrays[1], list[i]->acked ? json_string(list[i]->acked) : json_null());
+	}
+	texts[0] = json_dumps(arrays[0], JSON_COMPACT);
+	texts[1] = json_dumps(arrays[1], JSON_COMPACT);
+	json_decref(arrays[0]);
+	json_decref(arrays[1]);
+	ok = texts[0] != NULL && texts[1] != NULL;
+	if (ok)
+	{
+		snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
+		args[0] = b->texts[0];
+		args[1] = texts[0];
+		args[2] = texts[1];
+		args[3] = maxtext;
+		WorkerSqlTx("SELECT ord, (result - 'cursor')::text, result->>'cursor',"
+					"       coalesce(jsonb_array_length(result->'changes'), 0), (result->>'more')::boolean,"
+					"       result->>'error', result->>'sqlstate' FROM ofs.pull_live("
+					"ARRAY(SELECT jsonb_array_elements_text($1::jsonb)),"
+					"ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
+					"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)",
+					4, args, KeepLiveResult, CheckLiveBatch, b, res);
+	}
+	free(texts[0]);
+	free(texts[1]);
+	return ok;
+}
+
+/*
+ * LiveRound11 calls the engine directly (ofs_internal.pull_live's C):
+ * no JSON is built for SQL and read again.  false: out of memory.
+ */
+static bool
+LiveRound11(Session **list, int n, int max_rows, LiveBatch *b, SqlResult *res)
+{
+	char	  **texts = calloc(3 * (size_t) n, sizeof(char *));
+
+	if (texts == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		texts[i] = list[i]->device;
+		texts[n + i] = list[i]->cursor;
+		texts[2 * n + i] = list[i]->acked;
+	}
+	WorkerLiveTx(n, texts, texts + n, texts + 2 * n, max_rows, KeepLiveResult, CheckLiveBatch, b, res);
+	free(texts);
+	return true;
+}
+
 static void
 LiveBatchRows(Session **list, int n, int max_rows)
 {
-	json_t	   *arrays[6];
-	char		maxtext[16];
-	const char *args[4];
-	char	   *cursors;
-	char	   *acked;
+	json_t	   *arrays[4];
 	SqlResult	res;
 	LiveBatch	b;
 
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 4; i++)
 		arrays[i] = json_array();
 	for (int i = 0; i < n; i++)
 	{
@@ -187,8 +248,6 @@ LiveBatchRows(Session **list, int n, int max_rows)
 		json_array_append_new(arrays[1], json_string(list[i]->token_sha256));
 		json_array_append_new(arrays[2], json_string(list[i]->role ? list[i]->role : ""));
 		json_array_append_new(arrays[3], json_integer(list[i]->role_oid));
-		json_array_append_new(arrays[4], list[i]->cursor ? json_string(list[i]->cursor) : json_null());
-		json_array_append_new(arrays[5], list[i]->acked ? json_string(list[i]->acked) : json_null());
 		/* A device with nothing new is not asked again until the next commit. */
 		list[i]->live_pending = false;
 	}
@@ -197,51 +256,16 @@ LiveBatchRows(Session **list, int n, int max_rows)
 	b.shares = calloc(n, sizeof(LiveShare));
 	b.lost = calloc(n, sizeof(bool));
 	for (int i = 0; i < 4; i++)
+	{
 		b.texts[i] = json_dumps(arrays[i], JSON_COMPACT);
-	/* The cursors as JSON for 1.0's SQL only: 1.1's engine is called directly. */
-	cursors = ofs_sql_version >= 101 ? strdup("") : json_dumps(arrays[4], JSON_COMPACT);
-	acked = ofs_sql_version >= 101 ? strdup("") : json_dumps(arrays[5], JSON_COMPACT);
-	for (int i = 0; i < 6; i++)
 		json_decref(arrays[i]);
+	}
 	if (b.shares == NULL || b.lost == NULL || !b.texts[0] || !b.texts[1] || !b.texts[2] || !b.texts[3] ||
-		!cursors || !acked)
+		!(ofs_sql_version >= 101 ? LiveRound11 : LiveRound10) (list, n, max_rows, &b, &res))
 	{
 		OfsRecordError("out of memory in a live round");
 		goto done;
 	}
-	args[0] = b.texts[0];
-	args[1] = cursors;
-	args[2] = acked;
-	snprintf(maxtext, sizeof(maxtext), "%d", max_rows);
-	args[3] = maxtext;
-#define LIVE_SQL(schema) \
-	"SELECT ord, (result - 'cursor')::text, result->>'cursor'," \
-	"       coalesce(jsonb_array_length(result->'changes'), 0), (result->>'more')::boolean," \
-	"       result->>'error', result->>'sqlstate' FROM " schema ".pull_live(" \
-	"ARRAY(SELECT jsonb_array_elements_text($1::jsonb))," \
-	"ARRAY(SELECT jsonb_array_elements_text($2::jsonb))," \
-	"ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4::int)"
-	if (ofs_sql_version >= 101)
-	{
-		/* The engine, called directly: no JSON is built in SQL and read again. */
-		char	  **texts = calloc(3 * (size_t) n, sizeof(char *));
-
-		if (texts == NULL)
-		{
-			OfsRecordError("out of memory in a live round");
-			goto done;
-		}
-		for (int i = 0; i < n; i++)
-		{
-			texts[i] = list[i]->device;
-			texts[n + i] = list[i]->cursor;
-			texts[2 * n + i] = list[i]->acked;
-		}
-		WorkerLiveTx(n, texts, texts + n, texts + 2 * n, max_rows, KeepLiveResult, CheckLiveBatch, &b, &res);
-		free(texts);
-	}
-	else
-		WorkerSqlTx(LIVE_SQL("ofs"), 4, args, KeepLiveResult, CheckLiveBatch, &b, &res);
 	if (!res.ok && strcmp(res.sqlstate, OFS_PAGE_TOO_LARGE) == 0)
 	{
 		/* The others again together; the large ones alone, with fewer rows. */
@@ -295,8 +319,6 @@ done:
 	free(b.lost);
 	for (int i = 0; i < 4; i++)
 		free(b.texts[i]);
-	free(cursors);
-	free(acked);
 }
 
 /* Ready: an authenticated session. */
