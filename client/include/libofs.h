@@ -18,6 +18,7 @@
 #ifndef LIBOFS_H
 #define LIBOFS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sqlite3.h>
 
@@ -58,6 +59,15 @@ void		ofs_close(ofs_db *db);
  * allowed next states in the message).  Other connections to the file
  * (without ofs_open) cannot write synced tables: the capture triggers need
  * ofs's SQL functions.
+ *
+ * The writes of one transaction (BEGIN ... COMMIT, or one statement in
+ * autocommit) reach the origin as one atomic group: all applied or none.
+ * ofs tells transactions apart with this connection's commit and rollback
+ * hooks: do not set your own (sqlite3_commit_hook, sqlite3_rollback_hook)
+ * on it, or the writes of later transactions would join one group.  A
+ * transaction of more writes than the origin's max_batch (1000 by default)
+ * cannot be pushed: ofs_sync fails with OFS_REFUSED and it, and the writes
+ * after it, stay in the outbox.
  */
 sqlite3    *ofs_sqlite(ofs_db *db);
 
@@ -126,15 +136,45 @@ void		ofs_set_callbacks(ofs_db *db, const ofs_callbacks *callbacks, void *user);
 
 /*
  * ofs_status returns a JSON object text: pending intents, cursor, device,
- * last sync time, rejected count, subscriptions.
+ * last sync time, rejected count, subscriptions, and:
+ *   up_to_date          the last page of changes applied left the device
+ *                       with everything the origin had committed before it
+ *   synced              up_to_date and nothing pending: the honest "synced"
+ *   synced_hlc          the origin's clock at that page (null if unknown)
+ *   hlc                 the device's clock as stored
+ *   rejections_version  the version of the origin's list the device holds
+ *   dead_letters, origin_conflicts   how many of that list are open
  */
 const char *ofs_status(ofs_db *db);
 
 /*
  * ofs_rejected returns the rejected intents as a JSON array text, each with
- * op_id, table, op, pk, data, sqlstate, message and hint.
+ * op_id, table, op, pk, data, sqlstate, message, hint, group (the atomic
+ * group it was sent in, or null) and origin: the origin's dead letter of
+ * it (as in ofs_origin_rejections) once the device has fetched the list,
+ * else null.
  */
 const char *ofs_rejected(ofs_db *db);
+
+/*
+ * ofs_origin_rejections returns the origin's view of the device's
+ * rejections as the device last fetched it (a sync fetches it when the
+ * origin says it changed), without connecting: a JSON object text
+ * {"version", "fetched_at" (Unix seconds), "dead_letters": [...],
+ * "conflicts": [...]}, each entry as docs/PROTOCOL.md "rejections" shows
+ * it (id, operation_id, table, pk, status, ...).
+ */
+const char *ofs_origin_rejections(ofs_db *db);
+
+/*
+ * ofs_clear_rejections connects and asks the origin to clear the dead
+ * letters and conflicts with these ids (entries of ofs_origin_rejections):
+ * a closed entry is no longer listed, an open dead letter is discarded; an
+ * open conflict stays (a person resolves it).  The list the origin answers
+ * replaces the device's.  With no ids, it only fetches the list.
+ */
+ofs_rc		ofs_clear_rejections(ofs_db *db, const int64_t *dead_letters, size_t n_dead_letters,
+								 const int64_t *conflicts, size_t n_conflicts);
 
 /* Helpers the library uses, public for tests and tools. */
 

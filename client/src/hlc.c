@@ -29,7 +29,56 @@ ofs_hlc_next(int64_t last, int64_t now_ms)
 {
 	int64_t		wall = now_ms << 16;
 
+	if (last >= INT64_MAX)		/* only a corrupted clock gets here; never overflow */
+		return INT64_MAX;
 	return wall > last ? wall : last + 1;
+}
+
+int
+ofs_hlc_valid(json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= OFS_HLC_MAX;
+}
+
+/*
+ * ofs_hlc_save writes the clock to _ofs_meta.  Several connections (an
+ * ofs-cli live and an ofs-cli exec, say) share the file: the larger value
+ * stays, so that none of them moves the stored clock back.
+ */
+ofs_rc
+ofs_hlc_save(ofs_db *db)
+{
+	sqlite3_stmt *st;
+	int			rc;
+
+	if (db->hlc_last <= 0)
+		return OFS_OK;
+	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_meta (key, value) VALUES ('hlc', ?1)"
+						   " ON CONFLICT (key) DO UPDATE SET value = CASE"
+						   " WHEN CAST(value AS INTEGER) > CAST(excluded.value AS INTEGER) THEN value"
+						   " ELSE excluded.value END", -1, &st, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "storing the clock");
+	sqlite3_bind_text(st, 1, sqlite3_mprintf("%lld", (long long) db->hlc_last), -1, sqlite3_free);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? OFS_OK : ofs_sqlfail(db, "storing the clock");
+}
+
+/*
+ * ofs_hlc_observe follows a clock the origin sent (docs/PROTOCOL.md,
+ * "Clocks"): the device's clock becomes at least that value, so that a
+ * write made after seeing a value is stamped later than it, however far
+ * behind the device's wall clock is.  Called inside the transaction that
+ * applies the message, the stored clock commits with it.
+ */
+ofs_rc
+ofs_hlc_observe(ofs_db *db, int64_t received)
+{
+	if (received < 0 || received > OFS_HLC_MAX)
+		return ofs_fail(db, OFS_PROTOCOL, "the origin's clock %lld is out of range", (long long) received);
+	if (received > db->hlc_last)
+		db->hlc_last = received;
+	return ofs_hlc_save(db);
 }
 
 /* ofs_op_id: 32 hex digits, time first so that ids sort by creation. */

@@ -6,9 +6,10 @@
  * triggers from the origin's schema); rows.c: local copies of synced rows
  * and the caches that write them; outbox.c: intents to push and what the
  * origin answered; reconcile.c: applying the origin's changes and
- * replaying pending intents on top; transport.c: the WebSocket
- * connection; sync.c: the sync cycle and live mode; hlc.c: the clock, ids
- * and backoff.
+ * replaying pending intents on top; rejections.c: the origin's list of
+ * the device's dead letters and conflicts, kept on the device;
+ * transport.c: the WebSocket connection; sync.c: the sync cycle and live
+ * mode; hlc.c: the clock, ids and backoff.
  */
 #ifndef OFS_INTERNAL_H
 #define OFS_INTERNAL_H
@@ -17,6 +18,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "libofs.h"
 
@@ -28,9 +30,14 @@ struct ofs_db
 	void	   *user;
 	int			capturing;		/* 0 while origin changes are applied */
 	int64_t		hlc_last;
+	sqlite3_stmt *hlc_stored;	/* reads _ofs_meta's clock (written by any connection) */
+	int64_t		txn;			/* the open transaction's number for its intents, 0: none yet */
+	int			max_batch;		/* welcome.limits.max_batch of the current session, 0: unknown */
+	int			rejections_wanted;	/* a page named a rejections version the device has not fetched */
 	volatile sig_atomic_t stop;
 	char	   *status_text;	/* returned by ofs_status */
 	char	   *rejected_text;	/* returned by ofs_rejected */
+	char	   *origin_text;	/* returned by ofs_origin_rejections */
 	/* Statements that write local rows, by their SQL (owned by rows.c). */
 	struct
 	{
@@ -69,16 +76,35 @@ void		ofs_rows_forget(ofs_db *db);	/* drops the caches below */
 
 /* store.c */
 ofs_rc		ofs_install_schema(ofs_db *db, json_t *schema);
+/* Runs the query's single value into *buf (replacing it): a JSON text, or NULL on failure. */
+const char *ofs_query_text(ofs_db *db, const char *sql, char **buf);
 /* The local name of an origin table, or NULL if the device has no such table (malloc'd). */
 char	   *ofs_local_table(ofs_db *db, const char *origin);
 
 /* outbox.c */
-json_t	   *ofs_outbox_batch(ofs_db *db, int max);
+/*
+ * ofs_outbox_groups: the oldest intents as protocol mutations (a JSON
+ * array), whole transactions only: as many as fit in target, but the first
+ * transaction alone may take up to limit.  NULL with *rc set when it cannot
+ * be read, or when the oldest transaction is larger than limit (OFS_REFUSED).
+ */
+json_t	   *ofs_outbox_groups(ofs_db *db, int target, int limit, ofs_rc *rc);
+json_t	   *ofs_outbox_batch(ofs_db *db, int max);	/* ofs_outbox_groups(db, max, max) */
 ofs_rc		ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *stats);
 int64_t		ofs_outbox_count(ofs_db *db);
 
 /* reconcile.c */
 ofs_rc		ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor);
+/*
+ * ofs_apply_message applies a "changes" message (checked first): its rows,
+ * cursor, the origin's clock and whether the device is now up to date, in
+ * one transaction.  live: an unsolicited message (up to date when it says
+ * nothing).  Sets db->rejections_wanted when it names a rejections version
+ * the device has not fetched.
+ */
+ofs_rc		ofs_apply_message(ofs_db *db, json_t *m, int live);
+/* ofs_restart: the device starts afresh (cursor_too_old): synced rows and cursor gone, intents kept and replayed. */
+ofs_rc		ofs_restart(ofs_db *db);
 ofs_rc		ofs_replay_pending(ofs_db *db, json_t *touched);
 
 /* transport.c */
@@ -94,8 +120,24 @@ json_t	   *ofs_conn_queued(ofs_conn *c);
 int			ofs_conn_closed(ofs_conn *c, int *code);
 void		ofs_conn_close(ofs_conn *c);
 
+/* rejections.c */
+/* ofs_rejections_valid: is v (a welcome's or a page's "rejections") absent, null or a version? */
+int			ofs_rejections_valid(json_t *v);
+/* ofs_rejections_differ: does version v differ from the one last fetched (or was none fetched)? */
+int			ofs_rejections_differ(ofs_db *db, json_t *v);
+/* ofs_rejections_store keeps a "rejections" answer (checked first), replacing the list before it. */
+ofs_rc		ofs_rejections_store(ofs_db *db, json_t *answer);
+
 /* hlc.c */
+/* The largest clock the origin may send: room left for 2^32 local stamps after it. */
+#define OFS_HLC_MAX (INT64_MAX - ((int64_t) 1 << 32))
 int64_t		ofs_now_ms(void);
 void		ofs_op_id(char out[33]);
+/* ofs_hlc_valid: is v a clock value (a JSON integer in [0, OFS_HLC_MAX])? */
+int			ofs_hlc_valid(json_t *v);
+/* ofs_hlc_observe: clock = max(clock, received), kept in _ofs_meta in the caller's transaction (if any). */
+ofs_rc		ofs_hlc_observe(ofs_db *db, int64_t received);
+/* ofs_hlc_save: the clock into _ofs_meta, never lowering what another connection stored. */
+ofs_rc		ofs_hlc_save(ofs_db *db);
 
 #endif							/* OFS_INTERNAL_H */

@@ -8,6 +8,7 @@
  * never applied twice.  A rejected intent is rolled back on the device to
  * the origin's row from the compensation hint, and kept for the app.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,42 +29,156 @@ ofs_outbox_count(ofs_db *db)
 	return n;
 }
 
-/* ofs_outbox_batch: the oldest intents as protocol mutations (a JSON array). */
+/* Mutation: the outbox row st is at as a protocol mutation. */
+static json_t *
+Mutation(sqlite3_stmt *st)
+{
+	json_t	   *m = json_object();
+
+	json_object_set_new(m, "op_id", json_string((const char *) sqlite3_column_text(st, 0)));
+	json_object_set_new(m, "table", json_string((const char *) sqlite3_column_text(st, 1)));
+	json_object_set_new(m, "op", json_string((const char *) sqlite3_column_text(st, 2)));
+	json_object_set_new(m, "pk", json_loads((const char *) sqlite3_column_text(st, 3), JSON_DECODE_ANY, NULL));
+	if (sqlite3_column_type(st, 4) != SQLITE_NULL)
+		json_object_set_new(m, "data", json_loads((const char *) sqlite3_column_text(st, 4), JSON_DECODE_ANY, NULL));
+	if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+		json_object_set_new(m, "base", json_loads((const char *) sqlite3_column_text(st, 5), JSON_DECODE_ANY, NULL));
+	json_object_set_new(m, "hlc", json_integer(sqlite3_column_int64(st, 6)));
+	return m;
+}
+
+/*
+ * TakeRun moves the mutations of one transaction (run) into batch, naming
+ * their group when there are several: the origin applies them all or
+ * none.  The group is the transaction's number, which is drawn at random
+ * per transaction (store.c), so it never names another transaction of the
+ * device and is the same each time the intents are sent again.
+ */
+static void
+TakeRun(json_t *batch, json_t *run, int64_t txn)
+{
+	size_t		i;
+	json_t	   *m;
+
+	json_array_foreach(run, i, m)
+	{
+		if (json_array_size(run) > 1)
+		{
+			char		group[24];
+
+			snprintf(group, sizeof(group), "%016llx", (unsigned long long) txn);
+			json_object_set_new(m, "group", json_string(group));
+		}
+		json_array_append(batch, m);
+	}
+	json_array_clear(run);
+}
+
+/*
+ * ofs_outbox_groups reads the outbox in order, a transaction at a time
+ * (its intents are consecutive: SQLite has one writer at a time), and
+ * stops before the first transaction that would take the batch past
+ * target.  A group is never split across pushes (docs/PROTOCOL.md,
+ * "Atomic groups"); a transaction larger than limit, the origin's
+ * max_batch, can never be sent: it is refused here and stays in the
+ * outbox, and the intents after it wait behind it.
+ */
 json_t *
-ofs_outbox_batch(ofs_db *db, int max)
+ofs_outbox_groups(ofs_db *db, int target, int limit, ofs_rc *rc)
 {
 	sqlite3_stmt *st;
 	json_t	   *batch = json_array();
+	json_t	   *run = json_array();
+	int64_t		run_txn = 0;
+	int			run_grouped = 0;
+	int			full = 0;
 
-	if (sqlite3_prepare_v2(db->sql, "SELECT op_id, tbl, op, pk, data, base, hlc FROM _ofs_outbox ORDER BY seq LIMIT ?1",
+	*rc = OFS_OK;
+	if (target < 1)
+		target = 1;
+	if (limit < target)
+		limit = target;
+	if (sqlite3_prepare_v2(db->sql, "SELECT op_id, tbl, op, pk, data, base, hlc, txn FROM _ofs_outbox ORDER BY seq",
 						   -1, &st, NULL) != SQLITE_OK)
 	{
-		ofs_sqlfail(db, "reading the outbox");
+		*rc = ofs_sqlfail(db, "reading the outbox");
+		json_decref(batch);
+		json_decref(run);
+		return NULL;
+	}
+	while (!full && sqlite3_step(st) == SQLITE_ROW)
+	{
+		int			grouped = sqlite3_column_type(st, 7) != SQLITE_NULL;
+		int64_t		txn = sqlite3_column_int64(st, 7);
+
+		/* A row of another transaction (or of none: captured before groups) ends the run. */
+		if (json_array_size(run) > 0 && (!grouped || !run_grouped || txn != run_txn))
+		{
+			if (json_array_size(batch) + json_array_size(run) > (size_t) target && json_array_size(batch) > 0)
+			{
+				full = 1;
+				break;
+			}
+			TakeRun(batch, run, run_txn);
+			if (json_array_size(batch) >= (size_t) target)
+			{
+				full = 1;
+				break;
+			}
+		}
+		if (json_array_size(run) == 0)
+		{
+			run_txn = txn;
+			run_grouped = grouped;
+		}
+		json_array_append_new(run, Mutation(st));
+		if (json_array_size(run) > (size_t) limit)
+		{
+			if (json_array_size(batch) > 0)
+				full = 1;
+			else
+			{
+				sqlite3_stmt *cnt;
+				long long	n = (long long) json_array_size(run);
+
+				if (sqlite3_prepare_v2(db->sql, "SELECT count(*) FROM _ofs_outbox WHERE txn = ?1", -1, &cnt, NULL) == SQLITE_OK)
+				{
+					sqlite3_bind_int64(cnt, 1, run_txn);
+					if (sqlite3_step(cnt) == SQLITE_ROW)
+						n = sqlite3_column_int64(cnt, 0);
+					sqlite3_finalize(cnt);
+				}
+				*rc = ofs_fail(db, OFS_REFUSED, "the oldest pending transaction made %lld writes, more than the"
+							   " origin takes in one push (max_batch %d): its writes must reach the origin together,"
+							   " so it cannot be pushed; it and the intents after it stay in the outbox", n, limit);
+			}
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	if (*rc == OFS_OK && !full && json_array_size(run) > 0 &&
+		(json_array_size(batch) == 0 || json_array_size(batch) + json_array_size(run) <= (size_t) target))
+		TakeRun(batch, run, run_txn);
+	json_decref(run);
+	if (*rc != OFS_OK)
+	{
 		json_decref(batch);
 		return NULL;
 	}
-	sqlite3_bind_int(st, 1, max);
-	while (sqlite3_step(st) == SQLITE_ROW)
-	{
-		json_t	   *m = json_object();
-
-		json_object_set_new(m, "op_id", json_string((const char *) sqlite3_column_text(st, 0)));
-		json_object_set_new(m, "table", json_string((const char *) sqlite3_column_text(st, 1)));
-		json_object_set_new(m, "op", json_string((const char *) sqlite3_column_text(st, 2)));
-		json_object_set_new(m, "pk", json_loads((const char *) sqlite3_column_text(st, 3), JSON_DECODE_ANY, NULL));
-		if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-			json_object_set_new(m, "data", json_loads((const char *) sqlite3_column_text(st, 4), JSON_DECODE_ANY, NULL));
-		if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-			json_object_set_new(m, "base", json_loads((const char *) sqlite3_column_text(st, 5), JSON_DECODE_ANY, NULL));
-		json_object_set_new(m, "hlc", json_integer(sqlite3_column_int64(st, 6)));
-		json_array_append_new(batch, m);
-	}
-	sqlite3_finalize(st);
 	return batch;
 }
 
+/* ofs_outbox_batch: at most max of the oldest intents, whole transactions (NULL on failure). */
+json_t *
+ofs_outbox_batch(ofs_db *db, int max)
+{
+	ofs_rc		rc;
+
+	return ofs_outbox_groups(db, max, max, &rc);
+}
+
 static ofs_rc
-Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, const char *d)
+Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, const char *d, const char *e)
 {
 	sqlite3_stmt *st;
 	int			rc;
@@ -78,6 +193,8 @@ Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, co
 		sqlite3_bind_text(st, 3, c, -1, SQLITE_STATIC);
 	if (d)
 		sqlite3_bind_text(st, 4, d, -1, SQLITE_STATIC);
+	if (e)
+		sqlite3_bind_text(st, 5, e, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? OFS_OK : ofs_sqlfail(db, "outbox");
@@ -101,6 +218,18 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 	{
 		json_decref(touched);
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's answer to a push does not match it");
+	}
+	/* An answer that stops inside a group would leave part of it to be sent alone. */
+	if (json_array_size(results) > 0 && json_array_size(results) < json_array_size(batch))
+	{
+		const char *last = json_string_value(json_object_get(json_array_get(batch, json_array_size(results) - 1), "group"));
+		const char *next = json_string_value(json_object_get(json_array_get(batch, json_array_size(results)), "group"));
+
+		if (last && next && strcmp(last, next) == 0)
+		{
+			json_decref(touched);
+			return ofs_fail(db, OFS_PROTOCOL, "the origin answered for part of the atomic group %s", last);
+		}
 	}
 	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
 	{
@@ -150,9 +279,15 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 			const char *sqlstate = json_string_value(json_object_get(r, "sqlstate"));
 			const char *message = json_string_value(json_object_get(r, "message"));
 
-			rc = Run(db, "INSERT OR REPLACE INTO _ofs_rejected (op_id, tbl, op, pk, data, sqlstate, message, hint, at)"
-					 " SELECT op_id, tbl, op, pk, data, ?2, ?3, ?4, unixepoch() FROM _ofs_outbox WHERE op_id = ?1",
-					 op_id, sqlstate ? sqlstate : "", message ? message : "", hinttext);
+			/*
+			 * A member of a rejected group is answered OF021 with the
+			 * origin's row in its hint (group_rolled_back): it is rolled
+			 * back like any rejection.
+			 */
+			rc = Run(db, "INSERT OR REPLACE INTO _ofs_rejected (op_id, tbl, op, pk, data, sqlstate, message, hint, at, grp)"
+					 " SELECT op_id, tbl, op, pk, data, ?2, ?3, ?4, unixepoch(), ?5 FROM _ofs_outbox WHERE op_id = ?1",
+					 op_id, sqlstate ? sqlstate : "", message ? message : "", hinttext,
+					 json_string_value(json_object_get(m, "group")));
 			/* The row goes back to the origin's (or away, when the origin has none). */
 			if (rc == OFS_OK && local)
 			{
@@ -178,7 +313,7 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 
 			rc = Run(db, "INSERT OR REPLACE INTO _ofs_conflicts (op_id, tbl, pk, data, at)"
 					 " SELECT op_id, tbl, pk, data, unixepoch() FROM _ofs_outbox WHERE op_id = ?1",
-					 op_id, NULL, NULL, NULL);
+					 op_id, NULL, NULL, NULL, NULL);
 			if (stats)
 				stats->conflicts++;
 			if (db->cb.conflict)
@@ -189,7 +324,7 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 		else
 			rc = ofs_fail(db, OFS_PROTOCOL, "unknown result \"%s\" for operation %s", status, op_id);
 		if (rc == OFS_OK)
-			rc = Run(db, "DELETE FROM _ofs_outbox WHERE op_id = ?1", op_id, NULL, NULL, NULL);
+			rc = Run(db, "DELETE FROM _ofs_outbox WHERE op_id = ?1", op_id, NULL, NULL, NULL, NULL);
 		if (rc != OFS_OK)
 			break;
 	}
@@ -197,12 +332,7 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 		rc = ofs_replay_pending(db, touched);
 	/* The answered intents leave the outbox: the clock they carried is kept in meta. */
 	if (rc == OFS_OK)
-	{
-		char		clock[32];
-
-		snprintf(clock, sizeof(clock), "%lld", (long long) db->hlc_last);
-		rc = ofs_meta_set(db, "hlc", clock);
-	}
+		rc = ofs_hlc_save(db);
 	db->capturing = 1;
 	json_decref(touched);
 	if (rc != OFS_OK)

@@ -9,6 +9,7 @@
  * origin's state plus what the origin has not seen yet.  Replaying is
  * deterministic, so every device converges to the same rows.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,12 +99,122 @@ ofs_replay_pending(ofs_db *db, json_t *touched)
 	return rc;
 }
 
+/* What a "changes" message says besides its rows, stored with them. */
+typedef struct PageMeta
+{
+	int64_t		hlc;			/* the origin's clock, -1: none */
+	int			up_to_date;		/* 1 or 0 */
+} PageMeta;
+
+static ofs_rc Apply(ofs_db *db, json_t *changes, const char *cursor, const PageMeta *pm);
+
 /*
  * ofs_apply_changes applies one page of the origin's changes and stores its
  * cursor, in one transaction.
  */
 ofs_rc
 ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor)
+{
+	return Apply(db, changes, cursor, NULL);
+}
+
+/*
+ * ofs_apply_message checks a "changes" message before using any of it:
+ * cursor a string, changes an array, hlc a clock, up_to_date a boolean,
+ * rejections a version.  A page without up_to_date (an origin before the
+ * field) counts as up to date when it has no more to send.
+ */
+ofs_rc
+ofs_apply_message(ofs_db *db, json_t *m, int live)
+{
+	json_t	   *changes = json_object_get(m, "changes");
+	const char *cursor = json_string_value(json_object_get(m, "cursor"));
+	json_t	   *hlc = json_object_get(m, "hlc");
+	json_t	   *utd = json_object_get(m, "up_to_date");
+	json_t	   *more = json_object_get(m, "more");
+	json_t	   *rej = json_object_get(m, "rejections");
+	PageMeta	pm;
+	ofs_rc		rc;
+
+	if (cursor == NULL || !json_is_array(changes))
+		return ofs_fail(db, OFS_PROTOCOL, "a page of changes lacks its cursor or changes");
+	if (hlc && !ofs_hlc_valid(hlc))
+		return ofs_fail(db, OFS_PROTOCOL, "a page of changes has a clock (hlc) that is not an integer in range");
+	if ((utd && !json_is_boolean(utd)) || (more && !json_is_boolean(more) && !json_is_null(more)))
+		return ofs_fail(db, OFS_PROTOCOL, "a page of changes has an up_to_date or more that is not a boolean");
+	if (!ofs_rejections_valid(rej))
+		return ofs_fail(db, OFS_PROTOCOL, "a page of changes has a rejections version that is not a number");
+	pm.hlc = hlc ? (int64_t) json_integer_value(hlc) : -1;
+	pm.up_to_date = !json_is_true(more) && (utd ? json_is_true(utd) : 1);
+	(void) live;				/* a live page has no more: up to date unless it says otherwise */
+	rc = Apply(db, changes, cursor, &pm);
+	if (rc == OFS_OK && rej && !json_is_null(rej) && ofs_rejections_differ(db, rej))
+		db->rejections_wanted = 1;
+	return rc;
+}
+
+/*
+ * ofs_restart starts the device afresh after the origin refused its cursor
+ * (cursor_too_old, docs/PROTOCOL.md "pull"), in one transaction: the rows
+ * of the synced tables go (with capture off: they are not the device's
+ * deletes), the cursor goes, and the pending intents, which stay, are
+ * replayed onto the empty tables so that the device's own writes still
+ * show; the pull from no cursor that follows brings the origin's rows back
+ * and replays the intents of the rows it touches again.
+ */
+ofs_rc
+ofs_restart(ofs_db *db)
+{
+	sqlite3_stmt *st;
+	json_t	   *touched = json_array();
+	ofs_rc		rc = OFS_OK;
+
+	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
+	{
+		json_decref(touched);
+		return OFS_ERROR;
+	}
+	db->capturing = 0;
+	if (sqlite3_prepare_v2(db->sql, "SELECT local FROM _ofs_tables ORDER BY local", -1, &st, NULL) != SQLITE_OK)
+		rc = ofs_sqlfail(db, "reading the synced tables");
+	else
+	{
+		while (rc == OFS_OK && sqlite3_step(st) == SQLITE_ROW)
+		{
+			char	   *sql = sqlite3_mprintf("DELETE FROM \"%w\"", (const char *) sqlite3_column_text(st, 0));
+
+			rc = sql ? ofs_exec(db, sql) : ofs_fail(db, OFS_ERROR, "out of memory");
+			sqlite3_free(sql);
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc == OFS_OK && sqlite3_prepare_v2(db->sql, "SELECT tbl, pk FROM _ofs_outbox ORDER BY seq", -1, &st, NULL) == SQLITE_OK)
+	{
+		while (sqlite3_step(st) == SQLITE_ROW)
+		{
+			json_t	   *pk = json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL);
+
+			if (pk)
+				json_array_append_new(touched, json_pack("{s:s, s:o}", "table", sqlite3_column_text(st, 0), "pk", pk));
+		}
+		sqlite3_finalize(st);
+	}
+	if (rc == OFS_OK)
+		rc = ofs_replay_pending(db, touched);
+	if (rc == OFS_OK)
+		rc = ofs_exec(db, "DELETE FROM _ofs_meta WHERE key IN ('cursor', 'synced_hlc')");
+	if (rc == OFS_OK)
+		rc = ofs_meta_set(db, "up_to_date", "0");
+	db->capturing = 1;
+	json_decref(touched);
+	if (rc != OFS_OK)
+		return ofs_rollback(db, "ROLLBACK", rc);
+	return ofs_exec(db, "COMMIT");
+}
+
+/* Apply: one page and what comes with it (pm, may be NULL), in one transaction. */
+static ofs_rc
+Apply(ofs_db *db, json_t *changes, const char *cursor, const PageMeta *pm)
 {
 	size_t		i;
 	json_t	   *c;
@@ -155,6 +266,18 @@ ofs_apply_changes(ofs_db *db, json_t *changes, const char *cursor)
 		rc = ofs_replay_pending(db, touched);
 	if (rc == OFS_OK && cursor)
 		rc = ofs_meta_set(db, "cursor", cursor);
+	/* The clock follows the origin's with the rows it stamped (docs/PROTOCOL.md, "Clocks"). */
+	if (rc == OFS_OK && pm && pm->hlc >= 0)
+		rc = ofs_hlc_observe(db, pm->hlc);
+	if (rc == OFS_OK && pm)
+		rc = ofs_meta_set(db, "up_to_date", pm->up_to_date ? "1" : "0");
+	if (rc == OFS_OK && pm && pm->up_to_date && pm->hlc >= 0)
+	{
+		char		h[32];
+
+		snprintf(h, sizeof(h), "%lld", (long long) pm->hlc);
+		rc = ofs_meta_set(db, "synced_hlc", h);
+	}
 	db->capturing = 1;
 	json_decref(touched);
 	if (rc != OFS_OK)

@@ -4,12 +4,19 @@
  * ofs keeps its own state in tables prefixed _ofs_ in the application's
  * SQLite file: meta (url, token, cursor, clock, roles), the shapes, the
  * synced tables and their origin schema, the outbox of intents, rejected
- * intents, conflicts, and the transition rules received from the origin.
+ * intents, conflicts, the transition rules received from the origin, and
+ * the origin's list of the device's dead letters and conflicts.
  * Local tables are created from the origin's schema; triggers on them
  * capture every write as an intent in the same transaction, and refuse a
  * forbidden transition at once.  The triggers call SQL functions that only
  * a connection opened by ofs_open has, so that no other connection can
  * write a synced table without its intent.
+ *
+ * Each intent carries the number of the local transaction that made it
+ * (_ofs_outbox.txn): the intents of one transaction reach the origin as
+ * one atomic group.  The number is drawn at the transaction's first
+ * captured write and forgotten by the commit and rollback hooks, so an
+ * autocommit statement is a transaction of its own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +34,21 @@ static const char *const ofs_tables_sql =
 	"  PRIMARY KEY (tbl, filter));"
 	"CREATE TABLE IF NOT EXISTS _ofs_tables (origin TEXT PRIMARY KEY, local TEXT NOT NULL UNIQUE,"
 	"  pk TEXT NOT NULL, columns TEXT NOT NULL);"
+	/* txn: the local transaction that made the intent (see the top of this file); NULL before 1.1 */
 	"CREATE TABLE IF NOT EXISTS _ofs_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL,"
-	"  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+	"  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL, txn INTEGER);"
 	"CREATE INDEX IF NOT EXISTS _ofs_outbox_row ON _ofs_outbox (tbl, pk);"
 	"CREATE TABLE IF NOT EXISTS _ofs_rejected (op_id TEXT PRIMARY KEY, tbl TEXT, op TEXT, pk TEXT,"
-	"  data TEXT, sqlstate TEXT, message TEXT, hint TEXT, at INTEGER);"
+	"  data TEXT, sqlstate TEXT, message TEXT, hint TEXT, at INTEGER, grp TEXT);"
 	"CREATE TABLE IF NOT EXISTS _ofs_conflicts (op_id TEXT PRIMARY KEY, tbl TEXT, pk TEXT, data TEXT, at INTEGER);"
 	"CREATE TABLE IF NOT EXISTS _ofs_rules (tbl TEXT NOT NULL, col TEXT NOT NULL, from_state TEXT,"
-	"  to_state TEXT NOT NULL, role TEXT);";
+	"  to_state TEXT NOT NULL, role TEXT);"
+	/* The origin's view of the device's rejections (answer to "rejections"), each entry as sent. */
+	"CREATE TABLE IF NOT EXISTS _ofs_dead_letters (id INTEGER PRIMARY KEY, op_id TEXT, tbl TEXT, pk TEXT,"
+	"  status TEXT, entry TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS _ofs_origin_conflicts (id INTEGER PRIMARY KEY, op_id TEXT, tbl TEXT, pk TEXT,"
+	"  status TEXT, entry TEXT NOT NULL);";
 
 
 /* SQL function ofs_capturing(): 1 unless origin changes are being applied. */
@@ -49,7 +62,11 @@ FnCapturing(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_int(ctx, db->capturing);
 }
 
-/* SQL function ofs_hlc(): the next value of the device's clock. */
+/*
+ * SQL function ofs_hlc(): the next value of the device's clock.  The clock
+ * stored in _ofs_meta counts too: another connection (a live sync) may
+ * have followed the origin's clock since this one last looked.
+ */
 static void
 FnHlc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -57,8 +74,64 @@ FnHlc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 	(void) argc;
 	(void) argv;
+	if (db->hlc_stored == NULL)
+		sqlite3_prepare_v3(db->sql, "SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'hlc'", -1,
+						   SQLITE_PREPARE_PERSISTENT, &db->hlc_stored, NULL);
+	if (db->hlc_stored)
+	{
+		if (sqlite3_step(db->hlc_stored) == SQLITE_ROW)
+		{
+			int64_t		stored = sqlite3_column_int64(db->hlc_stored, 0);
+
+			if (stored > db->hlc_last && stored <= OFS_HLC_MAX)
+				db->hlc_last = stored;
+		}
+		sqlite3_reset(db->hlc_stored);
+	}
 	db->hlc_last = ofs_hlc_next(db->hlc_last, ofs_now_ms());
 	sqlite3_result_int64(ctx, db->hlc_last);
+}
+
+/*
+ * SQL function ofs_txn(): the number of the open transaction, drawn at its
+ * first captured write: 63 random bits, so that a number never names two
+ * transactions of the device (nor of a reinstalled one).
+ */
+static void
+FnTxn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	ofs_db	   *db = sqlite3_user_data(ctx);
+
+	(void) argc;
+	(void) argv;
+	while (db->txn == 0)
+	{
+		uint64_t	r;
+
+		sqlite3_randomness(sizeof(r), &r);
+		db->txn = (int64_t) (r >> 1);
+	}
+	sqlite3_result_int64(ctx, db->txn);
+}
+
+/*
+ * CommitHook and RollbackHook end the transaction's number.  The commit
+ * hook runs before the commit; a commit that then fails rolls back (the
+ * rollback hook runs too) or, busy, leaves the transaction open: its later
+ * writes would start a group of their own, which is why ofs uses WAL,
+ * where a commit does not wait for readers.
+ */
+static int
+CommitHook(void *arg)
+{
+	((ofs_db *) arg)->txn = 0;
+	return 0;
+}
+
+static void
+RollbackHook(void *arg)
+{
+	((ofs_db *) arg)->txn = 0;
 }
 
 /* SQL function ofs_opid(): a new operation id. */
@@ -187,6 +260,102 @@ FnCheckTransition(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	free(role);
 }
 
+static ofs_rc InstallTable(ofs_db *db, json_t *t);
+
+/* HasColumn: does ofs's table tbl have the column col? */
+static int
+HasColumn(ofs_db *db, const char *tbl, const char *col)
+{
+	sqlite3_stmt *st;
+	int			yes = 0;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+	yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
+/*
+ * StoredTable rebuilds the origin's schema of one synced table from what
+ * the device kept of it (_ofs_tables and _ofs_rules), in the shape of the
+ * "schema" answer, so that its triggers can be made again offline.
+ */
+static json_t *
+StoredTable(ofs_db *db, const char *origin, const char *pk, const char *cols)
+{
+	json_t	   *t = json_object();
+	json_t	   *tr = json_array();
+	sqlite3_stmt *st;
+
+	json_object_set_new(t, "name", json_string(origin));
+	json_object_set_new(t, "columns", json_loads(cols, 0, NULL));
+	json_object_set_new(t, "primary_key", json_loads(pk, 0, NULL));
+	if (sqlite3_prepare_v2(db->sql, "SELECT col,"
+						   " (SELECT json_group_array(to_state) FROM _ofs_rules r WHERE r.tbl = ?1 AND r.col = c.col"
+						   "  AND from_state IS NULL),"
+						   " (SELECT json_group_array(json_object('from', from_state, 'to', to_state, 'role', role))"
+						   "  FROM _ofs_rules r WHERE r.tbl = ?1 AND r.col = c.col AND from_state IS NOT NULL)"
+						   " FROM (SELECT DISTINCT col FROM _ofs_rules WHERE tbl = ?1) c", -1, &st, NULL) == SQLITE_OK)
+	{
+		sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(tr, json_pack("{s:s, s:o?, s:o?}", "column", sqlite3_column_text(st, 0),
+												"initial", json_loads((const char *) sqlite3_column_text(st, 1), 0, NULL),
+												"edges", json_loads((const char *) sqlite3_column_text(st, 2), 0, NULL)));
+		sqlite3_finalize(st);
+	}
+	json_object_set_new(t, "transitions", tr);
+	return t;
+}
+
+/*
+ * Migrate brings a device file made by an older libofs to this layout:
+ * the outbox gains txn (intents captured before have none and travel
+ * alone), the capture triggers of every synced table are made again so
+ * that they record it, and _ofs_rejected gains grp.  It runs in one
+ * transaction, taking the write lock first, so that two processes opening
+ * the same old file migrate it once.
+ */
+static ofs_rc
+Migrate(ofs_db *db)
+{
+	sqlite3_stmt *st;
+	ofs_rc		rc = OFS_OK;
+
+	if (HasColumn(db, "_ofs_outbox", "txn") && HasColumn(db, "_ofs_rejected", "grp"))
+		return OFS_OK;
+	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
+		return OFS_ERROR;
+	if (!HasColumn(db, "_ofs_rejected", "grp"))
+		rc = ofs_exec(db, "ALTER TABLE _ofs_rejected ADD COLUMN grp TEXT");
+	if (rc == OFS_OK && !HasColumn(db, "_ofs_outbox", "txn"))
+	{
+		rc = ofs_exec(db, "ALTER TABLE _ofs_outbox ADD COLUMN txn INTEGER");
+		if (rc == OFS_OK && sqlite3_prepare_v2(db->sql, "SELECT origin, pk, columns FROM _ofs_tables ORDER BY origin",
+											   -1, &st, NULL) != SQLITE_OK)
+			rc = ofs_sqlfail(db, "reading the synced tables");
+		else if (rc == OFS_OK)
+		{
+			while (rc == OFS_OK && sqlite3_step(st) == SQLITE_ROW)
+			{
+				json_t	   *t = StoredTable(db, (const char *) sqlite3_column_text(st, 0),
+											(const char *) sqlite3_column_text(st, 1),
+											(const char *) sqlite3_column_text(st, 2));
+
+				rc = InstallTable(db, t);
+				json_decref(t);
+			}
+			sqlite3_finalize(st);
+		}
+	}
+	if (rc != OFS_OK)
+		return ofs_rollback(db, "ROLLBACK", rc);
+	return ofs_exec(db, "COMMIT");
+}
+
 ofs_rc
 ofs_open(const char *path, ofs_db **out)
 {
@@ -205,9 +374,14 @@ ofs_open(const char *path, ofs_db **out)
 	if (sqlite3_create_function(db->sql, "ofs_capturing", 0, SQLITE_UTF8, db, FnCapturing, NULL, NULL) != SQLITE_OK ||
 		sqlite3_create_function(db->sql, "ofs_hlc", 0, SQLITE_UTF8, db, FnHlc, NULL, NULL) != SQLITE_OK ||
 		sqlite3_create_function(db->sql, "ofs_opid", 0, SQLITE_UTF8, db, FnOpId, NULL, NULL) != SQLITE_OK ||
+		sqlite3_create_function(db->sql, "ofs_txn", 0, SQLITE_UTF8, db, FnTxn, NULL, NULL) != SQLITE_OK ||
 		sqlite3_create_function(db->sql, "ofs_check_transition", 5, SQLITE_UTF8, db, FnCheckTransition, NULL, NULL) != SQLITE_OK)
 		return ofs_sqlfail(db, "cannot register ofs's SQL functions");
+	sqlite3_commit_hook(db->sql, CommitHook, db);
+	sqlite3_rollback_hook(db->sql, RollbackHook, db);
 	if (ofs_exec(db, ofs_tables_sql) != OFS_OK)
+		return OFS_ERROR;
+	if (Migrate(db) != OFS_OK)
 		return OFS_ERROR;
 	/* The clock resumes after the last value it handed out. */
 	last = ofs_meta_get(db, "hlc");
@@ -234,16 +408,15 @@ ofs_close(ofs_db *db)
 		return;
 	if (db->sql)
 	{
-		char		buf[32];
-
-		snprintf(buf, sizeof(buf), "%lld", (long long) db->hlc_last);
-		if (db->hlc_last)
-			ofs_meta_set(db, "hlc", buf);
+		sqlite3_finalize(db->hlc_stored);
+		db->hlc_stored = NULL;
+		ofs_hlc_save(db);
 		ofs_rows_forget(db);
 		sqlite3_close_v2(db->sql);
 	}
 	free(db->status_text);
 	free(db->rejected_text);
+	free(db->origin_text);
 	free(db);
 }
 
@@ -299,6 +472,9 @@ ShapeChange(ofs_db *db, const char *table, const char *filter, int add)
 		return ofs_sqlfail(db, "shapes");
 	if (!add && sqlite3_changes(db->sql) == 0)
 		return ofs_fail(db, OFS_MISUSE, "not subscribed to that shape of %s", table);
+	/* The device lacks the new shape's rows (or holds the old one's) until it syncs. */
+	if (sqlite3_changes(db->sql) > 0)
+		return ofs_meta_set(db, "up_to_date", "0");
 	return OFS_OK;
 }
 
@@ -432,7 +608,7 @@ InstallTable(ofs_db *db, json_t *t)
 						" DROP TRIGGER IF EXISTS \"_ofs_d_%w\"; DROP TRIGGER IF EXISTS \"_ofs_k_%w\";\n",
 						local, local, local, local);
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_i_%w\" AFTER INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
-						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at)"
+						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at, txn)"
 						" VALUES (ofs_opid(), '%q', 'insert', json_object(", local, local, origin);
 	json_array_foreach(pk, i, k)
 		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
@@ -444,7 +620,7 @@ InstallTable(ofs_db *db, json_t *t)
 
 		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", name, name);
 	}
-	sqlite3_str_appendall(ddl, ")), ofs_hlc(), unixepoch()); END;\n");
+	sqlite3_str_appendall(ddl, ")), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
 
 	/* Updates: the changed columns only, with the values they replaced. */
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_u_%w\" AFTER UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
@@ -455,7 +631,7 @@ InstallTable(ofs_db *db, json_t *t)
 
 		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
 	}
-	sqlite3_str_appendf(ddl, ") BEGIN INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at)"
+	sqlite3_str_appendf(ddl, ") BEGIN INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at, txn)"
 						" VALUES (ofs_opid(), '%q', 'update', json_object(", origin);
 	json_array_foreach(pk, i, k)
 		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
@@ -471,14 +647,14 @@ InstallTable(ofs_db *db, json_t *t)
 		}
 		sqlite3_str_appendall(ddl, ")");
 	}
-	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch()); END;\n");
+	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
 
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_d_%w\" AFTER DELETE ON \"%w\" WHEN ofs_capturing() BEGIN"
-						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, hlc, created_at)"
+						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, hlc, created_at, txn)"
 						" VALUES (ofs_opid(), '%q', 'delete', json_object(", local, local, origin);
 	json_array_foreach(pk, i, k)
 		sqlite3_str_appendf(ddl, "%s'%q', OLD.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
-	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch()); END;\n");
+	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
 
 	/* A key is the row's identity on both sides: it does not change. */
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_k_%w\" BEFORE UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
@@ -623,9 +799,9 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 	return ofs_exec(db, own ? "COMMIT" : "RELEASE ofs_schema");
 }
 
-/* A JSON text of the query's single value, into *buf (replacing it). */
-static const char *
-QueryText(ofs_db *db, const char *sql, char **buf)
+/* ofs_query_text: a JSON text of the query's single value, into *buf (replacing it). */
+const char *
+ofs_query_text(ofs_db *db, const char *sql, char **buf)
 {
 	sqlite3_stmt *st;
 
@@ -645,7 +821,7 @@ QueryText(ofs_db *db, const char *sql, char **buf)
 const char *
 ofs_status(ofs_db *db)
 {
-	return QueryText(db,
+	return ofs_query_text(db,
 					 "SELECT json_object("
 					 " 'device', (SELECT value FROM _ofs_meta WHERE key = 'device'),"
 					 " 'url', (SELECT value FROM _ofs_meta WHERE key = 'url'),"
@@ -654,6 +830,16 @@ ofs_status(ofs_db *db)
 					 " 'conflicts', (SELECT count(*) FROM _ofs_conflicts),"
 					 " 'cursor', (SELECT value FROM _ofs_meta WHERE key = 'cursor'),"
 					 " 'last_sync', (SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'last_sync'),"
+					 /* synced: the last page applied was up to date and nothing waits to be pushed */
+					 " 'up_to_date', json(CASE WHEN (SELECT value FROM _ofs_meta WHERE key = 'up_to_date') = '1'"
+					 "                    THEN 'true' ELSE 'false' END),"
+					 " 'synced', json(CASE WHEN (SELECT value FROM _ofs_meta WHERE key = 'up_to_date') = '1'"
+					 "                AND NOT EXISTS (SELECT 1 FROM _ofs_outbox) THEN 'true' ELSE 'false' END),"
+					 " 'synced_hlc', (SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'synced_hlc'),"
+					 " 'hlc', (SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'hlc'),"
+					 " 'rejections_version', (SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'rejections_version'),"
+					 " 'dead_letters', (SELECT count(*) FROM _ofs_dead_letters WHERE status IS 'open'),"
+					 " 'origin_conflicts', (SELECT count(*) FROM _ofs_origin_conflicts WHERE status IS 'open'),"
 					 " 'subscriptions', (SELECT json_group_array(json_object('table', tbl, 'filter', nullif(filter, '')))"
 					 "                   FROM _ofs_shapes),"
 					 " 'tables', (SELECT json_group_array(local) FROM _ofs_tables))",
@@ -663,10 +849,14 @@ ofs_status(ofs_db *db)
 const char *
 ofs_rejected(ofs_db *db)
 {
-	return QueryText(db,
+	return ofs_query_text(db,
 					 "SELECT json_group_array(json_object('op_id', op_id, 'table', tbl, 'op', op,"
 					 " 'pk', json(pk), 'data', json(data), 'sqlstate', sqlstate, 'message', message,"
 					 " 'hint', CASE WHEN json_valid(hint) THEN json(hint) ELSE json_quote(hint) END,"
-					 " 'at', at)) FROM (SELECT * FROM _ofs_rejected ORDER BY at, op_id)",
+					 " 'at', at, 'group', grp,"
+					 /* the origin's dead letter of this intent, once the device has fetched the list */
+					 " 'origin', (SELECT json(d.entry) FROM _ofs_dead_letters d WHERE d.op_id = r.op_id"
+					 "            AND json_valid(d.entry) ORDER BY d.id DESC LIMIT 1)))"
+					 " FROM (SELECT * FROM _ofs_rejected ORDER BY at, op_id) r",
 					 &db->rejected_text);
 }

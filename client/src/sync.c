@@ -52,9 +52,39 @@ IsType(json_t *m, const char *type)
 	return t && strcmp(t, type) == 0;
 }
 
-/* Connect opens a session: hello with the shapes, then the schema. */
+/*
+ * Welcome takes what the origin's welcome says, checked first: the device's
+ * name, the origin's clock (the device's follows it), the batch limit of
+ * this session and the version of the device's rejections.
+ */
 static ofs_rc
-Connect(ofs_db *db, ofs_conn **out)
+Welcome(ofs_db *db, json_t *w)
+{
+	json_t	   *device = json_object_get(w, "device");
+	json_t	   *hlc = json_object_get(w, "hlc");
+	json_t	   *limits = json_object_get(w, "limits");
+	json_t	   *max_batch = json_object_get(limits, "max_batch");
+	json_t	   *rej = json_object_get(w, "rejections");
+	ofs_rc		rc = OFS_OK;
+
+	if ((hlc && !ofs_hlc_valid(hlc)) || !ofs_rejections_valid(rej) ||
+		(limits && !json_is_object(limits)) || (max_batch && !json_is_integer(max_batch)))
+		return ofs_fail(db, OFS_PROTOCOL, "the origin's welcome has a clock, a limit or a rejections version of the wrong type");
+	if (json_is_string(device))
+		rc = ofs_meta_set(db, "device", json_string_value(device));
+	if (rc == OFS_OK && hlc)
+		rc = ofs_hlc_observe(db, (int64_t) json_integer_value(hlc));
+	db->max_batch = 0;
+	if (json_integer_value(max_batch) > 0)
+		db->max_batch = json_integer_value(max_batch) > 1000000 ? 1000000 : (int) json_integer_value(max_batch);
+	if (rc == OFS_OK && rej && !json_is_null(rej) && ofs_rejections_differ(db, rej))
+		db->rejections_wanted = 1;
+	return rc;
+}
+
+/* Hello opens a session: connect, then hello with the token and the shapes. */
+static ofs_rc
+Hello(ofs_db *db, ofs_conn **out)
 {
 	char	   *url = ofs_meta_get(db, "url");
 	char	   *token = ofs_meta_get(db, "token");
@@ -91,15 +121,32 @@ Connect(ofs_db *db, ofs_conn **out)
 	free(token);
 	if (rc == OFS_OK && !IsType(answer, "welcome"))
 		rc = ErrorOf(db, answer, "hello");
-	if (rc == OFS_OK && json_is_string(json_object_get(answer, "device")))
-		rc = ofs_meta_set(db, "device", json_string_value(json_object_get(answer, "device")));
-	if (rc == OFS_OK && json_is_integer(json_object_get(answer, "hlc")) &&
-		json_integer_value(json_object_get(answer, "hlc")) > db->hlc_last)
-		db->hlc_last = json_integer_value(json_object_get(answer, "hlc"));
-	json_decref(answer);
-	answer = NULL;
 	if (rc == OFS_OK)
-		rc = ofs_conn_request(c, json_pack("{s:s}", "type", "schema"), &answer, OFS_TIMEOUT_MS);
+		rc = Welcome(db, answer);
+	json_decref(answer);
+	if (rc != OFS_OK)
+	{
+		ofs_conn_close(c);
+		State(db, "disconnected");
+		return rc;
+	}
+	*out = c;
+	return OFS_OK;
+}
+
+/* Connect opens a session: hello with the shapes, then the schema. */
+static ofs_rc
+Connect(ofs_db *db, ofs_conn **out)
+{
+	ofs_conn   *c;
+	json_t	   *answer = NULL;
+	ofs_rc		rc;
+
+	*out = NULL;
+	rc = Hello(db, &c);
+	if (rc != OFS_OK)
+		return rc;
+	rc = ofs_conn_request(c, json_pack("{s:s}", "type", "schema"), &answer, OFS_TIMEOUT_MS);
 	if (rc == OFS_OK && !IsType(answer, "schema"))
 		rc = ErrorOf(db, answer, "schema");
 	if (rc == OFS_OK)
@@ -116,18 +163,45 @@ Connect(ofs_db *db, ofs_conn **out)
 	return OFS_OK;
 }
 
-/* ApplyPage applies a "changes" message and reports its progress. */
+/*
+ * Rejections asks the origin for the device's dead letters and conflicts
+ * (clearing the entries named in clear first, when not NULL; stolen) and
+ * keeps the answer in place of the list the device had.
+ */
 static ofs_rc
-ApplyPage(ofs_db *db, json_t *m, ofs_sync_stats *stats)
+Rejections(ofs_db *db, ofs_conn *c, json_t *clear)
+{
+	json_t	   *answer = NULL;
+	json_t	   *req = json_pack("{s:s}", "type", "rejections");
+	ofs_rc		rc;
+
+	if (clear)
+		json_object_set_new(req, "clear", clear);
+	rc = ofs_conn_request(c, req, &answer, OFS_TIMEOUT_MS);
+	if (rc == OFS_OK && !IsType(answer, "rejections"))
+		rc = ErrorOf(db, answer, "rejections");
+	if (rc == OFS_OK)
+		rc = ofs_rejections_store(db, answer);
+	json_decref(answer);
+	return rc;
+}
+
+/* RejectionsIfWanted fetches the list when the origin named a version the device has not seen. */
+static ofs_rc
+RejectionsIfWanted(ofs_db *db, ofs_conn *c)
+{
+	return db->rejections_wanted ? Rejections(db, c, NULL) : OFS_OK;
+}
+
+/* ApplyPage applies a "changes" message (live: one the origin sent on its own) and reports its progress. */
+static ofs_rc
+ApplyPage(ofs_db *db, json_t *m, ofs_sync_stats *stats, int live)
 {
 	json_t	   *changes = json_object_get(m, "changes");
 	json_t	   *snap = json_object_get(m, "snapshot");
-	const char *cursor = json_string_value(json_object_get(m, "cursor"));
 	ofs_rc		rc;
 
-	if (cursor == NULL || !json_is_array(changes))
-		return ofs_fail(db, OFS_PROTOCOL, "a page of changes lacks its cursor or changes");
-	rc = ofs_apply_changes(db, changes, cursor);
+	rc = ofs_apply_message(db, m, live);
 	if (rc == OFS_OK && stats)
 		stats->pulled += (int64_t) json_array_size(changes);
 	if (rc == OFS_OK && json_is_object(snap) && db->cb.progress)
@@ -155,7 +229,7 @@ ApplyQueued(ofs_db *db, ofs_conn *c)
 	{
 		if (IsType(m, "changes"))
 		{
-			rc = ApplyPage(db, m, NULL);
+			rc = ApplyPage(db, m, NULL, 1);
 			if (rc == OFS_OK)
 				rc = ofs_conn_send(c, json_pack("{s:s, s:O}", "type", "ack", "cursor", json_object_get(m, "cursor")));
 		}
@@ -166,18 +240,28 @@ ApplyQueued(ofs_db *db, ofs_conn *c)
 	return rc;
 }
 
-/* Push sends the outbox in batches until it is empty. */
+/*
+ * Push sends the outbox in batches until it is empty: OFS_PUSH_BATCH
+ * intents at a time, whole transactions only (a transaction's intents
+ * travel as one atomic group), a larger transaction alone up to the
+ * origin's max_batch.
+ */
 static ofs_rc
 Push(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats)
 {
+	int			limit = db->max_batch > 0 ? db->max_batch : 1000;	/* 1000: the protocol's default */
+	int			target = limit < OFS_PUSH_BATCH ? limit : OFS_PUSH_BATCH;
+
 	for (;;)
 	{
-		json_t	   *batch = ofs_outbox_batch(db, OFS_PUSH_BATCH);
+		json_t	   *batch;
 		json_t	   *answer = NULL;
+		json_t	   *hlc;
 		ofs_rc		rc;
 
+		batch = ofs_outbox_groups(db, target, limit, &rc);
 		if (batch == NULL)
-			return OFS_ERROR;
+			return rc;
 		if (json_array_size(batch) == 0)
 		{
 			json_decref(batch);
@@ -189,8 +273,14 @@ Push(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats)
 							  &answer, OFS_TIMEOUT_MS);
 		if (rc == OFS_OK && !IsType(answer, "pushed"))
 			rc = ErrorOf(db, answer, "push");
+		hlc = json_object_get(answer, "hlc");
+		if (rc == OFS_OK && hlc && !ofs_hlc_valid(hlc))
+			rc = ofs_fail(db, OFS_PROTOCOL, "the origin's answer to a push has a clock (hlc) that is not an integer in range");
 		if (rc == OFS_OK)
 			rc = ApplyQueued(db, c);
+		/* The clock follows the origin's; ofs_outbox_results stores it with the results. */
+		if (rc == OFS_OK && hlc && (int64_t) json_integer_value(hlc) > db->hlc_last)
+			db->hlc_last = (int64_t) json_integer_value(hlc);
 		if (rc == OFS_OK)
 			rc = ofs_outbox_results(db, batch, json_object_get(answer, "results"), stats);
 		json_decref(answer);
@@ -200,10 +290,28 @@ Push(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats)
 	}
 }
 
-/* Pull asks for pages until the origin has nothing more (type "pull" or "live"). */
+/* IsError: is m an "error" with this code? */
+static int
+IsError(json_t *m, const char *code)
+{
+	const char *c = json_string_value(json_object_get(m, "code"));
+
+	return IsType(m, "error") && c && strcmp(c, code) == 0;
+}
+
+/*
+ * Pull asks for pages until the origin has nothing more (type "pull"), or
+ * for the one page that makes the connection live (type "live").  When the
+ * origin refuses the device's cursor as older than one it confirmed
+ * (cursor_too_old), the device starts afresh (ofs_restart), pulls from no
+ * cursor until it has everything, and then asks again for what it asked.
+ */
 static ofs_rc
 Pull(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats, const char *type)
 {
+	const char *ask = type;
+	int			restarted = 0;
+
 	for (;;)
 	{
 		char	   *cursor = ofs_meta_get(db, "cursor");
@@ -211,17 +319,36 @@ Pull(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats, const char *type)
 		ofs_rc		rc;
 		int			more;
 
-		rc = ofs_conn_request(c, json_pack("{s:s, s:s?, s:i}", "type", type, "cursor", cursor, "max_rows", 1000),
+		rc = ofs_conn_request(c, json_pack("{s:s, s:s?, s:i}", "type", ask, "cursor", cursor, "max_rows", 1000),
 							  &answer, OFS_TIMEOUT_MS);
+		if (rc == OFS_OK && IsError(answer, "cursor_too_old") && cursor != NULL && !restarted)
+		{
+			free(cursor);
+			json_decref(answer);
+			rc = ofs_restart(db);
+			if (rc != OFS_OK)
+				return rc;
+			restarted = 1;
+			ask = "pull";
+			continue;
+		}
 		free(cursor);
 		if (rc == OFS_OK && !IsType(answer, "changes"))
-			rc = ErrorOf(db, answer, type);
+			rc = ErrorOf(db, answer, ask);
 		if (rc == OFS_OK)
-			rc = ApplyPage(db, answer, stats);
+			rc = ApplyPage(db, answer, stats, 0);
 		more = json_is_true(json_object_get(answer, "more"));
 		json_decref(answer);
-		if (rc != OFS_OK || !more || strcmp(type, "live") == 0)
+		if (rc != OFS_OK || strcmp(ask, "live") == 0)
 			return rc;
+		if (more)
+			continue;
+		if (strcmp(ask, type) != 0)
+		{
+			ask = type;
+			continue;
+		}
+		return OFS_OK;
 	}
 }
 
@@ -250,6 +377,8 @@ ofs_sync(ofs_db *db, ofs_sync_stats *stats)
 	rc = Push(db, c, stats);
 	if (rc == OFS_OK)
 		rc = Pull(db, c, stats, "pull");
+	if (rc == OFS_OK)
+		rc = RejectionsIfWanted(db, c);
 	if (rc == OFS_OK)
 		Finish(db, stats);
 	ofs_conn_close(c);
@@ -311,6 +440,8 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 		rc = Pull(db, c, NULL, "pull");
 	if (rc == OFS_OK)
 		rc = Pull(db, c, NULL, "live");
+	if (rc == OFS_OK)
+		rc = RejectionsIfWanted(db, c);
 	if (rc != OFS_OK)
 		return rc;
 	Finish(db, NULL);
@@ -338,9 +469,11 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 			continue;
 		if (IsType(m, "changes"))
 		{
-			rc = ApplyPage(db, m, NULL);
+			rc = ApplyPage(db, m, NULL, 1);
 			if (rc == OFS_OK)
 				rc = ofs_conn_send(c, json_pack("{s:s, s:O}", "type", "ack", "cursor", json_object_get(m, "cursor")));
+			if (rc == OFS_OK)
+				rc = RejectionsIfWanted(db, c);
 			recheck = 1;
 		}
 		else if (IsType(m, "error"))
@@ -389,4 +522,40 @@ ofs_live(ofs_db *db, double seconds)
 		}
 	}
 	return db->stop || (deadline && ofs_now_ms() >= deadline) ? OFS_OK : rc;
+}
+
+/*
+ * ofs_clear_rejections connects, asks the origin to clear the entries
+ * named (or, with none named, only to list them), and keeps the list it
+ * answers.
+ */
+ofs_rc
+ofs_clear_rejections(ofs_db *db, const int64_t *dead_letters, size_t n_dead_letters,
+					 const int64_t *conflicts, size_t n_conflicts)
+{
+	ofs_conn   *c;
+	json_t	   *clear = NULL;
+	ofs_rc		rc;
+
+	if ((n_dead_letters && dead_letters == NULL) || (n_conflicts && conflicts == NULL))
+		return ofs_fail(db, OFS_MISUSE, "ids are needed for the entries to clear");
+	rc = Hello(db, &c);
+	if (rc != OFS_OK)
+		return rc;
+	State(db, "connected");
+	if (n_dead_letters + n_conflicts > 0)
+	{
+		json_t	   *dl = json_array();
+		json_t	   *cf = json_array();
+
+		for (size_t i = 0; i < n_dead_letters; i++)
+			json_array_append_new(dl, json_integer(dead_letters[i]));
+		for (size_t i = 0; i < n_conflicts; i++)
+			json_array_append_new(cf, json_integer(conflicts[i]));
+		clear = json_pack("{s:o, s:o}", "dead_letters", dl, "conflicts", cf);
+	}
+	rc = Rejections(db, c, clear);
+	ofs_conn_close(c);
+	State(db, "disconnected");
+	return rc;
 }
