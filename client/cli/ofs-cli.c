@@ -37,8 +37,14 @@ static const char usage[] =
 	"  unsubscribe TABLE [FILTER]    drop a shape\n"
 	"  sync                          push pending intents, pull changes; a JSON summary\n"
 	"  live [--seconds N]            stay connected, syncing as changes happen (Ctrl-C stops)\n"
-	"  status                        pending intents, cursor, last sync, rejected count (JSON)\n"
-	"  rejected                      rejected intents with their hints (JSON lines)\n"
+	"  status                        pending intents, cursor, last sync, rejected count, synced (JSON)\n"
+	"  rejected                      rejected intents with their hints and the origin's dead letter\n"
+	"                                of each, with its status (JSON lines)\n"
+	"  rejected --origin [--refresh] the origin's view: the device's dead letters and conflicts\n"
+	"                                with their status (JSON lines, \"kind\" says which), as last\n"
+	"                                fetched by sync; --refresh fetches it now\n"
+	"  rejected --clear dl:ID|cf:ID...  clear entries of the origin's view (a dead letter still open\n"
+	"                                is discarded; an open conflict stays), then print the view\n"
 	"\n"
 	"exit codes:\n"
 	"  0  success\n"
@@ -209,6 +215,115 @@ RowChanged(void *user, const char *table, const char *op, const char *pk, const 
 	}
 }
 
+/* PrintEntries prints the entries of list as JSON lines, each with "kind" first. */
+static void
+PrintEntries(json_t *list, const char *kind)
+{
+	size_t		k;
+	json_t	   *e;
+
+	json_array_foreach(list, k, e)
+	{
+		json_t	   *line = json_pack("{s:s}", "kind", kind);
+		char	   *t;
+
+		if (json_is_object(e))
+			json_object_update(line, e);
+		t = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		printf("%s\n", t ? t : "{}");
+		free(t);
+		json_decref(line);
+	}
+}
+
+/*
+ * OriginRejections: rejected --origin [--refresh] | --clear dl:ID|cf:ID...
+ * (ids may also be given as one comma-separated list).
+ */
+static int
+OriginRejections(ofs_db *db, int argc, char **argv)
+{
+	int64_t    *dl = calloc((size_t) argc * 64 + 1, sizeof(int64_t));
+	int64_t    *cf = calloc((size_t) argc * 64 + 1, sizeof(int64_t));
+	size_t		ndl = 0;
+	size_t		ncf = 0;
+	int			refresh = 0;
+	int			clear = 0;
+	int			code = EXIT_OK;
+	ofs_rc		rc = OFS_OK;
+
+	if (dl == NULL || cf == NULL)
+	{
+		free(dl);
+		free(cf);
+		fputs("out of memory\n", stderr);
+		return EXIT_FAIL;
+	}
+	for (int a = 0; a < argc && code == EXIT_OK; a++)
+	{
+		if (strcmp(argv[a], "--origin") == 0)
+			continue;
+		if (strcmp(argv[a], "--refresh") == 0)
+		{
+			refresh = 1;
+			continue;
+		}
+		if (strcmp(argv[a], "--clear") == 0)
+		{
+			clear = 1;
+			continue;
+		}
+		if (!clear)
+		{
+			fprintf(stderr, "unknown argument to rejected: %s\n\n%s", argv[a], usage);
+			code = EXIT_FAIL;
+			break;
+		}
+		/* dl:12, cf:3, or a comma-separated list of them */
+		for (char *item = strtok(argv[a], ","); item; item = strtok(NULL, ","))
+		{
+			char	   *end = NULL;
+			long long	id = -1;
+
+			if ((strncmp(item, "dl:", 3) == 0 || strncmp(item, "cf:", 3) == 0) && item[3] != '\0')
+				id = strtoll(item + 3, &end, 10);
+			if (id < 0 || end == NULL || *end != '\0' || ndl >= (size_t) argc * 64 || ncf >= (size_t) argc * 64)
+			{
+				fprintf(stderr, "not an entry to clear: %s (dl:ID for a dead letter, cf:ID for a conflict)\n", item);
+				code = EXIT_FAIL;
+				break;
+			}
+			if (item[0] == 'd')
+				dl[ndl++] = id;
+			else
+				cf[ncf++] = id;
+		}
+	}
+	if (code == EXIT_OK && clear && ndl + ncf == 0)
+	{
+		fprintf(stderr, "--clear needs dl:ID or cf:ID\n");
+		code = EXIT_FAIL;
+	}
+	if (code == EXIT_OK && (clear || refresh))
+		rc = ofs_clear_rejections(db, dl, ndl, cf, ncf);
+	if (code == EXIT_OK && rc != OFS_OK)
+		code = Fail(db, rc);
+	if (code == EXIT_OK)
+	{
+		const char *s = ofs_origin_rejections(db);
+		json_t	   *view = s ? json_loads(s, 0, NULL) : NULL;
+
+		if (view == NULL)
+			code = Fail(db, OFS_ERROR);
+		PrintEntries(json_object_get(view, "dead_letters"), "dead_letter");
+		PrintEntries(json_object_get(view, "conflicts"), "conflict");
+		json_decref(view);
+	}
+	free(dl);
+	free(cf);
+	return code;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -309,6 +424,8 @@ main(int argc, char **argv)
 
 		code = s ? (printf("%s\n", s), EXIT_OK) : Fail(db, OFS_ERROR);
 	}
+	else if (strcmp(cmd, "rejected") == 0 && i < argc)
+		code = OriginRejections(db, argc - i, argv + i);
 	else if (strcmp(cmd, "rejected") == 0)
 	{
 		const char *s = ofs_rejected(db);
