@@ -5,7 +5,8 @@
  * tables, huge strings, deeply nested JSON and names made to break SQL;
  * each call must fail with a message or ignore what it cannot use, and the
  * outbox must stay as it was.  Then a seeded random-JSON fuzz loop over the
- * three.
+ * three (pages also as whole messages, through ofs_apply_message, with a
+ * clock, flags and a rejections version of any type).
  */
 #include <time.h>
 
@@ -962,7 +963,20 @@ test_fuzz(void)
 			char		cursor[32];
 
 			snprintf(cursor, sizeof(cursor), "fuzz-%d", i);
-			rc = ofs_apply_changes(F.db, c, chance(50) ? cursor : NULL);
+			if (chance(50))
+				rc = ofs_apply_changes(F.db, c, chance(50) ? cursor : NULL);
+			else
+			{
+				/* The whole message: its clock, flags and rejections version, of any type. */
+				json_t	   *m = json_pack("{s:s, s:s, s:O}", "type", "changes", "cursor", cursor, "changes", c);
+
+				maybe_set(m, "hlc", json_integer(chance(50) ? (json_int_t) rnd() : (json_int_t) (ofs_now_ms() << 16)));
+				maybe_set(m, "up_to_date", json_boolean(rnd() & 1));
+				maybe_set(m, "more", json_boolean(rnd() & 1));
+				maybe_set(m, "rejections", json_integer((json_int_t) (rnd() % 5)));
+				rc = ofs_apply_message(F.db, m, (int) (rnd() & 1));
+				json_decref(m);
+			}
 			json_decref(c);
 		}
 		else
