@@ -48,7 +48,9 @@ static const char *const ofs_tables_sql =
 	"CREATE TABLE IF NOT EXISTS _ofs_dead_letters (id INTEGER PRIMARY KEY, op_id TEXT, tbl TEXT, pk TEXT,"
 	"  status TEXT, entry TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS _ofs_origin_conflicts (id INTEGER PRIMARY KEY, op_id TEXT, tbl TEXT, pk TEXT,"
-	"  status TEXT, entry TEXT NOT NULL);";
+	"  status TEXT, entry TEXT NOT NULL);"
+	/* ofs_rejected finds each intent's dead letter by its operation id */
+	"CREATE INDEX IF NOT EXISTS _ofs_dead_letters_op ON _ofs_dead_letters (op_id);";
 
 
 /* SQL function ofs_capturing(): 1 unless origin changes are being applied. */
