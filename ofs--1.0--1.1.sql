@@ -408,9 +408,10 @@ BEGIN
                         ELSE greatest(horizon, (purged_max::text::bigint + 1)::text::xid8) END;
 END $$;
 
-CREATE OR REPLACE FUNCTION ofs_internal.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
+DROP FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text);
+CREATE FUNCTION ofs_internal.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
                                     data jsonb, state text, message text, con text, col text,
-                                    role name, detail text)
+                                    role name, detail text, extra jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -423,11 +424,13 @@ BEGIN
   EXCEPTION WHEN OTHERS THEN
     hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
   END;
+  hint := hint || coalesce(extra, '{}');
   res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
                             'message', message, 'hint', hint);
   BEGIN
-    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
-    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint, grp)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint,
+            CASE WHEN jsonb_typeof(m->'group') = 'string' THEN m->>'group' END);
     INSERT INTO ofs.applied_op (device, operation_id, status, result)
     VALUES (device, op_id, 'rejected', res)
     ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
@@ -485,6 +488,10 @@ BEGIN
             HINT = 'Discard it with ofs.discard_dead_letter.';
   END IF;
   PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(dl.device));
+  IF dl.grp IS NOT NULL THEN
+    -- A group is retried whole: its open dead letters, in order, all or nothing.
+    RETURN ofs_internal.retry_group(dl);
+  END IF;
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
    WHERE d.id = dl.id;
   DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
@@ -616,7 +623,8 @@ BEGIN
             FROM ofs.device_shape s, unnest(s.filters) f WHERE s.device = dev.device);
 END $$;
 
-CREATE OR REPLACE FUNCTION ofs.device_schema(device text)
+DROP FUNCTION ofs.device_schema(text);
+CREATE FUNCTION ofs.device_schema(device text, all_tables boolean DEFAULT false)
 RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -632,6 +640,7 @@ BEGIN
         'primary_key', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
                           FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
                          WHERE i.indrelid = s.tbl AND i.indisprimary AND a.attrelid = s.tbl AND a.attnum = k.attnum),
+        'subscribed', s.subscribed,
         'merge', st.merge,
         'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                              'name', c.name, 'column', c.col, 'initial', to_jsonb(c.initial),
@@ -639,8 +648,13 @@ BEGIN
                                                                                     'role', e.role) ORDER BY e.ord), '[]')
                                          FROM ofs.transition_edge e WHERE e.constraint_id = c.id)) ORDER BY c.name), '[]')
                           FROM ofs.transition_constraint_def c WHERE c.tbl = s.tbl)) ORDER BY s.tbl), '[]')
-                 FROM ofs.device_shape s JOIN ofs.synced_table st ON st.tbl = s.tbl
-                WHERE s.device = dev.device AND cardinality(s.filters) > 0
+                 FROM (SELECT st0.tbl,
+                              EXISTS (SELECT 1 FROM ofs.device_shape ds
+                                       WHERE ds.device = dev.device AND ds.tbl = st0.tbl
+                                         AND cardinality(ds.filters) > 0) AS subscribed
+                         FROM ofs.synced_table st0) s
+                 JOIN ofs.synced_table st ON st.tbl = s.tbl
+                WHERE (s.subscribed OR all_tables)
                   AND has_table_privilege(dev.role, s.tbl, 'SELECT')),
     'roles', (SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r
                WHERE pg_has_role(dev.role, r.oid, 'MEMBER')));
@@ -662,8 +676,214 @@ BEGIN
   END IF;
   RETURN jsonb_build_object('device', dev.device, 'role', dev.role,
                             'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
-                            'hlc', ofs.hlc_now(), 'subscriptions', subs);
+                            'hlc', ofs.hlc_now(), 'subscriptions', subs,
+                            'rejections', dev.rejections_version);
 END $$;
+
+-- Clocks: how far ahead a device's clock ran; rejections the device sees.
+ALTER TABLE ofs.device ADD COLUMN clock_ahead_ms bigint, ADD COLUMN clock_ahead_at timestamptz,
+    ADD COLUMN rejections_version bigint NOT NULL DEFAULT 0, ADD COLUMN confirmed_page bigint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN ofs.device.confirmed_page IS
+    'The newest page the device confirmed (sent back a cursor of): it may not pull from an older cursor';
+COMMENT ON COLUMN ofs.device.clock_ahead_ms IS
+    'How far ahead of the origin''s wall clock (ms) the device''s clock last was when it passed ofs.max_clock_skew';
+COMMENT ON COLUMN ofs.device.rejections_version IS
+    'Moves whenever a dead letter or conflict of the device is made, closed or cleared (the device compares it)';
+CREATE OR REPLACE VIEW ofs.devices AS
+SELECT device, role, created_at, expires_at, revoked_at, last_contact,
+       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+            WHEN expires_at < now() THEN 'expired'
+            ELSE 'active' END AS status,
+       caught_up_at,
+       (SELECT count(*) FROM ofs.change_log c
+         WHERE c.captured_at > coalesce(d.caught_up_at, '-infinity')) AS changes_behind,
+       clock_ahead_ms * interval '1 millisecond' AS clock_ahead,
+       clock_ahead_at
+  FROM ofs.device d;
+COMMENT ON VIEW ofs.devices IS
+    'Devices: role, creation, expiry, revocation, last contact, status, when the device last had read the whole feed, how many changes (of any table) were captured since, and how far ahead its clock last ran past ofs.max_clock_skew';
+ALTER TABLE ofs.dead_letters ADD COLUMN grp text, ADD COLUMN device_cleared_at timestamptz;
+COMMENT ON COLUMN ofs.dead_letters.grp IS
+    'The atomic group of the mutation (its push''s "group"); a retry retries the group''s open dead letters together';
+COMMENT ON COLUMN ofs.dead_letters.device_cleared_at IS
+    'When the device cleared the closed dead letter from its list (PROTOCOL.md, "rejections")';
+ALTER TABLE ofs.conflicts ADD COLUMN device_cleared_at timestamptz;
+CREATE INDEX dead_letters_device ON ofs.dead_letters (device) WHERE device_cleared_at IS NULL;
+CREATE INDEX conflicts_device ON ofs.conflicts (device) WHERE device_cleared_at IS NULL;
+
+-- A device learns that its rejections changed from a version it is sent
+-- (welcome, changes): every write of its dead letters or conflicts moves it.
+CREATE FUNCTION ofs_internal.rejections_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.device d SET rejections_version = d.rejections_version + 1
+   WHERE d.device IN (SELECT n.device FROM changed n);
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs_internal.rejections_changed() FROM PUBLIC;
+CREATE TRIGGER dead_letters_made AFTER INSERT ON ofs.dead_letters
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER dead_letters_closed AFTER UPDATE ON ofs.dead_letters
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER conflicts_made AFTER INSERT ON ofs.conflicts
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER conflicts_closed AFTER UPDATE ON ofs.conflicts
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+
+CREATE OR REPLACE FUNCTION ofs_internal.compensation(role name, tbl regclass, pk jsonb, data jsonb,
+                                 state text, con text, col text, message text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  kind text;
+  cur jsonb;
+  prev_role text := current_setting('role');
+  hint jsonb;
+  cur_state text;
+BEGIN
+  kind := CASE
+    WHEN state = 'OF001' THEN 'transition_not_allowed'
+    WHEN state = 'OF002' THEN 'role_required'
+    WHEN state = 'OF003' THEN 'check_failed'
+    WHEN state = 'OF004' THEN 'initial_state_not_allowed'
+    WHEN state = 'OF020' THEN 'dependent'
+    WHEN state = 'OF021' THEN 'group_rolled_back'
+    WHEN state = '23505' THEN 'unique_violation'
+    WHEN state = '23503' THEN 'foreign_key_violation'
+    WHEN state = '23514' THEN 'check_violation'
+    WHEN state = '23502' THEN 'not_null_violation'
+    WHEN state = '42501' THEN 'permission_denied'
+    WHEN state = 'P0002' THEN 'row_missing'
+    WHEN state IN ('22023', '42703') THEN 'invalid_mutation'
+    WHEN state LIKE '22%' THEN 'invalid_value'
+    ELSE 'error' END;
+  hint := jsonb_build_object('kind', kind);
+  IF con IS NOT NULL THEN hint := hint || jsonb_build_object('constraint', con); END IF;
+  IF col IS NOT NULL THEN hint := hint || jsonb_build_object('column', col); END IF;
+  IF tbl IS NOT NULL AND pk IS NOT NULL THEN
+    BEGIN
+      PERFORM set_config('role', role, true);
+      EXECUTE format('SELECT ofs.encode_row(t) FROM %1$s t, jsonb_populate_record(NULL::%1$s, $1) k WHERE %2$s',
+                     tbl, (SELECT string_agg(format('t.%1$I = k.%1$I', key), ' AND ') FROM jsonb_object_keys(pk) key))
+         INTO cur USING pk;
+      PERFORM set_config('role', prev_role, true);
+    EXCEPTION WHEN OTHERS THEN
+      cur := NULL;  -- the role may not read the row at all
+    END;
+    hint := hint || jsonb_build_object('row', cur);
+  END IF;
+  IF state IN ('OF001', 'OF002') AND con IS NOT NULL AND col IS NOT NULL THEN
+    cur_state := cur->>col;
+    hint := hint || jsonb_build_object('from', cur_state, 'to', data->>col,
+      'allowed_next', coalesce((SELECT jsonb_agg(jsonb_build_object('to', r.to_state, 'role', r.role) ORDER BY r.to_state)
+                                  FROM ofs.transition_rules r
+                                 WHERE r.table_name = tbl AND r.constraint_name = con
+                                   AND r.from_state = cur_state), '[]'));
+    IF state = 'OF002' THEN
+      hint := hint || jsonb_build_object('required_role',
+        (SELECT r.role FROM ofs.transition_rules r
+          WHERE r.table_name = tbl AND r.constraint_name = con
+            AND r.from_state = cur_state AND r.to_state = data->>col));
+    END IF;
+  END IF;
+  IF kind = 'permission_denied' THEN
+    hint := hint || jsonb_build_object('role', role);
+  END IF;
+  RETURN hint;
+END $$;
+
+-- retry_group: the open dead letters of a letter's atomic group, applied
+-- again as one group (ofs.apply_batch applies a group all or nothing).
+CREATE FUNCTION ofs_internal.retry_group(dl ofs.dead_letters)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ids bigint[];
+  ms jsonb;
+  results jsonb;
+BEGIN
+  SELECT array_agg(d.id ORDER BY d.id), jsonb_agg(d.mutation ORDER BY d.id) INTO ids, ms
+    FROM ofs.dead_letters d
+   WHERE d.device = dl.device AND d.grp = dl.grp AND d.status = 'open';
+  UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
+   WHERE d.id = ANY (ids);
+  DELETE FROM ofs.applied_op a
+   WHERE a.device = dl.device
+     AND a.operation_id IN (SELECT d.operation_id FROM ofs.dead_letters d WHERE d.id = ANY (ids));
+  SELECT jsonb_agg(jsonb_build_object('operation_id', r.operation_id, 'status', r.status)
+                   || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message, 'hint', r.hint))
+                   ORDER BY r.ord)
+    INTO results
+    FROM ofs.apply_batch(dl.device, ms) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord);
+  UPDATE ofs.dead_letters d SET retry_result = results->(array_position(ids, d.id) - 1)
+   WHERE d.id = ANY (ids);
+  RETURN results->(array_position(ids, dl.id) - 1);
+END $$;
+REVOKE ALL ON FUNCTION ofs_internal.retry_group(ofs.dead_letters) FROM PUBLIC;
+
+COMMENT ON FUNCTION ofs.device_schema(text, boolean) IS
+    'The subscribed tables of a device, or with all_tables every synced table its role may read (columns, types, primary key, whether subscribed, merge policy, transition rules), and its role memberships';
+
+-- ofs.device_rejections: a device's own dead letters and conflicts, open or
+-- closed but not yet cleared by it (docs/PROTOCOL.md, "rejections").  clear
+-- ({"dead_letters": [id...], "conflicts": [id...]}) first clears those of
+-- its entries that are closed, and discards its open dead letters named.
+CREATE FUNCTION ofs.device_rejections(device text, clear jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+  dl_ids bigint[];
+  cf_ids bigint[];
+BEGIN
+  IF clear IS NOT NULL THEN
+    IF jsonb_typeof(clear) <> 'object'
+       OR jsonb_typeof(coalesce(clear->'dead_letters', '[]')) <> 'array'
+       OR jsonb_typeof(coalesce(clear->'conflicts', '[]')) <> 'array'
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(clear->'dead_letters', '[]')
+                                                     || coalesce(clear->'conflicts', '[]')) e
+                   WHERE jsonb_typeof(e) <> 'number' OR (e #>> '{}') !~ '^[0-9]{1,18}$') THEN
+      RAISE EXCEPTION 'clear must be {"dead_letters": [ids], "conflicts": [ids]} with integer ids'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg((e #>> '{}')::bigint) INTO dl_ids FROM jsonb_array_elements(clear->'dead_letters') e;
+    SELECT array_agg((e #>> '{}')::bigint) INTO cf_ids FROM jsonb_array_elements(clear->'conflicts') e;
+    -- The device gives up its own open intents; closed ones leave its list.
+    UPDATE ofs.dead_letters d
+       SET status = CASE WHEN d.status = 'open' THEN 'discarded' ELSE d.status END,
+           closed_at = coalesce(d.closed_at, now()),
+           closed_by = coalesce(d.closed_by, dev.role),
+           device_cleared_at = now()
+     WHERE d.device = dev.device AND d.id = ANY (coalesce(dl_ids, '{}')) AND d.device_cleared_at IS NULL;
+    UPDATE ofs.conflicts c SET device_cleared_at = now()
+     WHERE c.device = dev.device AND c.id = ANY (coalesce(cf_ids, '{}')) AND c.status <> 'open'
+       AND c.device_cleared_at IS NULL;
+  END IF;
+  RETURN jsonb_build_object(
+    'version', (SELECT d.rejections_version FROM ofs.device d WHERE d.device = dev.device),
+    'dead_letters', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+          'id', d.id, 'operation_id', d.operation_id, 'table', d.table_name, 'pk', d.pk,
+          'op', d.mutation->'op', 'group', d.grp, 'sqlstate', d.sqlstate, 'message', d.message,
+          'hint', d.hint, 'status', d.status, 'created_at', d.created_at, 'closed_at', d.closed_at,
+          'retry_result', d.retry_result) ORDER BY d.id), '[]')
+        FROM ofs.dead_letters d WHERE d.device = dev.device AND d.device_cleared_at IS NULL),
+    'conflicts', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+          'id', c.id, 'operation_id', c.operation_id, 'table', c.table_name, 'pk', c.pk,
+          'column', c.column_name, 'origin_value', c.origin_value, 'device_value', c.device_value,
+          'base_value', c.base_value, 'status', c.status, 'resolution', c.resolution,
+          'created_at', c.created_at, 'resolved_at', c.resolved_at) ORDER BY c.id), '[]')
+        FROM ofs.conflicts c WHERE c.device = dev.device AND c.device_cleared_at IS NULL));
+END $$;
+COMMENT ON FUNCTION ofs.device_rejections(text, jsonb) IS
+    'A device''s own dead letters and conflicts, open or not yet cleared by it; clear closes and clears entries for it';
+REVOKE ALL ON FUNCTION ofs.device_rejections(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_schema(text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text, jsonb) FROM PUBLIC;
+
+COMMENT ON FUNCTION ofs.retry_dead_letter(bigint) IS
+    'Apply a dead letter''s mutation again (e.g. after a role was granted), with the other open dead letters of its atomic group; a new rejection opens a new dead letter';
 
 -- Last in every upgrade script: at commit, the sync workers read the
 -- installed version again (bgworker/sqlversion.c).

@@ -515,8 +515,18 @@ CREATE TABLE ofs.device (
     last_contact  timestamptz,
     last_cursor   text,
     page_seq      bigint NOT NULL DEFAULT 0,
-    caught_up_at  timestamptz
+    caught_up_at  timestamptz,
+    clock_ahead_ms bigint,
+    clock_ahead_at timestamptz,
+    rejections_version bigint NOT NULL DEFAULT 0,
+    confirmed_page bigint NOT NULL DEFAULT 0
 );
+COMMENT ON COLUMN ofs.device.confirmed_page IS
+    'The newest page the device confirmed (sent back a cursor of): it may not pull from an older cursor';
+COMMENT ON COLUMN ofs.device.clock_ahead_ms IS
+    'How far ahead of the origin''s wall clock (ms) the device''s clock last was when it passed ofs.max_clock_skew';
+COMMENT ON COLUMN ofs.device.rejections_version IS
+    'Moves whenever a dead letter or conflict of the device is made, closed or cleared (the device compares it)';
 COMMENT ON TABLE ofs.device IS
     'Devices and the roles they act as; write it through ofs.create_device_token and ofs.revoke_device only';
 SELECT pg_catalog.pg_extension_config_dump('ofs.device', '');
@@ -635,10 +645,12 @@ SELECT device, role, created_at, expires_at, revoked_at, last_contact,
             ELSE 'active' END AS status,
        caught_up_at,
        (SELECT count(*) FROM ofs.change_log c
-         WHERE c.captured_at > coalesce(d.caught_up_at, '-infinity')) AS changes_behind
+         WHERE c.captured_at > coalesce(d.caught_up_at, '-infinity')) AS changes_behind,
+       clock_ahead_ms * interval '1 millisecond' AS clock_ahead,
+       clock_ahead_at
   FROM ofs.device d;
 COMMENT ON VIEW ofs.devices IS
-    'Devices: role, creation, expiry, revocation, last contact, status, when the device last had read the whole feed and how many changes (of any table) were captured since';
+    'Devices: role, creation, expiry, revocation, last contact, status, when the device last had read the whole feed, how many changes (of any table) were captured since, and how far ahead its clock last ran past ofs.max_clock_skew';
 
 REVOKE ALL ON FUNCTION ofs.create_device_token(name, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.revoke_device(text) FROM PUBLIC;
@@ -674,8 +686,14 @@ CREATE TABLE ofs.dead_letters (
     created_at   timestamptz NOT NULL DEFAULT now(),
     closed_at    timestamptz,
     closed_by    name,
-    retry_result jsonb
+    retry_result jsonb,
+    grp          text,
+    device_cleared_at timestamptz
 );
+COMMENT ON COLUMN ofs.dead_letters.grp IS
+    'The atomic group of the mutation (its push''s "group"); a retry retries the group''s open dead letters together';
+COMMENT ON COLUMN ofs.dead_letters.device_cleared_at IS
+    'When the device cleared the closed dead letter from its list (PROTOCOL.md, "rejections")';
 CREATE INDEX dead_letters_open ON ofs.dead_letters (device, table_name, pk) WHERE status = 'open';
 COMMENT ON TABLE ofs.dead_letters IS
     'Every rejected mutation: device, operation, table, key, the mutation, SQLSTATE, message and a compensation hint; closed by retry or discard';
@@ -697,7 +715,8 @@ CREATE TABLE ofs.conflicts (
     resolution    text,
     resolved_at   timestamptz,
     resolved_by   name,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    device_cleared_at timestamptz
 );
 COMMENT ON TABLE ofs.conflicts IS
     'Concurrent changes of manual columns: both values, both sites, both clocks; ofs.resolve_conflict decides';
@@ -706,6 +725,27 @@ SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('ofs.conflicts_id_seq', '');
+CREATE INDEX dead_letters_device ON ofs.dead_letters (device) WHERE device_cleared_at IS NULL;
+CREATE INDEX conflicts_device ON ofs.conflicts (device) WHERE device_cleared_at IS NULL;
+
+-- A device learns that its rejections changed from a version it is sent
+-- (welcome, changes): every write of its dead letters or conflicts moves it.
+CREATE FUNCTION ofs_internal.rejections_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.device d SET rejections_version = d.rejections_version + 1
+   WHERE d.device IN (SELECT n.device FROM changed n);
+  RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION ofs_internal.rejections_changed() FROM PUBLIC;
+CREATE TRIGGER dead_letters_made AFTER INSERT ON ofs.dead_letters
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER dead_letters_closed AFTER UPDATE ON ofs.dead_letters
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER conflicts_made AFTER INSERT ON ofs.conflicts
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
+CREATE TRIGGER conflicts_closed AFTER UPDATE ON ofs.conflicts
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ofs_internal.rejections_changed();
 
 CREATE FUNCTION ofs_internal.clamp_hlc(hlc bigint)
 RETURNS bigint AS 'MODULE_PATHNAME', 'ofs_clamp_hlc' LANGUAGE C VOLATILE STRICT;
@@ -771,6 +811,7 @@ BEGIN
     WHEN state = 'OF003' THEN 'check_failed'
     WHEN state = 'OF004' THEN 'initial_state_not_allowed'
     WHEN state = 'OF020' THEN 'dependent'
+    WHEN state = 'OF021' THEN 'group_rolled_back'
     WHEN state = '23505' THEN 'unique_violation'
     WHEN state = '23503' THEN 'foreign_key_violation'
     WHEN state = '23514' THEN 'check_violation'
@@ -819,7 +860,7 @@ END $$;
 -- rolled back): a compensation hint, a dead letter, and the result.
 CREATE FUNCTION ofs_internal.reject_mutation(device text, op_id text, tbl regclass, pktext text, m jsonb,
                                     data jsonb, state text, message text, con text, col text,
-                                    role name, detail text)
+                                    role name, detail text, extra jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -832,11 +873,13 @@ BEGIN
   EXCEPTION WHEN OTHERS THEN
     hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
   END;
+  hint := hint || coalesce(extra, '{}');
   res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
                             'message', message, 'hint', hint);
   BEGIN
-    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint)
-    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint);
+    INSERT INTO ofs.dead_letters (device, operation_id, table_name, pk, mutation, sqlstate, message, detail, hint, grp)
+    VALUES (device, op_id, tbl::text, pktext::jsonb, m, state, message, nullif(detail, ''), hint,
+            CASE WHEN jsonb_typeof(m->'group') = 'string' THEN m->>'group' END);
     INSERT INTO ofs.applied_op (device, operation_id, status, result)
     VALUES (device, op_id, 'rejected', res)
     ON CONFLICT ON CONSTRAINT applied_op_pkey DO NOTHING;
@@ -929,6 +972,10 @@ BEGIN
             HINT = 'Discard it with ofs.discard_dead_letter.';
   END IF;
   PERFORM pg_advisory_xact_lock(hashtext('ofs.device'), hashtext(dl.device));
+  IF dl.grp IS NOT NULL THEN
+    -- A group is retried whole: its open dead letters, in order, all or nothing.
+    RETURN ofs_internal.retry_group(dl);
+  END IF;
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
    WHERE d.id = dl.id;
   DELETE FROM ofs.applied_op a WHERE a.device = dl.device AND a.operation_id = dl.operation_id;
@@ -937,7 +984,37 @@ BEGIN
   RETURN r;
 END $$;
 COMMENT ON FUNCTION ofs.retry_dead_letter(bigint) IS
-    'Apply a dead letter''s mutation again (e.g. after a role was granted); a new rejection opens a new dead letter';
+    'Apply a dead letter''s mutation again (e.g. after a role was granted), with the other open dead letters of its atomic group; a new rejection opens a new dead letter';
+
+-- retry_group: the open dead letters of a letter's atomic group, applied
+-- again as one group (ofs.apply_batch applies a group all or nothing).
+CREATE FUNCTION ofs_internal.retry_group(dl ofs.dead_letters)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ids bigint[];
+  ms jsonb;
+  results jsonb;
+BEGIN
+  SELECT array_agg(d.id ORDER BY d.id), jsonb_agg(d.mutation ORDER BY d.id) INTO ids, ms
+    FROM ofs.dead_letters d
+   WHERE d.device = dl.device AND d.grp = dl.grp AND d.status = 'open';
+  UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
+   WHERE d.id = ANY (ids);
+  DELETE FROM ofs.applied_op a
+   WHERE a.device = dl.device
+     AND a.operation_id IN (SELECT d.operation_id FROM ofs.dead_letters d WHERE d.id = ANY (ids));
+  SELECT jsonb_agg(jsonb_build_object('operation_id', r.operation_id, 'status', r.status)
+                   || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message, 'hint', r.hint))
+                   ORDER BY r.ord)
+    INTO results
+    FROM ofs.apply_batch(dl.device, ms) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord);
+  UPDATE ofs.dead_letters d SET retry_result = results->(array_position(ids, d.id) - 1)
+   WHERE d.id = ANY (ids);
+  RETURN results->(array_position(ids, dl.id) - 1);
+END $$;
+REVOKE ALL ON FUNCTION ofs_internal.retry_group(ofs.dead_letters) FROM PUBLIC;
 
 CREATE FUNCTION ofs.discard_dead_letter(id bigint)
 RETURNS void
@@ -989,7 +1066,7 @@ COMMENT ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) IS
 
 REVOKE ALL ON FUNCTION ofs.apply_batch(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs_internal.apply_one(text, jsonb, bigint, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, jsonb, jsonb, text, text, text, text, name, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.retry_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.discard_dead_letter(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.resolve_conflict(bigint, text, jsonb) FROM PUBLIC;
@@ -1301,7 +1378,7 @@ COMMENT ON FUNCTION ofs.pull(text, text, int, text) IS
 
 -- ofs.device_schema: what a device needs to create its local tables and to
 -- check transitions offline (docs/PROTOCOL.md, "schema").
-CREATE FUNCTION ofs.device_schema(device text)
+CREATE FUNCTION ofs.device_schema(device text, all_tables boolean DEFAULT false)
 RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1317,6 +1394,7 @@ BEGIN
         'primary_key', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
                           FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
                          WHERE i.indrelid = s.tbl AND i.indisprimary AND a.attrelid = s.tbl AND a.attnum = k.attnum),
+        'subscribed', s.subscribed,
         'merge', st.merge,
         'transitions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                              'name', c.name, 'column', c.col, 'initial', to_jsonb(c.initial),
@@ -1324,14 +1402,73 @@ BEGIN
                                                                                     'role', e.role) ORDER BY e.ord), '[]')
                                          FROM ofs.transition_edge e WHERE e.constraint_id = c.id)) ORDER BY c.name), '[]')
                           FROM ofs.transition_constraint_def c WHERE c.tbl = s.tbl)) ORDER BY s.tbl), '[]')
-                 FROM ofs.device_shape s JOIN ofs.synced_table st ON st.tbl = s.tbl
-                WHERE s.device = dev.device AND cardinality(s.filters) > 0
+                 FROM (SELECT st0.tbl,
+                              EXISTS (SELECT 1 FROM ofs.device_shape ds
+                                       WHERE ds.device = dev.device AND ds.tbl = st0.tbl
+                                         AND cardinality(ds.filters) > 0) AS subscribed
+                         FROM ofs.synced_table st0) s
+                 JOIN ofs.synced_table st ON st.tbl = s.tbl
+                WHERE (s.subscribed OR all_tables)
                   AND has_table_privilege(dev.role, s.tbl, 'SELECT')),
     'roles', (SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r
                WHERE pg_has_role(dev.role, r.oid, 'MEMBER')));
 END $$;
-COMMENT ON FUNCTION ofs.device_schema(text) IS
-    'The subscribed tables of a device (columns, types, primary key, merge policy, transition rules) and its role memberships';
+COMMENT ON FUNCTION ofs.device_schema(text, boolean) IS
+    'The subscribed tables of a device, or with all_tables every synced table its role may read (columns, types, primary key, whether subscribed, merge policy, transition rules), and its role memberships';
+
+-- ofs.device_rejections: a device's own dead letters and conflicts, open or
+-- closed but not yet cleared by it (docs/PROTOCOL.md, "rejections").  clear
+-- ({"dead_letters": [id...], "conflicts": [id...]}) first clears those of
+-- its entries that are closed, and discards its open dead letters named.
+CREATE FUNCTION ofs.device_rejections(device text, clear jsonb DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dev ofs.device := ofs_internal.device_check(device);
+  dl_ids bigint[];
+  cf_ids bigint[];
+BEGIN
+  IF clear IS NOT NULL THEN
+    IF jsonb_typeof(clear) <> 'object'
+       OR jsonb_typeof(coalesce(clear->'dead_letters', '[]')) <> 'array'
+       OR jsonb_typeof(coalesce(clear->'conflicts', '[]')) <> 'array'
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(clear->'dead_letters', '[]')
+                                                     || coalesce(clear->'conflicts', '[]')) e
+                   WHERE jsonb_typeof(e) <> 'number' OR (e #>> '{}') !~ '^[0-9]{1,18}$') THEN
+      RAISE EXCEPTION 'clear must be {"dead_letters": [ids], "conflicts": [ids]} with integer ids'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg((e #>> '{}')::bigint) INTO dl_ids FROM jsonb_array_elements(clear->'dead_letters') e;
+    SELECT array_agg((e #>> '{}')::bigint) INTO cf_ids FROM jsonb_array_elements(clear->'conflicts') e;
+    -- The device gives up its own open intents; closed ones leave its list.
+    UPDATE ofs.dead_letters d
+       SET status = CASE WHEN d.status = 'open' THEN 'discarded' ELSE d.status END,
+           closed_at = coalesce(d.closed_at, now()),
+           closed_by = coalesce(d.closed_by, dev.role),
+           device_cleared_at = now()
+     WHERE d.device = dev.device AND d.id = ANY (coalesce(dl_ids, '{}')) AND d.device_cleared_at IS NULL;
+    UPDATE ofs.conflicts c SET device_cleared_at = now()
+     WHERE c.device = dev.device AND c.id = ANY (coalesce(cf_ids, '{}')) AND c.status <> 'open'
+       AND c.device_cleared_at IS NULL;
+  END IF;
+  RETURN jsonb_build_object(
+    'version', (SELECT d.rejections_version FROM ofs.device d WHERE d.device = dev.device),
+    'dead_letters', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+          'id', d.id, 'operation_id', d.operation_id, 'table', d.table_name, 'pk', d.pk,
+          'op', d.mutation->'op', 'group', d.grp, 'sqlstate', d.sqlstate, 'message', d.message,
+          'hint', d.hint, 'status', d.status, 'created_at', d.created_at, 'closed_at', d.closed_at,
+          'retry_result', d.retry_result) ORDER BY d.id), '[]')
+        FROM ofs.dead_letters d WHERE d.device = dev.device AND d.device_cleared_at IS NULL),
+    'conflicts', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+          'id', c.id, 'operation_id', c.operation_id, 'table', c.table_name, 'pk', c.pk,
+          'column', c.column_name, 'origin_value', c.origin_value, 'device_value', c.device_value,
+          'base_value', c.base_value, 'status', c.status, 'resolution', c.resolution,
+          'created_at', c.created_at, 'resolved_at', c.resolved_at) ORDER BY c.id), '[]')
+        FROM ofs.conflicts c WHERE c.device = dev.device AND c.device_cleared_at IS NULL));
+END $$;
+COMMENT ON FUNCTION ofs.device_rejections(text, jsonb) IS
+    'A device''s own dead letters and conflicts, open or not yet cleared by it; clear closes and clears entries for it';
+REVOKE ALL ON FUNCTION ofs.device_rejections(text, jsonb) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION ofs.shape_filter(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs_internal.device_check(text) FROM PUBLIC;
@@ -1341,7 +1478,7 @@ REVOKE ALL ON FUNCTION ofs.subscribe(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.unsubscribe(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.set_subscriptions(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ofs.pull(text, text, int, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ofs.device_schema(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.device_schema(text, boolean) FROM PUBLIC;
 
 -- ofs_internal.hello: a device's hello (docs/PROTOCOL.md): authenticates its token,
 -- sets its subscriptions when it sends them, and returns the welcome.
@@ -1361,7 +1498,8 @@ BEGIN
   END IF;
   RETURN jsonb_build_object('device', dev.device, 'role', dev.role,
                             'server_version', (SELECT extversion FROM pg_extension WHERE extname = 'ofs'),
-                            'hlc', ofs.hlc_now(), 'subscriptions', subs);
+                            'hlc', ofs.hlc_now(), 'subscriptions', subs,
+                            'rejections', dev.rejections_version);
 END $$;
 REVOKE ALL ON FUNCTION ofs_internal.hello(text, jsonb) FROM PUBLIC;
 

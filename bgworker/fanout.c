@@ -108,7 +108,7 @@ SendLiveShare(Session *s, LiveShare *share)
 	}
 	if (share->rows > 0)
 	{
-		if (!ProtocolReplyChanges(s, NULL, share->cursor, share->body))
+		if (!ProtocolReplyChanges(s, NULL, share->cursor, share->body, share->more))
 			return;
 		OfsCount(OFS_STAT_ROWS_SENT, share->rows);
 		/* Small pages let the next ones grow back. */

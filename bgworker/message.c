@@ -23,6 +23,7 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_PULL] = "pull",
 	[MSG_LIVE] = "live",
 	[MSG_ACK] = "ack",
+	[MSG_REJECTIONS] = "rejections",
 };
 
 /* Bounds a cursor's text only: its feed position lists in-progress xids. */
@@ -71,6 +72,87 @@ Parse(const char *text, size_t len, json_error_t *err)
 	if (root == NULL && json_error_code(err) == json_error_numeric_overflow)
 		root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, err);
 	return root;
+}
+
+/* GroupName: a mutation's group, NULL when it has none. */
+static const char *
+GroupName(json_t *mutation)
+{
+	json_t	   *g = json_is_object(mutation) ? json_object_get(mutation, "group") : NULL;
+
+	return json_is_string(g) ? json_string_value(g) : NULL;
+}
+
+/*
+ * GroupsOk: every group is a string of 1 to 256 bytes and its mutations
+ * follow each other (a group applies as one, so it arrives as one).
+ */
+static bool
+GroupsOk(Message *m)
+{
+	size_t		n = json_array_size(m->mutations);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		json_t	   *mu = json_array_get(m->mutations, i);
+		json_t	   *g = json_is_object(mu) ? json_object_get(mu, "group") : NULL;
+		const char *name;
+
+		if (g == NULL || json_is_null(g))
+			continue;
+		if (!json_is_string(g) || json_string_length(g) < 1 || json_string_length(g) > 256)
+		{
+			Refuse(m, "invalid_message", "a mutation's \"group\" must be a string of 1 to 256 bytes%s%s%s", "", "", "");
+			return false;
+		}
+		name = json_string_value(g);
+		if (i > 0 && GroupName(json_array_get(m->mutations, i - 1)) &&
+			strcmp(GroupName(json_array_get(m->mutations, i - 1)), name) == 0)
+			continue;
+		for (size_t j = 0; j < i; j++)
+		{
+			const char *other = GroupName(json_array_get(m->mutations, j));
+
+			if (other && strcmp(other, name) == 0)
+			{
+				Refuse(m, "invalid_message", "the mutations of a group must follow each other in the push%s%s%s", "", "", "");
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* ClearOk: rejections' clear is {dead_letters?: [ids], conflicts?: [ids]} of integers. */
+static bool
+ClearOk(Message *m)
+{
+	const char *key;
+	json_t	   *list;
+
+	json_object_foreach(m->clear, key, list)
+	{
+		size_t		i;
+		json_t	   *id;
+
+		if ((strcmp(key, "dead_letters") != 0 && strcmp(key, "conflicts") != 0) || !json_is_array(list) ||
+			json_array_size(list) > 1000)
+		{
+			Refuse(m, "invalid_message", "\"rejections\" needs \"clear\" as %s%s%s",
+				   "{\"dead_letters\": [ids], \"conflicts\": [ids]} with at most 1000 ids each", "", "");
+			return false;
+		}
+		json_array_foreach(list, i, id)
+		{
+			if (!json_is_integer(id) || json_integer_value(id) < 0)
+			{
+				Refuse(m, "invalid_message", "\"rejections\" needs \"clear\" ids as %s%s%s",
+					   "non-negative integers", "", "");
+				return false;
+			}
+		}
+	}
+	return true;
 }
 
 void
@@ -148,6 +230,7 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 
 				snprintf(limit, sizeof(limit), "%d", OFS_MAX_SHAPES);
 				Refuse(m, "invalid_message", "a device may have at most %s shapes%s%s", limit, "", "");
+				m->error_sqlstate = "54000";
 				return;
 			}
 			break;
@@ -174,6 +257,8 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 				Refuse(m, "invalid_message", "a push may hold at most %s mutations%s%s", limit, "", "");
 				return;
 			}
+			if (!GroupsOk(m))
+				return;
 			break;
 		case MSG_LIVE:
 			if (json_is_false(json_object_get(m->root, "on")))
@@ -208,6 +293,26 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 			m->cursor = String(m, "cursor");
 			break;
 		case MSG_SCHEMA:
+			{
+				json_t	   *all = json_object_get(m->root, "all");
+
+				if (all && !json_is_boolean(all) && !json_is_null(all))
+				{
+					Refuse(m, "invalid_message", "\"%s\" needs field \"%s\" as %s", "schema", "all", "a boolean");
+					return;
+				}
+				m->all_tables = json_is_true(all);
+			}
+			break;
+		case MSG_REJECTIONS:
+			if (!Field(m, "clear", JSON_OBJECT, true, "an object of id lists"))
+				return;
+			m->clear = json_object_get(m->root, "clear");
+			if (json_is_null(m->clear))
+				m->clear = NULL;
+			if (m->clear && !ClearOk(m))
+				return;
+			break;
 		case MSG_TYPE_COUNT:
 			break;
 	}

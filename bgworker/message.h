@@ -22,6 +22,7 @@ typedef enum MessageType
 	MSG_PULL,
 	MSG_LIVE,
 	MSG_ACK,
+	MSG_REJECTIONS,
 	MSG_TYPE_COUNT
 } MessageType;
 
@@ -35,6 +36,7 @@ typedef struct Message
 	bool		typed;			/* an object with a good id and a string type */
 	/* When the message is refused: the error's code and text. */
 	const char *error_code;		/* NULL when the message is good */
+	const char *error_sqlstate; /* the SQLSTATE of the refusal, or NULL */
 	char		error[256];
 	/* The fields of the types that have them. */
 	const char *token;			/* hello */
@@ -45,6 +47,8 @@ typedef struct Message
 	const char *cursor;			/* pull, live, ack: or NULL */
 	int			max_rows;		/* pull, live: at most the limit given */
 	bool		live_off;		/* live {"on": false} */
+	bool		all_tables;		/* schema {"all": true} */
+	json_t	   *clear;			/* rejections: the entries to clear, or NULL */
 } Message;
 
 /*

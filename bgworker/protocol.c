@@ -32,6 +32,7 @@
 #include "worker.h"
 #include "message.h"
 #include "shmem.h"
+#include "hlc.h"
 
 #define OFS_PROTOCOL_VERSION 1
 
@@ -39,6 +40,30 @@ static json_t *
 NewObject(void)
 {
 	return json_pack("{}");
+}
+
+/*
+ * WithHlc returns a JSON object's text with the origin's clock added as
+ * "hlc" (PROTOCOL.md, "Clocks"): at least the version of every value the
+ * device may have been sent before, so its next write orders after them.
+ */
+static char *
+WithHlc(const char *body)
+{
+	StringInfoData b;
+	size_t		len = strlen(body);
+
+	while (len > 0 && body[len - 1] != '}')
+		len--;
+	initStringInfo(&b);
+	if (len == 0)
+	{
+		appendStringInfo(&b, "{\"hlc\": " INT64_FORMAT "}", HlcCurrent());
+		return b.data;
+	}
+	appendBinaryStringInfo(&b, body, len - 1);
+	appendStringInfo(&b, "%s\"hlc\": " INT64_FORMAT "}", strchr(body, ':') ? ", " : "", HlcCurrent());
+	return b.data;
 }
 
 /* Reply sends {"type": type, "id": id, ...fields of body}. */
@@ -170,6 +195,8 @@ SqlError(Session *s, json_t *id, SqlResult *res)
 		code = "not_found";
 	else if (strcmp(res->sqlstate, "22023") == 0)
 		code = "invalid_message";
+	else if (strcmp(res->sqlstate, "OF011") == 0)
+		code = "cursor_too_old";
 	if (res->detail && strcmp(code, "server_error") == 0)
 		message = psprintf("%s (%s)", res->message, res->detail);
 	if (strcmp(code, "server_error") == 0)
@@ -349,7 +376,11 @@ HandlePush(Session *s, Message *m, const char *text)
 			   2, args, &res);
 	if (res.ok && res.nvalues == 5)
 	{
-		Reply(s, "pushed", id, res.values[0]);
+		/* The origin's clock after the batch: the device moves its own past it. */
+		char	   *body = WithHlc(res.values[0]);
+
+		Reply(s, "pushed", id, body);
+		pfree(body);
 		OfsCount(OFS_STAT_APPLIED, atoll(res.values[1]));
 		OfsCount(OFS_STAT_DUPLICATES, atoll(res.values[2]));
 		OfsCount(OFS_STAT_REJECTED, atoll(res.values[3]));
@@ -364,10 +395,12 @@ HandlePush(Session *s, Message *m, const char *text)
 
 /*
  * ReplyChanges sends a "changes" answer: the SQL's result without its
- * cursor (body), with the cursor sealed for the device.
+ * cursor (body), with the cursor sealed for the device, whether the device
+ * is up to date once it has applied it (nothing more waits), and the
+ * origin's clock, read after the page (so at least every version in it).
  */
 bool
-ProtocolReplyChanges(Session *s, void *idp, const char *cursor, const char *body)
+ProtocolReplyChanges(Session *s, void *idp, const char *cursor, const char *body, bool more)
 {
 	json_t	   *id = (json_t *) idp;
 	char	   *sealed = CursorSeal(s->device, cursor);
@@ -385,7 +418,8 @@ ProtocolReplyChanges(Session *s, void *idp, const char *cursor, const char *body
 	json_decref(c);
 	free(sealed);
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"cursor\":%s", ctext ? ctext : "null");
+	appendStringInfo(&buf, "{\"cursor\":%s,\"up_to_date\":%s,\"hlc\":" INT64_FORMAT,
+					 ctext ? ctext : "null", more ? "false" : "true", HlcCurrent());
 	free(ctext);
 	while (*body == ' ')
 		body++;
@@ -511,7 +545,7 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 		SqlError(s, id, &res);
 	else if (res.nvalues != 4)
 		ProtocolSendError(s, id, "server_error", "pull returned nothing", NULL, true);
-	else if (ProtocolReplyChanges(s, id, res.values[1], res.values[0]))
+	else if (ProtocolReplyChanges(s, id, res.values[1], res.values[0], strcmp(res.values[2], "t") == 0))
 	{
 		/* Small pages let the next ones grow back. */
 		if (s->page_rows > 0 && strlen(res.values[0]) < OFS_MAX_PAGE_BYTES / 4)
@@ -567,14 +601,53 @@ static void
 HandleSchema(Session *s, Message *m, const char *text)
 {
 	SqlResult	res;
-	const char *args[1] = {s->device};
+	const char *args[2] = {s->device, m->all_tables ? "true" : "false"};
 
-	SessionSql(s, "SELECT ofs.device_schema($1)::text", 1, args, &res);
+	if (ofs_sql_version < 101)
+	{
+		if (m->all_tables)
+		{
+			ProtocolSendError(s, m->id, "server_error",
+							  "schema with \"all\" needs the origin's ofs extension at 1.1 (ALTER EXTENSION ofs UPDATE)",
+							  "0A000", true);
+			return;
+		}
+		SessionSql(s, "SELECT ofs.device_schema($1)::text", 1, args, &res);
+	}
+	else
+		SessionSql(s, "SELECT ofs.device_schema($1, $2::boolean)::text", 2, args, &res);
 	if (res.ok)
 		Reply(s, "schema", m->id, res.values[0]);
 	else
 		SqlError(s, m->id, &res);
 	SqlResultFree(&res);
+}
+
+/*
+ * HandleRejections answers the device's own dead letters and conflicts
+ * (ofs.device_rejections), after clearing what it asks to clear.
+ */
+static void
+HandleRejections(Session *s, Message *m, const char *text)
+{
+	SqlResult	res;
+	char	   *clear = m->clear ? json_dumps(m->clear, JSON_COMPACT) : NULL;
+	const char *args[2] = {s->device, clear};
+
+	if (ofs_sql_version < 101)
+		ProtocolSendError(s, m->id, "server_error",
+						  "rejections need the origin's ofs extension at 1.1 (ALTER EXTENSION ofs UPDATE)",
+						  "0A000", true);
+	else
+	{
+		SessionSql(s, "SELECT ofs.device_rejections($1, $2::jsonb)::text", 2, args, &res);
+		if (res.ok)
+			Reply(s, "rejections", m->id, res.values[0]);
+		else
+			SqlError(s, m->id, &res);
+		SqlResultFree(&res);
+	}
+	free(clear);
 }
 
 /* The handlers of the message types (message.h), all but hello for devices. */
@@ -589,6 +662,7 @@ static const Handler handlers[MSG_TYPE_COUNT] = {
 	[MSG_PULL] = HandlePull,
 	[MSG_LIVE] = HandlePull,
 	[MSG_ACK] = HandleAck,
+	[MSG_REJECTIONS] = HandleRejections,
 };
 
 /* ProtocolHandle answers one message of a device. */
@@ -605,7 +679,7 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 		SessionClose(s, 4001, "not authenticated");
 	}
 	else if (m.error_code)
-		ProtocolSendError(s, m.id, m.error_code, m.error, NULL, false);
+		ProtocolSendError(s, m.id, m.error_code, m.error, m.error_sqlstate, false);
 	else if (m.type != MSG_HELLO && s->expires_ms > 0 && WorkerNowMs() >= s->expires_ms)
 		ProtocolRevoked(s, "the device's token has expired");
 	else

@@ -134,7 +134,7 @@ extern void ProtocolHandle(Session *s, const char *text, size_t len);
 extern void ProtocolSendError(Session *s, const void *id, const char *code,
 							  const char *message, const char *sqlstate, bool retry);
 extern void ProtocolRevoked(Session *s, const char *message);
-extern bool ProtocolReplyChanges(Session *s, void *id, const char *cursor, const char *body);
+extern bool ProtocolReplyChanges(Session *s, void *id, const char *cursor, const char *body, bool more);
 extern int	ProtocolPageRows(int rows, size_t bytes);
 /* A page over OFS_MAX_PAGE_BYTES: rolled back and made again with fewer rows. */
 #define OFS_PAGE_TOO_LARGE "OF031"

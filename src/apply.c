@@ -28,37 +28,45 @@
 PG_FUNCTION_INFO_V1(ofs_encode_row);
 PG_FUNCTION_INFO_V1(ofs_clamp_hlc);
 
-int			ofs_max_clock_skew_ms = 300000;
+int			ofs_max_clock_skew_ms = 1000;
+
+/* The most a device's clock ran past the bound in this batch (ms; 0: never). */
+int64		ofs_clock_ahead_ms = 0;
 
 /* ApplyInit defines ofs.max_clock_skew and sets up the writer (writer.c). */
 void
 ApplyInit(void)
 {
 	DefineCustomIntVariable("ofs.max_clock_skew",
-							"How far ahead of the origin's clock a device's HLC may be.",
-							"A mutation whose HLC is further ahead is clamped to the origin's clock plus this bound.",
+							"How far ahead of the origin's wall clock a device's HLC may be.",
+							"A mutation whose HLC is further ahead is stamped with the origin's clock instead, so one device moves the origin's clock by at most this bound.",
 							&ofs_max_clock_skew_ms,
-							300000, 0, INT_MAX,
+							1000, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	OfsWriterInit();
 }
 
 /*
- * clamp_hlc(hlc) returns a device's HLC, or the origin's clock plus
- * ofs.max_clock_skew when the device's is further ahead, so that a device
- * with a wrong clock cannot win every conflict forever.
- */
-/*
- * ClampHlc bounds a device's HLC by the wall clock plus the allowed skew
- * (not by the origin's HLC, which clamped HLCs themselves move forward).
+ * ClampHlc bounds a device's HLC: one further ahead of the wall clock than
+ * ofs.max_clock_skew is replaced by a fresh HLC of the origin, which orders
+ * after everything the origin has seen (so a fast clock neither wins every
+ * conflict nor drags the origin's clock, and every write of every other
+ * device, along with it).  How far ahead it was is kept in
+ * ofs_clock_ahead_ms for the batch to record.  Devices need not run ahead
+ * to order after what they saw: every message of the origin carries its
+ * clock, which they move to.
  */
 int64
 ClampHlc(int64 hlc)
 {
-	int64		bound = WallHlc() + ((int64) ofs_max_clock_skew_ms << 16);
+	int64		wall = WallHlc();
+	int64		bound = wall + ((int64) ofs_max_clock_skew_ms << 16);
 
-	return hlc > bound ? bound : hlc;
+	if (hlc <= bound)
+		return hlc;
+	ofs_clock_ahead_ms = Max(ofs_clock_ahead_ms, (hlc - wall) >> 16);
+	return HlcNow();
 }
 
 Datum

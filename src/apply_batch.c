@@ -9,8 +9,14 @@
  * its subtransaction and its statements, not a round through PL/pgSQL; the
  * role is looked up once per batch.  Each mutation runs in a memory context
  * reset after it, so a batch of thousands holds one mutation's garbage.
+ *
+ * Consecutive mutations with the same "group" are an atomic group: they
+ * apply inside one more subtransaction, rolled back whole when one of them
+ * is rejected; then each is recorded as rejected (the failing one with its
+ * own error, the others with OF021), against the origin without the group.
  */
 #include "ofs.h"
+#include "hlc.h"
 #include "mutation.h"
 #include "plan_cache.h"
 
@@ -19,6 +25,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
@@ -104,6 +111,58 @@ HintKindIs(JsonbValue *hint, const char *kind)
 	return k != NULL && strcmp(k, kind) == 0;
 }
 
+/* GroupOf: a mutation's "group" when it is a string, else NULL. */
+static char *
+GroupOf(JsonbValue *m)
+{
+	JsonbValue *g;
+
+	if (m->type != jbvBinary || !JsonContainerIsObject(m->val.binary.data))
+		return NULL;
+	g = getKeyJsonValueFromContainer(m->val.binary.data, "group", 5, NULL);
+	return g && g->type == jbvString ? pnstrdup(g->val.string.val, g->val.string.len) : NULL;
+}
+
+/*
+ * CheckGroups refuses a batch whose groups are not strings of 1 to 256
+ * bytes, or whose members are not consecutive: a group must be applied as
+ * one, so it must arrive as one.
+ */
+static void
+CheckGroups(JsonbValue *ms, int n)
+{
+	char	  **names = palloc0(sizeof(char *) * Max(n, 1));
+	int			i,
+				j;
+
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *g = ms[i].type == jbvBinary && JsonContainerIsObject(ms[i].val.binary.data)
+			? getKeyJsonValueFromContainer(ms[i].val.binary.data, "group", 5, NULL) : NULL;
+
+		if (g == NULL || g->type == jbvNull)
+			continue;
+		if (g->type != jbvString || g->val.string.len < 1 || g->val.string.len > 256)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("mutation %d has a group that is not a string of 1 to 256 bytes", i + 1)));
+		names[i] = pnstrdup(g->val.string.val, g->val.string.len);
+		if (i > 0 && names[i - 1] && strcmp(names[i - 1], names[i]) == 0)
+			continue;
+		for (j = 0; j < i; j++)
+		{
+			char	   *other = names[j];
+			char	   *name = names[i];
+
+			if (other && strcmp(other, name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("the mutations of group \"%s\" are not consecutive", name),
+						 errhint("A group's mutations must follow each other in one push.")));
+		}
+	}
+}
+
 /* ResultText: a top-level string field of a result, or NULL. */
 static Datum
 ResultText(Jsonb *result, const char *key, bool *isnull)
@@ -112,6 +171,163 @@ ResultText(Jsonb *result, const char *key, bool *isnull)
 
 	*isnull = (v == NULL);
 	return v ? CStringGetTextDatum(v) : (Datum) 0;
+}
+
+/* Emit returns one mutation's result as a row of the batch. */
+static void
+Emit(ReturnSetInfo *rsinfo, Jsonb *r)
+{
+	Datum		values[5];
+	bool		nulls[5];
+	JsonbValue *hint = OfsJsonGet(r, "hint");
+
+	values[0] = ResultText(r, "operation_id", &nulls[0]);
+	values[1] = ResultText(r, "status", &nulls[1]);
+	values[2] = ResultText(r, "sqlstate", &nulls[2]);
+	values[3] = ResultText(r, "message", &nulls[3]);
+	nulls[4] = (hint == NULL);	/* a JSON null stays a JSON null */
+	values[4] = nulls[4] ? (Datum) 0 : JsonbPGetDatum(OfsJsonObject(hint));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+static bool
+StatusIs(Jsonb *r, const char *status)
+{
+	char	   *s = OfsJsonText(OfsJsonGet(r, "status"));
+
+	return s != NULL && strcmp(s, status) == 0;
+}
+
+/*
+ * ApplyOne applies one mutation.  Each mutation sees what the ones before
+ * it did (a dead letter, a row), as the statements of a function do: a new
+ * command and, in READ COMMITTED, a new snapshot.
+ */
+static Jsonb *
+ApplyOne(const char *device, Oid roleid, const char *rolename, Jsonb *m, bool *open_letters)
+{
+	Jsonb	   *r;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	r = OfsApplyMutation(device, roleid, rolename, m, false, 0, *open_letters);
+	*open_letters = *open_letters || StatusIs(r, "rejected");
+	/* The origin kept values the device wrote over: its row goes back to it. */
+	if (StatusIs(r, "conflict") || HintKindIs(OfsJsonGet(r, "hint"), "lost_columns"))
+		Refeed(m);
+	PopActiveSnapshot();
+	return r;
+}
+
+/*
+ * ApplyGroup applies the n mutations of an atomic group all or nothing
+ * and returns their results.
+ */
+static void
+ApplyGroup(const char *device, Oid roleid, const char *rolename, JsonbValue *ms, int n,
+		   const char *group, bool *open_letters, ReturnSetInfo *rsinfo)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Jsonb	  **results = palloc0(sizeof(Jsonb *) * n);
+	bool		letters = *open_letters;
+	int			failed = -1;
+	int			i;
+	Jsonb	   *fail;
+	JsonbValue *fhint;
+	char	   *fop;
+	char	   *message;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	for (i = 0; i < n && failed < 0; i++)
+	{
+		results[i] = ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &letters);
+		if (StatusIs(results[i], "rejected"))
+			failed = i;
+	}
+	if (failed < 0)
+	{
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		*open_letters = letters;
+		for (i = 0; i < n; i++)
+			Emit(rsinfo, results[i]);
+		return;
+	}
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+
+	/* Nothing of the group stays: each of its mutations is recorded as rejected. */
+	fail = results[failed];
+	fhint = OfsJsonGet(fail, "hint");
+	fop = OfsJsonText(OfsJsonGet(fail, "operation_id"));
+	message = psprintf("rolled back with its group \"%s\": mutation %s was rejected",
+					   group, fop ? fop : "(without op_id)");
+	for (i = 0; i < n; i++)
+	{
+		Jsonb	   *m = JsonbValueToJsonb(&ms[i]);
+		Jsonb	   *extra;
+		Jsonb	   *r;
+		StringInfoData b;
+
+		initStringInfo(&b);
+		appendStringInfoString(&b, "{\"group\": ");
+		escape_json(&b, group);
+		appendStringInfoString(&b, ", \"failed\": ");
+		if (fop)
+			escape_json(&b, fop);
+		else
+			appendStringInfoString(&b, "null");
+		appendStringInfoChar(&b, '}');
+		extra = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data)));
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (i == failed && fop == NULL)
+			r = fail;			/* not a mutation at all: nothing to record */
+		else if (i == failed)
+		{
+			char	   *con = NULL;
+			char	   *col = NULL;
+
+			if (OfsJsonIsObject(fhint))
+			{
+				con = OfsJsonText(OfsJsonGet(OfsJsonObject(fhint), "constraint"));
+				col = OfsJsonText(OfsJsonGet(OfsJsonObject(fhint), "column"));
+			}
+			r = OfsRejectInGroup(device, rolename, m, OfsJsonText(OfsJsonGet(fail, "sqlstate")),
+								 OfsJsonText(OfsJsonGet(fail, "message")), con, col, extra);
+		}
+		else
+			r = OfsRejectInGroup(device, rolename, m, "OF021", message, NULL, NULL, extra);
+		PopActiveSnapshot();
+		Emit(rsinfo, r);
+	}
+	*open_letters = true;
+}
+
+/* RecordClockAhead keeps how far the device's clock ran past the bound (ofs.devices). */
+static void
+RecordClockAhead(const char *device)
+{
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		args[2];
+
+	if (ofs_clock_ahead_ms <= 0)
+		return;
+	args[0] = CStringGetTextDatum(device);
+	args[1] = Int64GetDatum(ofs_clock_ahead_ms);
+	ofs_clock_ahead_ms = 0;
+	SPI_connect();
+	OfsPlanExec(OfsFixedPlan("batch clock ahead",
+						  "UPDATE ofs.device d SET clock_ahead_ms = $2, clock_ahead_at = now() WHERE d.device = $1",
+						  2, types, false), args, NULL, false, 0);
+	SPI_finish();
+	ereport(LOG,
+			(errmsg("ofs: the clock of device \"%s\" ran %lld ms ahead of the origin's, more than ofs.max_clock_skew",
+					device, (long long) DatumGetInt64(args[1]))));
 }
 
 /*
@@ -132,6 +348,11 @@ ofs_apply_batch(PG_FUNCTION_ARGS)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+	JsonbValue *ms;
+	char	  **groups;
+	int			n = 0;
+	int			i;
+	int			next;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -146,49 +367,37 @@ ofs_apply_batch(PG_FUNCTION_ARGS)
 				 errmsg("mutations must be a JSON array")));
 	roleid = OfsDeviceRole(device, &rolename);
 
+	/* The batch's mutations, as values pointing into it. */
+	ms = palloc(sizeof(JsonbValue) * Max(JsonContainerSize(&mutations->root), 1));
+	it = JsonbIteratorInit(&mutations->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			ms[n++] = v;
+	CheckGroups(ms, n);
+	ofs_clock_ahead_ms = 0;
+
 	InitMaterializedSRF(fcinfo, 0);
 	per_mutation = AllocSetContextCreate(CurrentMemoryContext, "ofs apply_batch mutation",
 										 ALLOCSET_DEFAULT_SIZES);
-	it = JsonbIteratorInit(&mutations->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	groups = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		groups[i] = GroupOf(&ms[i]);
+	for (i = 0; i < n; i = next)
 	{
-		Jsonb	   *m;
-		Jsonb	   *r;
-		Datum		values[5];
-		bool		nulls[5];
-		char	   *status;
-		JsonbValue *hint;
+		char	   *group = groups[i];
 
-		if (tok != WJB_ELEM)
-			continue;
+		next = i + 1;
+		while (group && next < n && groups[next] && strcmp(groups[next], group) == 0)
+			next++;
 		old = MemoryContextSwitchTo(per_mutation);
-		m = JsonbValueToJsonb(&v);
-
-		/*
-		 * Each mutation sees what the ones before it did (a dead letter, a
-		 * row), as the statements of a function do: a new command and, in
-		 * READ COMMITTED, a new snapshot.
-		 */
-		CommandCounterIncrement();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		r = OfsApplyMutation(device, roleid, rolename, m, false, 0, open_letters);
-		status = OfsJsonText(OfsJsonGet(r, "status"));
-		hint = OfsJsonGet(r, "hint");
-		open_letters = open_letters || (status && strcmp(status, "rejected") == 0);
-		/* The origin kept values the device wrote over: its row goes back to it. */
-		if ((status && strcmp(status, "conflict") == 0) || HintKindIs(hint, "lost_columns"))
-			Refeed(m);
-		PopActiveSnapshot();
-		values[0] = ResultText(r, "operation_id", &nulls[0]);
-		values[1] = ResultText(r, "status", &nulls[1]);
-		values[2] = ResultText(r, "sqlstate", &nulls[2]);
-		values[3] = ResultText(r, "message", &nulls[3]);
-		nulls[4] = (hint == NULL);	/* a JSON null stays a JSON null */
-		values[4] = nulls[4] ? (Datum) 0 : JsonbPGetDatum(OfsJsonObject(hint));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (next - i > 1)
+			ApplyGroup(device, roleid, rolename, ms + i, next - i, group, &open_letters, rsinfo);
+		else
+			Emit(rsinfo, ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &open_letters));
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_mutation);
 	}
+	RecordClockAhead(device);
 	MemoryContextDelete(per_mutation);
 	return (Datum) 0;
 }

@@ -201,7 +201,10 @@ ReadMutation(Jsonb *json, OfsMutation *m, MemoryContext caller)
 
 /*
  * CheckDependent refuses a mutation of a row whose earlier mutation by the
- * same device was rejected and is still open: it waits for that one.
+ * same device was rejected and is still open: it waits for that one.  A
+ * rejection for a row that is gone (a delete won) holds nothing back: the
+ * row is gone, and what the device does with its key next (a re-insert) is
+ * judged on its own.
  */
 static void
 CheckDependent(OfsMutation *m, bool is_retry, int64 retry_of)
@@ -216,7 +219,8 @@ CheckDependent(OfsMutation *m, bool is_retry, int64 retry_of)
 	args[3] = Int64GetDatum(retry_of);
 	OfsPlanExec(OfsFixedPlan("dependent",
 						  "SELECT 1 FROM ofs.dead_letters WHERE device = $1 AND status = 'open'"
-						  "   AND table_name = $2 AND pk = $3::jsonb AND ($4 IS NULL OR id < $4) LIMIT 1",
+						  "   AND table_name = $2 AND pk = $3::jsonb AND ($4 IS NULL OR id < $4)"
+						  "   AND hint->>'kind' IS DISTINCT FROM 'row_missing' LIMIT 1",
 						  4, types, true), args, nulls, true, 1);
 	if (SPI_processed > 0)
 		ereport(ERROR,
@@ -265,12 +269,12 @@ RecordConflicts(OfsMutation *m, OfsWriteOutcome *w)
  * and returns its result.  m holds what was validated before the failure.
  */
 static Jsonb *
-RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *edata)
+RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *edata, Jsonb *extra)
 {
-	Oid			types[12] = {TEXTOID, TEXTOID, REGCLASSOID, TEXTOID, JSONBOID, JSONBOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
-	Datum		args[12];
-	char		nulls[12];
+	Oid			types[13] = {TEXTOID, TEXTOID, REGCLASSOID, TEXTOID, JSONBOID, JSONBOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID, JSONBOID};
+	Datum		args[13];
+	char		nulls[13];
 	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -292,9 +296,16 @@ RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *ed
 	args[10] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
 	args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
 	nulls[11] = edata->detail ? ' ' : 'n';
-	OfsPlanExec(OfsInternalPlan("reject",
-						  "SELECT ofs_internal.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-						  12, types, false), args, nulls, false, 1);
+	args[12] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
+	/* The extra hint fields (of a group) exist from 1.1's SQL on; groups are 1.1's. */
+	if (extra)
+		OfsPlanExec(OfsInternalPlan("reject in group",
+							  "SELECT ofs_internal.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+							  13, types, false), args, nulls, false, 1);
+	else
+		OfsPlanExec(OfsInternalPlan("reject",
+							  "SELECT ofs_internal.reject_mutation($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+							  12, types, false), args, nulls, false, 1);
 	return DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -387,12 +398,84 @@ OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *js
 			strcmp(edata->constraint_name, "applied_op_pkey") == 0)
 			result = Duplicate(m->device, m->op_id);	/* applied by a concurrent push */
 		else
-			result = RecordRejection(m, json, rolename, edata);
+			result = RecordRejection(m, json, rolename, edata, NULL);
 		MemoryContextSwitchTo(caller);
 		result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
 		SPI_finish();
 	}
 	PG_END_TRY();
+	return result;
+}
+
+/*
+ * OfsRejectInGroup records a mutation of an atomic group that was rolled
+ * back with its group: as rejected with sqlstate and message (the failing
+ * member's own, or OF021 for the others), its hint extended by extra.  The
+ * caller has rolled the group back; what is recorded is the origin as it
+ * is without the group.  A mutation already seen answers as a duplicate.
+ */
+Jsonb *
+OfsRejectInGroup(const char *device, const char *rolename, Jsonb *json, const char *sqlstate,
+				 const char *message, const char *constraint, const char *column, Jsonb *extra)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	OfsMutation *m = palloc0(sizeof(OfsMutation));
+	ErrorData  *edata = palloc0(sizeof(ErrorData));
+	JsonbValue *v;
+	Jsonb	   *result;
+
+	m->device = device;
+	v = OfsJsonGet(json, "op_id");
+	if (v && v->type == jbvString && v->val.string.len > 0)
+		m->op_id = OfsJsonText(v);
+	if (m->op_id == NULL || strlen(m->op_id) > MAX_OP_ID_BYTES)
+		return OfsResultInvalid("a mutation must be an object with an op_id of at most 256 bytes");
+
+	SPI_connect();
+	OfsPlanExec(OfsFixedPlan("group seen",
+						  "SELECT 1 FROM ofs.applied_op WHERE device = $1 AND operation_id = $2",
+						  2, (Oid[]) {TEXTOID, TEXTOID}, true),
+				(Datum[]) {CStringGetTextDatum(device), CStringGetTextDatum(m->op_id)}, NULL, true, 1);
+	if (SPI_processed > 0)
+	{
+		result = Duplicate(device, m->op_id);
+		MemoryContextSwitchTo(caller);
+		result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
+		SPI_finish();
+		return result;
+	}
+	SPI_finish();
+
+	/* What of the mutation can be read (its table, key, data) goes with the rejection. */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		SPI_connect();
+		ReadMutation(json, m, caller);
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+
+	edata->sqlerrcode = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3], sqlstate[4]);
+	edata->message = pstrdup(message);
+	edata->constraint_name = constraint ? pstrdup(constraint) : NULL;
+	edata->column_name = column ? pstrdup(column) : NULL;
+	SPI_connect();
+	result = RecordRejection(m, json, rolename, edata, extra);
+	MemoryContextSwitchTo(caller);
+	result = DatumGetJsonbPCopy(JsonbPGetDatum(result));
+	SPI_finish();
 	return result;
 }
 

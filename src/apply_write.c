@@ -54,18 +54,41 @@ WriteInsert(OfsMutation *m, Datum pk)
 	OfsPlanExec(plan, args, NULL, false, 0);
 }
 
-/* A delete wins over concurrent updates; deleting a row that is gone is a no-op. */
+/*
+ * A delete wins over concurrent updates; deleting a row that is gone is a
+ * no-op.  A delete that deleted nothing although the row exists (the role
+ * may not see it, or its policies refuse the delete) is refused: the device
+ * is told nothing was deleted.  Whether the row exists is read as the
+ * caller (uid/sec), as PostgreSQL tells any role that inserts a taken key.
+ */
 static void
-WriteDelete(OfsMutation *m, Datum pk)
+WriteDelete(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec)
 {
 	OfsTarget  *t = &m->target;
 	SPIPlanPtr	plan;
 	Datum		args[1] = {pk};
+	bool		exists;
 
 	TablePlan(plan, "delete", t, "", 1, true,
 			  "DELETE FROM %s t USING pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
 			  t->qualified, t->qualified, t->keycond);
 	OfsPlanExec(plan, args, NULL, false, 0);
+	if (SPI_processed > 0)
+		return;
+	SetUserIdAndSecContext(save_uid, save_sec);
+	TablePlan(plan, "exists", t, "", 1, true,
+			  "SELECT 1 FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
+			  t->qualified, t->qualified, t->keycond);
+	OfsPlanExec(plan, args, NULL, true, 1);
+	exists = SPI_processed > 0;
+	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row %s of %s was not deleted: role %s may not see or delete it",
+						m->pktext, t->qualified, GetUserNameFromId(roleid, false)),
+				 errdetail("Row-level security or the row's scope keeps the row from the role."),
+				 errhint("Put the row back on the device.")));
 }
 
 /* ColumnVersion reads a column's version, [hlc, site], from the row's versions. */
@@ -280,7 +303,7 @@ OfsWriteMutation(OfsMutation *m, Oid roleid, OfsWriteOutcome *out)
 			WriteInsert(m, pk);
 			break;
 		case OFS_OP_DELETE:
-			WriteDelete(m, pk);
+			WriteDelete(m, pk, roleid, save_uid, save_sec);
 			break;
 		case OFS_OP_UPDATE:
 			WriteUpdate(m, pk, roleid, save_uid, save_sec, out);

@@ -166,6 +166,25 @@ HlcObserve(int64 remote)
 		HlcReserve(remote);
 }
 
+/*
+ * HlcCurrent is the origin's clock now, without handing out a new HLC: at
+ * least every HLC handed out or observed so far (what a device is sent so
+ * that its next write orders after everything it has seen).
+ */
+int64
+HlcCurrent(void)
+{
+	int64		wall = WallHlc();
+	int64		last;
+
+	if (ofs_shared == NULL)
+		return Max(wall, local_last);
+	SpinLockAcquire(&ofs_shared->mutex);
+	last = ofs_shared->hlc_last;
+	SpinLockRelease(&ofs_shared->mutex);
+	return Max(wall, last);
+}
+
 /* hlc_now returns a fresh HLC of the origin, for inspection and tests. */
 Datum
 ofs_hlc_now(PG_FUNCTION_ARGS)

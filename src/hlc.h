@@ -11,10 +11,12 @@
 extern int64 HlcNow(void);
 extern int64 WallHlc(void);
 extern void HlcObserve(int64 remote);
+extern int64 HlcCurrent(void);
 extern void HlcShmemStartup(void);
 
 /* ofs.max_clock_skew, and a device's HLC clamped by it */
 extern int	ofs_max_clock_skew_ms;
+extern int64 ofs_clock_ahead_ms;
 extern int64 ClampHlc(int64 hlc);
 
 #endif							/* OFS_HLC_H */

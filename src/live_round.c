@@ -50,6 +50,7 @@ typedef struct Dev
 	int64		p;
 	int64		conf;
 	int64		new_page;
+	int64		rejections;		/* the version of its rejections */
 	bool		fast;
 	int			feed;			/* index into feeds, or -1 */
 	int			shape0;			/* its shapes: shapes[shape0 .. shape0 + nshape) */
@@ -566,9 +567,12 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 			Datum		args[2] = {TextArray(names, nfast),
 			PointerGetDatum(construct_array(confs, nfast, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
 
+			/* What a device confirmed is kept: it may not go back behind it (pull.c). */
 			OfsPlanExec(OfsFixedPlan("live forget",
-									 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
-									 " WHERE h.device = x.d AND h.gone_page <= x.c", 2, types, false),
+									 "WITH forgotten AS (DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
+									 "                    WHERE h.device = x.d AND h.gone_page <= x.c)"
+									 "UPDATE ofs.device dv SET confirmed_page = x.c FROM unnest($1::text[], $2::bigint[]) x(d, c)"
+									 " WHERE dv.device = x.d AND dv.confirmed_page < x.c", 2, types, false),
 						args, NULL, false, 0);
 		}
 		for (int i = 0; i < ndevs; i++)
@@ -612,9 +616,11 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 			caught[nupd] = BoolGetDatum(fd->n < room);
 			nupd++;
 
-			/* The answer: {more, changes}, and the cursor. */
+			/* The answer: {more, changes[, rejections]}, and the cursor. */
 			emit(emit_arg, d->ord,
-				 psprintf("{\"more\": %s, \"changes\": [%s]}", fd->n >= room ? "true" : "false", d->out.data),
+				 psprintf(d->rejections > 0 ? "{\"more\": %s, \"changes\": [%s], \"rejections\": " INT64_FORMAT "}"
+						  : "{\"more\": %s, \"changes\": [%s]}",
+						  fd->n >= room ? "true" : "false", d->out.data, d->rejections),
 				 TextDatumGetCString(cursors[nupd - 1]), d->nout, fd->n >= room, NULL, NULL);
 		}
 		if (nupd > 0)
@@ -655,7 +661,8 @@ CompareText(const void *a, const void *b)
 	"       NOT a.snaps" \
 	"       AND a.v >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)" \
 	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.gone_page > a.p)" \
-	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > a.p)" \
+	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > a.p)," \
+	"       dv.rejections_version" \
 	"  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[])" \
 	"       WITH ORDINALITY AS a(device, f, v, p, conf, snaps, i)" \
 	"  JOIN ofs.device dv ON dv.device = a.device" \
@@ -802,6 +809,7 @@ OfsPullLive(int n, char **devices, char **cursors, char **confirmed, int room, O
 			dv->p = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
 			dv->conf = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
 			dv->new_page = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
+			dv->rejections = DatumGetInt64(SPI_getbinval(t, d, 10, &isnull));
 			dv->fast = true;
 			dv->feed = -1;
 			initStringInfo(&dv->out);

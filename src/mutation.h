@@ -67,6 +67,8 @@ typedef struct OfsWriteOutcome
 extern Oid	OfsDeviceRole(const char *device, char **rolename);
 extern Jsonb *OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *json,
 							   bool is_retry, int64 retry_of, bool check_dependent);
+extern Jsonb *OfsRejectInGroup(const char *device, const char *rolename, Jsonb *json, const char *sqlstate,
+							   const char *message, const char *constraint, const char *column, Jsonb *extra);
 
 /* apply_target.c: validating a mutation against the catalog */
 extern void OfsRejectMutation(const char *op_id, const char *msg) pg_attribute_noreturn();

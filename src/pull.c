@@ -471,6 +471,7 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 	int64		new_page;
 	int64		since_page = 0;
 	int64		conf_page;
+	int64		confirmed_page = 0;
 	bool		resnap = false;
 	bool		more = false;
 	PullCursor	cur;
@@ -503,12 +504,15 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 							DirectFunctionCall1Coll(hashtext, DEFAULT_COLLATION_OID, CStringGetTextDatum(device)));
 		args[0] = CStringGetTextDatum(device);
 		Run("pull device",
-			"SELECT d.page_seq, r.oid FROM ofs.device d LEFT JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
+			"SELECT d.page_seq, r.oid, d.confirmed_page, d.rejections_version"
+			"  FROM ofs.device d LEFT JOIN pg_catalog.pg_roles r ON r.rolname = d.role"
 			" WHERE d.device = $1", 1, types, args, NULL);
 		page_seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		if (isnull)
 			role = InvalidOid;
+		confirmed_page = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		ans->rejections = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	}
 	new_page = page_seq + 1;
 	{
@@ -536,8 +540,28 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 
 		ParseCursor(since, &cur);
 		since_page = cur.p;
+
 		/* A cursor the feed no longer serves (restored, too old): afresh. */
 		resnap = OfsFeedCursorRead(cur.f, &fc, false) != OFS_FEED_CURSOR_OK;
+		/*
+		 * Removals before the pages the device confirmed (by a pull, or by
+		 * an ack: confirmed) are forgotten: a device that goes back behind
+		 * them would never learn of them.
+		 */
+		if (confirmed)
+		{
+			int64		acked = OfsConfirmedPage(confirmed, PG_INT64_MAX);
+
+			if (acked < PG_INT64_MAX)
+				confirmed_page = Max(confirmed_page, acked);
+		}
+		if (since_page < confirmed_page)
+			ereport(ERROR,
+					(errcode(ERRCODE_OFS_CURSOR_BEHIND),
+					 errmsg("the cursor of device \"%s\" is older than one it already confirmed", device),
+					 errdetail("The cursor is at page %lld; the device confirmed page %lld, and the removals before it are forgotten.",
+							   (long long) since_page, (long long) confirmed_page),
+					 errhint("Start afresh: remove the device's synced rows, keep its unsent intents, and pull with no cursor.")));
 	}
 
 	if (resnap)
@@ -688,14 +712,15 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 	cur.p = since_page;
 	cursor = CursorText(&cur);
 	{
-		Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, BOOLOID};
-		Datum		args[4] = {CStringGetTextDatum(device), Int64GetDatum(since_page), CStringGetTextDatum(cursor),
-			BoolGetDatum(more)};
+		Oid			types[5] = {TEXTOID, INT8OID, TEXTOID, BOOLOID, INT8OID};
+		Datum		args[5] = {CStringGetTextDatum(device), Int64GetDatum(since_page), CStringGetTextDatum(cursor),
+			BoolGetDatum(more), Int64GetDatum(conf_page)};
 
 		Run("pull done",
 			"UPDATE ofs.device d SET page_seq = greatest(d.page_seq, $2), last_contact = now(), last_cursor = $3,"
-			"       caught_up_at = CASE WHEN $4 THEN d.caught_up_at ELSE now() END"
-			" WHERE d.device = $1", 4, types, args, NULL);
+			"       caught_up_at = CASE WHEN $4 THEN d.caught_up_at ELSE now() END,"
+			"       confirmed_page = greatest(d.confirmed_page, $5)"
+			" WHERE d.device = $1", 5, types, args, NULL);
 	}
 	MemoryContextSwitchTo(caller);
 	ans->cursor = pstrdup(cursor);
@@ -714,6 +739,8 @@ OfsPullAnswerJson(const OfsPullAnswer *ans, bool with_cursor)
 	if (ans->changes.n > 0)
 		appendBinaryStringInfo(&b, ans->changes.json.data, ans->changes.json.len);
 	appendStringInfo(&b, "], \"more\": %s", ans->more ? "true" : "false");
+	if (ans->rejections > 0)
+		appendStringInfo(&b, ", \"rejections\": " INT64_FORMAT, ans->rejections);
 	if (ans->progress)
 		appendStringInfo(&b, ", \"snapshot\": %s", ans->progress);
 	if (with_cursor)

@@ -20,6 +20,7 @@ typedef struct OfsPullAnswer
 	char	   *cursor;			/* the pull cursor after these changes */
 	bool		more;			/* more waits: pull again */
 	char	   *progress;		/* a snapshot's progress as JSON text, or NULL */
+	int64		rejections;		/* the version of the device's rejections */
 } OfsPullAnswer;
 
 /*
