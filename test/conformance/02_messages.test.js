@@ -62,13 +62,13 @@ test('conformance: messages in general', { timeout: 60 }, async (t) => {
   const rfrac = await rawAnswer('{"type":"schema","id":1.5}');
   t.ok(/"type":\s*"schema"/.test(rfrac || '') && idOf(rfrac) === '1.5', 'an id 1.5 is served and comes back as 1.5 (its nearest double in shortest form)', rfrac);
   const rexp = await rawAnswer('{"type":"schema","id":1e3}');
-  t.ok(/"type":\s*"schema"/.test(rexp || '') && idOf(rexp) === '1000.0', 'an id 1e3 comes back as 1000.0, as the document shows', rexp);
-  const bad = [
+  t.ok(/"type":\s*"schema"/.test(rexp || '') && idOf(rexp) === '1000', 'an id 1e3 comes back as the integer 1000, as the document says', rexp);
+  const badIds = [
     ['a string of 65 bytes', `"${'s'.repeat(65)}"`],
     ['a string of 33 characters but 65 bytes', JSON.stringify(`${'é'.repeat(32)}x`)],
     ['an object', '{"x":1}'], ['an array', '[1]'], ['true', 'true'], ['null', 'null'],
   ];
-  for (const [label, raw] of bad) {
+  for (const [label, raw] of badIds) {
     const e = await sendAndNext(A, `{"type":"schema","id":${raw}}`);
     t.error(e, 'invalid_message', `an id that is ${label} is refused with invalid_message`);
     t.ok(e && e.id === undefined, `... and the error has no id`, show(e));

@@ -3,7 +3,7 @@
 // gone is applied; a delete of a row that exists but that the role may not
 // see or may not delete is rejected (42501, kind permission_denied, row
 // null) and nothing is deleted.
-const { test, psql, show, hlcClock } = require('./common');
+const { test, psql, show, same, hlcClock } = require('./common');
 
 test('conformance: deletes', { timeout: 60 }, async (t) => {
   const role = t.role('e2e_cf_del_dev');
@@ -34,11 +34,14 @@ test('conformance: deletes', { timeout: 60 }, async (t) => {
   t.is(r2.status, 'applied', 'a delete of a row that is gone (deleted before): applied');
   const r3 = await del('d3', 'public.cf_del', 'never');
   t.is(r3.status, 'applied', 'a delete of a row that never existed: applied');
-  for (const [label, tb, id] of [['a row the role may not see (RLS)', 'cf_del', 'hidden'], ['a row the role sees but whose policy forbids deleting it', 'cf_del', 'shared'],
-    ['a row of a table without DELETE granted', 'cf_del_nogrant', 'x']]) {
+  // "The hint's row is the row as the role sees it, to put back, or null when
+  // the role may not see it."
+  for (const [label, tb, id, row] of [['a row the role may not see (RLS)', 'cf_del', 'hidden', null],
+    ['a row the role sees but whose policy forbids deleting it', 'cf_del', 'shared', { id: 'shared', owner: 'shared' }],
+    ['a row of a table without DELETE granted', 'cf_del_nogrant', 'x', { id: 'x' }]]) {
     const r = await del(`d-${id}`, `public.${tb}`, id);
-    t.ok(r.status === 'rejected' && r.sqlstate === '42501' && r.hint && r.hint.kind === 'permission_denied' && r.hint.row === null,
-      `${label}: rejected, 42501, kind permission_denied, row null`, show(r));
+    t.ok(r.status === 'rejected' && r.sqlstate === '42501' && r.hint && r.hint.kind === 'permission_denied' && same(r.hint.row, row),
+      `${label}: rejected, 42501, kind permission_denied, row ${show(row)}`, show(r));
     t.is(exists(tb, id), '1', `${label}: nothing was deleted`);
   }
   A.close();
