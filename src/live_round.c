@@ -51,6 +51,7 @@ typedef struct Dev
 	int64		conf;
 	int64		new_page;
 	int64		rejections;		/* the version of its rejections */
+	int64		confirmed;		/* the newest page it confirmed, as recorded */
 	bool		fast;
 	int			feed;			/* index into feeds, or -1 */
 	int			shape0;			/* its shapes: shapes[shape0 .. shape0 + nshape) */
@@ -567,12 +568,9 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 			Datum		args[2] = {TextArray(names, nfast),
 			PointerGetDatum(construct_array(confs, nfast, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
 
-			/* What a device confirmed is kept: it may not go back behind it (pull.c). */
 			OfsPlanExec(OfsFixedPlan("live forget",
-									 "WITH forgotten AS (DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
-									 "                    WHERE h.device = x.d AND h.gone_page <= x.c)"
-									 "UPDATE ofs.device dv SET confirmed_page = x.c FROM unnest($1::text[], $2::bigint[]) x(d, c)"
-									 " WHERE dv.device = x.d AND dv.confirmed_page < x.c", 2, types, false),
+									 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
+									 " WHERE h.device = x.d AND h.gone_page <= x.c", 2, types, false),
 						args, NULL, false, 0);
 		}
 		for (int i = 0; i < ndevs; i++)
@@ -614,6 +612,8 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 			pages_null[nupd] = d->nout == 0;
 			cursors[nupd] = CStringGetTextDatum(JsonbToCString(NULL, &cursor->root, VARSIZE(cursor)));
 			caught[nupd] = BoolGetDatum(fd->n < room);
+			confs[nupd] = Int64GetDatum(Max(d->conf, d->confirmed));
+			d->confirmed = Max(d->conf, d->confirmed);
 			nupd++;
 
 			/* The answer: {more, changes[, rejections]}, and the cursor. */
@@ -625,8 +625,8 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 		}
 		if (nupd > 0)
 		{
-			Oid			types[4] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
-			Datum		args[4];
+			Oid			types[5] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, BOOLARRAYOID, INT8ARRAYOID};
+			Datum		args[5];
 
 			dims[0] = nupd;
 			args[0] = TextArray(names, nupd);
@@ -634,11 +634,40 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 														 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 			args[2] = TextArray(cursors, nupd);
 			args[3] = PointerGetDatum(construct_array(caught, nupd, BOOLOID, 1, true, TYPALIGN_CHAR));
+			args[4] = PointerGetDatum(construct_array(confs, nupd, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 			OfsPlanExec(OfsFixedPlan("live devices",
 									 "UPDATE ofs.device dv SET page_seq = coalesce(x.ps, dv.page_seq), last_contact = now(),"
-									 "       last_cursor = x.c, caught_up_at = CASE WHEN x.up THEN now() ELSE dv.caught_up_at END"
-									 "  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[]) x(d, ps, c, up)"
-									 " WHERE dv.device = x.d", 4, types, false),
+									 "       last_cursor = x.c, caught_up_at = CASE WHEN x.up THEN now() ELSE dv.caught_up_at END,"
+									 "       confirmed_page = x.cp"
+									 "  FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[], $5::bigint[])"
+									 "       x(d, ps, c, up, cp)"
+									 " WHERE dv.device = x.d", 5, types, false),
+						args, NULL, false, 0);
+		}
+
+		/*
+		 * What a device confirmed is kept (it may not go back behind it,
+		 * pull.c); the devices without a page this round are written only
+		 * when their confirmation moved.
+		 */
+		nupd = 0;
+		for (int i = 0; i < ndevs; i++)
+			if (devs[i].fast && devs[i].conf > devs[i].confirmed)
+			{
+				names[nupd] = CStringGetTextDatum(devs[i].device);
+				confs[nupd] = Int64GetDatum(devs[i].conf);
+				nupd++;
+			}
+		if (nupd > 0)
+		{
+			Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+			Datum		args[2] = {TextArray(names, nupd),
+			PointerGetDatum(construct_array(confs, nupd, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
+
+			OfsPlanExec(OfsFixedPlan("live confirmed",
+									 "UPDATE ofs.device dv SET confirmed_page = greatest(dv.confirmed_page, x.c)"
+									 "  FROM unnest($1::text[], $2::bigint[]) x(d, c) WHERE dv.device = x.d",
+									 2, types, false),
 						args, NULL, false, 0);
 		}
 	}
@@ -662,7 +691,7 @@ CompareText(const void *a, const void *b)
 	"       AND a.v >= coalesce((SELECT max(s.version) FROM ofs.device_shape s WHERE s.device = a.device), 0)" \
 	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.gone_page > a.p)" \
 	"       AND NOT EXISTS (SELECT 1 FROM ofs.device_row h WHERE h.device = a.device AND h.sent_page > a.p)," \
-	"       dv.rejections_version" \
+	"       dv.rejections_version, dv.confirmed_page" \
 	"  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[])" \
 	"       WITH ORDINALITY AS a(device, f, v, p, conf, snaps, i)" \
 	"  JOIN ofs.device dv ON dv.device = a.device" \
@@ -810,6 +839,7 @@ OfsPullLive(int n, char **devices, char **cursors, char **confirmed, int room, O
 			dv->conf = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
 			dv->new_page = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
 			dv->rejections = DatumGetInt64(SPI_getbinval(t, d, 10, &isnull));
+			dv->confirmed = DatumGetInt64(SPI_getbinval(t, d, 11, &isnull));
 			dv->fast = true;
 			dv->feed = -1;
 			initStringInfo(&dv->out);
