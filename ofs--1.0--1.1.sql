@@ -424,6 +424,11 @@ BEGIN
   EXCEPTION WHEN OTHERS THEN
     hint := jsonb_build_object('kind', 'error');   -- a hint must never lose the rejection
   END;
+  -- A row this batch's answer already carried for the key is left out.
+  IF extra ? 'omit_row' THEN
+    hint := hint - 'row';
+    extra := extra - 'omit_row';
+  END IF;
   hint := hint || coalesce(extra, '{}');
   res := jsonb_build_object('operation_id', op_id, 'status', 'rejected', 'sqlstate', state,
                             'message', message, 'hint', hint);
@@ -793,8 +798,17 @@ BEGIN
   RETURN hint;
 END $$;
 
+-- retry_batch: ofs.apply_batch for dead letters applied again: a mutation
+-- waits only for the device's open dead letters older than retry_of.
+CREATE FUNCTION ofs_internal.retry_batch(device text, mutations jsonb, retry_of bigint)
+RETURNS TABLE (operation_id text, status text, sqlstate text, message text, hint jsonb)
+AS 'MODULE_PATHNAME', 'ofs_retry_batch'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION ofs_internal.retry_batch(text, jsonb, bigint) FROM PUBLIC;
+
 -- retry_group: the open dead letters of a letter's atomic group, applied
--- again as one group (ofs.apply_batch applies a group all or nothing).
+-- again as one group (a batch applies a group all or nothing).
 CREATE FUNCTION ofs_internal.retry_group(dl ofs.dead_letters)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -804,11 +818,13 @@ DECLARE
   ms jsonb;
   results jsonb;
 BEGIN
+  PERFORM 1 FROM ofs.dead_letters d
+   WHERE d.device = dl.device AND d.grp = dl.grp AND d.status = 'open' ORDER BY d.id FOR UPDATE;
   SELECT array_agg(d.id ORDER BY d.id), jsonb_agg(d.mutation ORDER BY d.id) INTO ids, ms
     FROM ofs.dead_letters d
    WHERE d.device = dl.device AND d.grp = dl.grp AND d.status = 'open';
   UPDATE ofs.dead_letters d SET status = 'retried', closed_at = now(), closed_by = current_user
-   WHERE d.id = ANY (ids);
+   WHERE d.id = ANY (ids) AND d.status = 'open';
   DELETE FROM ofs.applied_op a
    WHERE a.device = dl.device
      AND a.operation_id IN (SELECT d.operation_id FROM ofs.dead_letters d WHERE d.id = ANY (ids));
@@ -816,7 +832,7 @@ BEGIN
                    || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message, 'hint', r.hint))
                    ORDER BY r.ord)
     INTO results
-    FROM ofs.apply_batch(dl.device, ms) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord);
+    FROM ofs_internal.retry_batch(dl.device, ms, ids[1]) WITH ORDINALITY AS r(operation_id, status, sqlstate, message, hint, ord);
   UPDATE ofs.dead_letters d SET retry_result = results->(array_position(ids, d.id) - 1)
    WHERE d.id = ANY (ids);
   RETURN results->(array_position(ids, dl.id) - 1);
@@ -851,16 +867,24 @@ BEGIN
     SELECT array_agg((e #>> '{}')::bigint) INTO dl_ids FROM jsonb_array_elements(clear->'dead_letters') e;
     SELECT array_agg((e #>> '{}')::bigint) INTO cf_ids FROM jsonb_array_elements(clear->'conflicts') e;
     -- The device gives up its own open intents; closed ones leave its list.
+    -- An atomic group is one intent: giving up one of its mutations gives up the group.
     UPDATE ofs.dead_letters d
        SET status = CASE WHEN d.status = 'open' THEN 'discarded' ELSE d.status END,
            closed_at = coalesce(d.closed_at, now()),
            closed_by = coalesce(d.closed_by, dev.role),
            device_cleared_at = now()
-     WHERE d.device = dev.device AND d.id = ANY (coalesce(dl_ids, '{}')) AND d.device_cleared_at IS NULL;
+     WHERE d.device = dev.device AND d.device_cleared_at IS NULL
+       AND (d.id = ANY (coalesce(dl_ids, '{}'))
+            OR (d.status = 'open'
+                AND d.grp IN (SELECT g.grp FROM ofs.dead_letters g
+                               WHERE g.device = dev.device AND g.id = ANY (coalesce(dl_ids, '{}'))
+                                 AND g.status = 'open' AND g.grp IS NOT NULL)));
     UPDATE ofs.conflicts c SET device_cleared_at = now()
      WHERE c.device = dev.device AND c.id = ANY (coalesce(cf_ids, '{}')) AND c.status <> 'open'
        AND c.device_cleared_at IS NULL;
   END IF;
+  -- At most 100 of each, the oldest: an answer stays a message a device can
+  -- take; "more" says there are others, listed once these are cleared.
   RETURN jsonb_build_object(
     'version', (SELECT d.rejections_version FROM ofs.device d WHERE d.device = dev.device),
     'dead_letters', (SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -868,13 +892,19 @@ BEGIN
           'op', d.mutation->'op', 'group', d.grp, 'sqlstate', d.sqlstate, 'message', d.message,
           'hint', d.hint, 'status', d.status, 'created_at', d.created_at, 'closed_at', d.closed_at,
           'retry_result', d.retry_result) ORDER BY d.id), '[]')
-        FROM ofs.dead_letters d WHERE d.device = dev.device AND d.device_cleared_at IS NULL),
+        FROM (SELECT * FROM ofs.dead_letters d WHERE d.device = dev.device AND d.device_cleared_at IS NULL
+               ORDER BY d.id LIMIT 100) d),
     'conflicts', (SELECT coalesce(jsonb_agg(jsonb_build_object(
           'id', c.id, 'operation_id', c.operation_id, 'table', c.table_name, 'pk', c.pk,
           'column', c.column_name, 'origin_value', c.origin_value, 'device_value', c.device_value,
           'base_value', c.base_value, 'status', c.status, 'resolution', c.resolution,
           'created_at', c.created_at, 'resolved_at', c.resolved_at) ORDER BY c.id), '[]')
-        FROM ofs.conflicts c WHERE c.device = dev.device AND c.device_cleared_at IS NULL));
+        FROM (SELECT * FROM ofs.conflicts c WHERE c.device = dev.device AND c.device_cleared_at IS NULL
+               ORDER BY c.id LIMIT 100) c),
+    'more', (SELECT count(*) > 100 FROM (SELECT 1 FROM ofs.dead_letters d WHERE d.device = dev.device
+                                          AND d.device_cleared_at IS NULL LIMIT 101) x)
+            OR (SELECT count(*) > 100 FROM (SELECT 1 FROM ofs.conflicts c WHERE c.device = dev.device
+                                             AND c.device_cleared_at IS NULL LIMIT 101) x));
 END $$;
 COMMENT ON FUNCTION ofs.device_rejections(text, jsonb) IS
     'A device''s own dead letters and conflicts, open or not yet cleared by it; clear closes and clears entries for it';
@@ -884,6 +914,26 @@ REVOKE ALL ON FUNCTION ofs_internal.reject_mutation(text, text, regclass, text, 
 
 COMMENT ON FUNCTION ofs.retry_dead_letter(bigint) IS
     'Apply a dead letter''s mutation again (e.g. after a role was granted), with the other open dead letters of its atomic group; a new rejection opens a new dead letter';
+
+CREATE OR REPLACE FUNCTION ofs.discard_dead_letter(id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  dl ofs.dead_letters;
+BEGIN
+  SELECT * INTO dl FROM ofs.dead_letters d WHERE d.id = discard_dead_letter.id AND d.status = 'open' FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'dead letter % does not exist or is closed', id
+      USING ERRCODE = 'undefined_object', HINT = 'Open dead letters are listed in ofs.dead_letters.';
+  END IF;
+  -- An atomic group is one intent: discarding one of its mutations discards the group.
+  UPDATE ofs.dead_letters d SET status = 'discarded', closed_at = now(), closed_by = current_user
+   WHERE d.status = 'open'
+     AND (d.id = dl.id OR (dl.grp IS NOT NULL AND d.device = dl.device AND d.grp = dl.grp));
+END $$;
+COMMENT ON FUNCTION ofs.discard_dead_letter(bigint) IS
+    'Close a dead letter without applying it (with the other open dead letters of its atomic group)';
 
 -- Last in every upgrade script: at commit, the sync workers read the
 -- installed version again (bgworker/sqlversion.c).

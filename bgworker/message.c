@@ -74,53 +74,70 @@ Parse(const char *text, size_t len, json_error_t *err)
 	return root;
 }
 
-/* GroupName: a mutation's group, NULL when it has none. */
-static const char *
-GroupName(json_t *mutation)
+/* A mutation's group and its position, to sort. */
+typedef struct GroupAt
 {
-	json_t	   *g = json_is_object(mutation) ? json_object_get(mutation, "group") : NULL;
+	const char *name;
+	size_t		at;
+} GroupAt;
 
-	return json_is_string(g) ? json_string_value(g) : NULL;
+static int
+GroupAtCompare(const void *a, const void *b)
+{
+	const GroupAt *x = a;
+	const GroupAt *y = b;
+	int			c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : (x->at > y->at) - (x->at < y->at);
 }
 
 /*
  * GroupsOk: every group is a string of 1 to 256 bytes and its mutations
  * follow each other (a group applies as one, so it arrives as one).
+ * Sorted by name, then position, a group's positions must be consecutive.
  */
 static bool
 GroupsOk(Message *m)
 {
 	size_t		n = json_array_size(m->mutations);
+	GroupAt    *g = n > 0 ? malloc(sizeof(GroupAt) * n) : NULL;
+	size_t		ng = 0;
+	bool		ok = true;
 
-	for (size_t i = 0; i < n; i++)
+	if (n > 0 && g == NULL)
+	{
+		Refuse(m, "invalid_message", "out of memory%s%s%s", "", "", "");
+		return false;
+	}
+	for (size_t i = 0; i < n && ok; i++)
 	{
 		json_t	   *mu = json_array_get(m->mutations, i);
-		json_t	   *g = json_is_object(mu) ? json_object_get(mu, "group") : NULL;
-		const char *name;
+		json_t	   *v = json_is_object(mu) ? json_object_get(mu, "group") : NULL;
 
-		if (g == NULL || json_is_null(g))
+		if (v == NULL || json_is_null(v))
 			continue;
-		if (!json_is_string(g) || json_string_length(g) < 1 || json_string_length(g) > 256)
+		if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 256)
 		{
 			Refuse(m, "invalid_message", "a mutation's \"group\" must be a string of 1 to 256 bytes%s%s%s", "", "", "");
-			return false;
+			ok = false;
+			break;
 		}
-		name = json_string_value(g);
-		if (i > 0 && GroupName(json_array_get(m->mutations, i - 1)) &&
-			strcmp(GroupName(json_array_get(m->mutations, i - 1)), name) == 0)
-			continue;
-		for (size_t j = 0; j < i; j++)
-		{
-			const char *other = GroupName(json_array_get(m->mutations, j));
-
-			if (other && strcmp(other, name) == 0)
+		g[ng].name = json_string_value(v);
+		g[ng].at = i;
+		ng++;
+	}
+	if (ok && ng > 1)
+	{
+		qsort(g, ng, sizeof(GroupAt), GroupAtCompare);
+		for (size_t k = 1; k < ng && ok; k++)
+			if (strcmp(g[k].name, g[k - 1].name) == 0 && g[k].at != g[k - 1].at + 1)
 			{
 				Refuse(m, "invalid_message", "the mutations of a group must follow each other in the push%s%s%s", "", "", "");
-				return false;
+				ok = false;
 			}
-		}
 	}
-	return true;
+	free(g);
+	return ok;
 }
 
 /* ClearOk: rejections' clear is {dead_letters?: [ids], conflicts?: [ids]} of integers. */

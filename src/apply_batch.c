@@ -31,6 +31,14 @@
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(ofs_apply_batch);
+PG_FUNCTION_INFO_V1(ofs_retry_batch);
+
+/* A batch of dead letters applied again waits only for earlier open ones. */
+typedef struct Retry
+{
+	bool		is_retry;
+	int64		retry_of;		/* the first dead letter retried */
+} Retry;
 
 /*
  * OpenBatch checks the device, takes its batch lock, records its contact
@@ -123,44 +131,58 @@ GroupOf(JsonbValue *m)
 	return g && g->type == jbvString ? pnstrdup(g->val.string.val, g->val.string.len) : NULL;
 }
 
+/* A mutation's group and its position, to sort. */
+typedef struct GroupAt
+{
+	char	   *name;
+	int			at;
+} GroupAt;
+
+static int
+GroupAtCompare(const void *a, const void *b)
+{
+	const GroupAt *x = a;
+	const GroupAt *y = b;
+	int			c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : x->at - y->at;
+}
+
 /*
  * CheckGroups refuses a batch whose groups are not strings of 1 to 256
  * bytes, or whose members are not consecutive: a group must be applied as
- * one, so it must arrive as one.
+ * one, so it must arrive as one.  Sorted by name, then position, a
+ * group's positions must follow each other.
  */
 static void
 CheckGroups(JsonbValue *ms, int n)
 {
-	char	  **names = palloc0(sizeof(char *) * Max(n, 1));
-	int			i,
-				j;
+	GroupAt    *g = palloc(sizeof(GroupAt) * Max(n, 1));
+	int			ng = 0;
 
-	for (i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
 	{
-		JsonbValue *g = ms[i].type == jbvBinary && JsonContainerIsObject(ms[i].val.binary.data)
+		JsonbValue *v = ms[i].type == jbvBinary && JsonContainerIsObject(ms[i].val.binary.data)
 			? getKeyJsonValueFromContainer(ms[i].val.binary.data, "group", 5, NULL) : NULL;
 
-		if (g == NULL || g->type == jbvNull)
+		if (v == NULL || v->type == jbvNull)
 			continue;
-		if (g->type != jbvString || g->val.string.len < 1 || g->val.string.len > 256)
+		if (v->type != jbvString || v->val.string.len < 1 || v->val.string.len > 256)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("mutation %d has a group that is not a string of 1 to 256 bytes", i + 1)));
-		names[i] = pnstrdup(g->val.string.val, g->val.string.len);
-		if (i > 0 && names[i - 1] && strcmp(names[i - 1], names[i]) == 0)
-			continue;
-		for (j = 0; j < i; j++)
-		{
-			char	   *other = names[j];
-			char	   *name = names[i];
-
-			if (other && strcmp(other, name) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("the mutations of group \"%s\" are not consecutive", name),
-						 errhint("A group's mutations must follow each other in one push.")));
-		}
+		g[ng].name = pnstrdup(v->val.string.val, v->val.string.len);
+		g[ng].at = i;
+		ng++;
 	}
+	if (ng > 1)
+		qsort(g, ng, sizeof(GroupAt), GroupAtCompare);
+	for (int k = 1; k < ng; k++)
+		if (strcmp(g[k].name, g[k - 1].name) == 0 && g[k].at != g[k - 1].at + 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the mutations of group \"%s\" are not consecutive", g[k].name),
+					 errhint("A group's mutations must follow each other in one push.")));
 }
 
 /* ResultText: a top-level string field of a result, or NULL. */
@@ -204,13 +226,14 @@ StatusIs(Jsonb *r, const char *status)
  * command and, in READ COMMITTED, a new snapshot.
  */
 static Jsonb *
-ApplyOne(const char *device, Oid roleid, const char *rolename, Jsonb *m, bool *open_letters)
+ApplyOne(const char *device, Oid roleid, const char *rolename, Jsonb *m, bool *open_letters,
+		 const Retry *retry)
 {
 	Jsonb	   *r;
 
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	r = OfsApplyMutation(device, roleid, rolename, m, false, 0, *open_letters);
+	r = OfsApplyMutation(device, roleid, rolename, m, retry->is_retry, retry->retry_of, *open_letters);
 	*open_letters = *open_letters || StatusIs(r, "rejected");
 	/* The origin kept values the device wrote over: its row goes back to it. */
 	if (StatusIs(r, "conflict") || HintKindIs(OfsJsonGet(r, "hint"), "lost_columns"))
@@ -225,7 +248,7 @@ ApplyOne(const char *device, Oid roleid, const char *rolename, Jsonb *m, bool *o
  */
 static void
 ApplyGroup(const char *device, Oid roleid, const char *rolename, JsonbValue *ms, int n,
-		   const char *group, bool *open_letters, ReturnSetInfo *rsinfo)
+		   const char *group, bool *open_letters, const Retry *retry, ReturnSetInfo *rsinfo)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -238,12 +261,16 @@ ApplyGroup(const char *device, Oid roleid, const char *rolename, JsonbValue *ms,
 	char	   *fop;
 	char	   *message;
 
+	int			mark = OfsBatchKeysMark();
+
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	for (i = 0; i < n && failed < 0; i++)
 	{
-		results[i] = ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &letters);
-		if (StatusIs(results[i], "rejected"))
+		results[i] = ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &letters, retry);
+		/* A member seen before and rejected then fails the group as it did. */
+		if (StatusIs(results[i], "rejected") ||
+			(StatusIs(results[i], "duplicate") && OfsJsonGet(results[i], "sqlstate") != NULL))
 			failed = i;
 	}
 	if (failed < 0)
@@ -259,6 +286,7 @@ ApplyGroup(const char *device, Oid roleid, const char *rolename, JsonbValue *ms,
 	RollbackAndReleaseCurrentSubTransaction();
 	MemoryContextSwitchTo(caller);
 	CurrentResourceOwner = owner;
+	OfsBatchKeysRewind(mark);
 
 	/* Nothing of the group stays: each of its mutations is recorded as rejected. */
 	fail = results[failed];
@@ -334,8 +362,36 @@ RecordClockAhead(const char *device)
  * apply_batch(device, mutations) applies a device's mutations in order and
  * returns (operation_id, status, sqlstate, message, hint) per mutation.
  */
+static Datum ApplyBatch(FunctionCallInfo fcinfo, const Retry *retry);
+
 Datum
 ofs_apply_batch(PG_FUNCTION_ARGS)
+{
+	Retry		retry = {false, 0};
+
+	return ApplyBatch(fcinfo, &retry);
+}
+
+/*
+ * retry_batch(device, mutations, retry_of) applies dead letters again as a
+ * batch (a group's, ofs.retry_dead_letter): as apply_batch, but a mutation
+ * waits only for open dead letters older than retry_of, not for the
+ * device's later ones.
+ */
+Datum
+ofs_retry_batch(PG_FUNCTION_ARGS)
+{
+	Retry		retry = {true, PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)};
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("retry_of must not be null")));
+	return ApplyBatch(fcinfo, &retry);
+}
+
+static Datum
+ApplyBatch(FunctionCallInfo fcinfo, const Retry *retry)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *device;
@@ -375,6 +431,7 @@ ofs_apply_batch(PG_FUNCTION_ARGS)
 			ms[n++] = v;
 	CheckGroups(ms, n);
 	ofs_clock_ahead_ms = 0;
+	OfsBatchKeysBegin();
 
 	InitMaterializedSRF(fcinfo, 0);
 	per_mutation = AllocSetContextCreate(CurrentMemoryContext, "ofs apply_batch mutation",
@@ -391,12 +448,13 @@ ofs_apply_batch(PG_FUNCTION_ARGS)
 			next++;
 		old = MemoryContextSwitchTo(per_mutation);
 		if (next - i > 1)
-			ApplyGroup(device, roleid, rolename, ms + i, next - i, group, &open_letters, rsinfo);
+			ApplyGroup(device, roleid, rolename, ms + i, next - i, group, &open_letters, retry, rsinfo);
 		else
-			Emit(rsinfo, ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &open_letters));
+			Emit(rsinfo, ApplyOne(device, roleid, rolename, JsonbValueToJsonb(&ms[i]), &open_letters, retry));
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(per_mutation);
 	}
+	OfsBatchKeysEnd();
 	RecordClockAhead(device);
 	MemoryContextDelete(per_mutation);
 	return (Datum) 0;

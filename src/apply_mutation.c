@@ -23,6 +23,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "utils/memutils.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -265,6 +266,78 @@ RecordConflicts(OfsMutation *m, OfsWriteOutcome *w)
 }
 
 /*
+ * The keys whose origin row a rejection of the current batch already
+ * carried.  A later rejection of the same key in the batch leaves the row
+ * out (the device rolled the row back with the first), so that a push of
+ * many mutations of one large row does not store and answer that row once
+ * per mutation.  Only within a batch (OfsBatchKeysBegin): the set lives in
+ * a context of the batch, and goes with it, also on error.
+ */
+static List *batch_row_keys = NIL;
+static MemoryContext batch_keys_cxt = NULL;
+
+static void
+BatchKeysGone(void *arg)
+{
+	batch_row_keys = NIL;
+	batch_keys_cxt = NULL;
+}
+
+void
+OfsBatchKeysBegin(void)
+{
+	MemoryContextCallback *cb;
+
+	batch_keys_cxt = AllocSetContextCreate(CurrentMemoryContext, "ofs batch rejected keys",
+										   ALLOCSET_SMALL_SIZES);
+	batch_row_keys = NIL;
+	cb = MemoryContextAllocZero(batch_keys_cxt, sizeof(MemoryContextCallback));
+	cb->func = BatchKeysGone;
+	MemoryContextRegisterResetCallback(batch_keys_cxt, cb);
+}
+
+/* OfsBatchKeysMark and OfsBatchKeysRewind: the set, as a group rolled back leaves it. */
+int
+OfsBatchKeysMark(void)
+{
+	return list_length(batch_row_keys);
+}
+
+void
+OfsBatchKeysRewind(int mark)
+{
+	if (batch_keys_cxt && mark < list_length(batch_row_keys))
+		batch_row_keys = list_truncate(batch_row_keys, mark);
+}
+
+void
+OfsBatchKeysEnd(void)
+{
+	if (batch_keys_cxt)
+		MemoryContextDelete(batch_keys_cxt);	/* the callback forgets the set */
+}
+
+/* RowSentBefore: did a rejection of this batch already carry this key's row? */
+static bool
+RowSentBefore(OfsMutation *m)
+{
+	ListCell   *lc;
+	char	   *key;
+	MemoryContext old;
+
+	if (batch_keys_cxt == NULL || m->pktext == NULL || !OidIsValid(m->target.relid))
+		return false;
+	key = psprintf("%u %s", m->target.relid, m->pktext);
+	foreach(lc, batch_row_keys)
+		if (strcmp(lfirst(lc), key) == 0)
+			return true;
+	old = MemoryContextSwitchTo(batch_keys_cxt);
+	batch_row_keys = lappend(batch_row_keys, pstrdup(key));
+	MemoryContextSwitchTo(old);
+	return false;
+}
+
+/*
  * RecordRejection makes a failed mutation a dead letter (ofs_internal.reject_mutation)
  * and returns its result.  m holds what was validated before the failure.
  */
@@ -296,6 +369,16 @@ RecordRejection(OfsMutation *m, Jsonb *json, const char *rolename, ErrorData *ed
 	args[10] = DirectFunctionCall1(namein, CStringGetDatum(rolename));
 	args[11] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
 	nulls[11] = edata->detail ? ' ' : 'n';
+	/*
+	 * A dependent rejection, or one rolled back with its group, follows the
+	 * key's first rejection in the batch, and nothing of the device's was
+	 * written to the row in between: the device has the row from that one.
+	 */
+	if (RowSentBefore(m) &&
+		(edata->sqlerrcode == ERRCODE_OFS_DEPENDENT || edata->sqlerrcode == MAKE_SQLSTATE('O', 'F', '0', '2', '1')))
+		extra = extra ? DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(extra),
+														   DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"omit_row\": true}"))))
+			: DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"omit_row\": true}")));
 	args[12] = extra ? JsonbPGetDatum(extra) : (Datum) 0;
 	/* The extra hint fields (of a group) exist from 1.1's SQL on; groups are 1.1's. */
 	if (extra)
@@ -365,7 +448,7 @@ OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *js
 			CheckDependent(m, is_retry, retry_of);
 		OfsWriteMutation(m, roleid, &written);
 		result = written.conflicts != NIL ? RecordConflicts(m, &written)
-			: OfsResultApplied(m->op_id, written.lost_columns);
+			: OfsResultApplied(m->op_id, written.lost_columns, written.nothing_deleted);
 
 		row[Anum_applied_op_status - 1] = CStringGetTextDatum(OfsJsonText(OfsJsonGet(result, "status")));
 		row[Anum_applied_op_result - 1] = JsonbPGetDatum(result);

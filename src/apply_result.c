@@ -160,14 +160,24 @@ OfsResultInvalid(const char *message)
 	return EndResult(&st);
 }
 
-/* OfsResultApplied: applied, with the columns a later write won, if any. */
+/*
+ * OfsResultApplied: applied, with the columns a later write won, if any, or
+ * saying that a delete found no row the role may see.
+ */
 Jsonb *
-OfsResultApplied(const char *op_id, List *lost_columns)
+OfsResultApplied(const char *op_id, List *lost_columns, bool nothing_deleted)
 {
 	JsonbParseState *st = NULL;
 
 	BeginResult(&st, op_id, "applied", NULL, NULL);
-	if (lost_columns == NIL)
+	if (nothing_deleted)
+	{
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		PutKey(&st, "kind");
+		PutString(&st, WJB_VALUE, "nothing_deleted");
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	else if (lost_columns == NIL)
 		PutValue(&st, WJB_VALUE, NULL);
 	else
 	{

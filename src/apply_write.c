@@ -56,18 +56,18 @@ WriteInsert(OfsMutation *m, Datum pk)
 
 /*
  * A delete wins over concurrent updates; deleting a row that is gone is a
- * no-op.  A delete that deleted nothing although the row exists (the role
- * may not see it, or its policies refuse the delete) is refused: the device
- * is told nothing was deleted.  Whether the row exists is read as the
- * caller (uid/sec), as PostgreSQL tells any role that inserts a taken key.
+ * no-op.  A delete that deleted nothing says so: refused when the role sees
+ * the row but its policies keep it from deleting it; applied, with a hint
+ * that nothing was deleted, when the role sees no such row.  Whether the
+ * row is there is read as the role, so that a delete tells nothing of rows
+ * the role may not see.
  */
 static void
-WriteDelete(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec)
+WriteDelete(OfsMutation *m, Datum pk, Oid roleid, OfsWriteOutcome *out)
 {
 	OfsTarget  *t = &m->target;
 	SPIPlanPtr	plan;
 	Datum		args[1] = {pk};
-	bool		exists;
 
 	TablePlan(plan, "delete", t, "", 1, true,
 			  "DELETE FROM %s t USING pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
@@ -75,20 +75,20 @@ WriteDelete(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec)
 	OfsPlanExec(plan, args, NULL, false, 0);
 	if (SPI_processed > 0)
 		return;
-	SetUserIdAndSecContext(save_uid, save_sec);
-	TablePlan(plan, "exists", t, "", 1, true,
+	TablePlan(plan, "visible", t, "", 1, true,
 			  "SELECT 1 FROM %s t, pg_catalog.jsonb_populate_record(NULL::%s, $1) k WHERE %s",
 			  t->qualified, t->qualified, t->keycond);
 	OfsPlanExec(plan, args, NULL, true, 1);
-	exists = SPI_processed > 0;
-	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (exists)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("row %s of %s was not deleted: role %s may not see or delete it",
-						m->pktext, t->qualified, GetUserNameFromId(roleid, false)),
-				 errdetail("Row-level security or the row's scope keeps the row from the role."),
-				 errhint("Put the row back on the device.")));
+	if (SPI_processed == 0)
+	{
+		out->nothing_deleted = true;
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("row %s of %s was not deleted: the policies of role %s do not let it delete the row",
+					m->pktext, t->qualified, GetUserNameFromId(roleid, false)),
+			 errhint("Put the row back on the device.")));
 }
 
 /* ColumnVersion reads a column's version, [hlc, site], from the row's versions. */
@@ -291,6 +291,7 @@ OfsWriteMutation(OfsMutation *m, Oid roleid, OfsWriteOutcome *out)
 
 	out->lost_columns = NIL;
 	out->conflicts = NIL;
+	out->nothing_deleted = false;
 	OfsWriterBegin(m->device, m->op_id, m->hlc);
 	HlcObserve(m->hlc);
 	GetUserIdAndSecContext(&save_uid, &save_sec);
@@ -303,7 +304,7 @@ OfsWriteMutation(OfsMutation *m, Oid roleid, OfsWriteOutcome *out)
 			WriteInsert(m, pk);
 			break;
 		case OFS_OP_DELETE:
-			WriteDelete(m, pk, roleid, save_uid, save_sec);
+			WriteDelete(m, pk, roleid, out);
 			break;
 		case OFS_OP_UPDATE:
 			WriteUpdate(m, pk, roleid, save_uid, save_sec, out);

@@ -61,12 +61,17 @@ typedef struct OfsWriteOutcome
 {
 	List	   *lost_columns;	/* C strings: a later write won */
 	List	   *conflicts;		/* OfsConflict */
+	bool		nothing_deleted;	/* a delete found no row the role may see */
 } OfsWriteOutcome;
 
 /* apply_mutation.c: one mutation, applied */
 extern Oid	OfsDeviceRole(const char *device, char **rolename);
 extern Jsonb *OfsApplyMutation(const char *device, Oid roleid, const char *rolename, Jsonb *json,
 							   bool is_retry, int64 retry_of, bool check_dependent);
+extern void OfsBatchKeysBegin(void);
+extern void OfsBatchKeysEnd(void);
+extern int	OfsBatchKeysMark(void);
+extern void OfsBatchKeysRewind(int mark);
 extern Jsonb *OfsRejectInGroup(const char *device, const char *rolename, Jsonb *json, const char *sqlstate,
 							   const char *message, const char *constraint, const char *column, Jsonb *extra);
 
@@ -89,7 +94,7 @@ extern Jsonb *OfsJsonObject(JsonbValue *v);
 extern Jsonb *OfsJsonEmptyObject(void);
 extern bool OfsJsonEqual(JsonbValue *a, JsonbValue *b);
 extern Jsonb *OfsResultInvalid(const char *message);
-extern Jsonb *OfsResultApplied(const char *op_id, List *lost_columns);
+extern Jsonb *OfsResultApplied(const char *op_id, List *lost_columns, bool nothing_deleted);
 extern Jsonb *OfsResultConflict(const char *op_id, List *ids, List *columns, List *lost_columns);
 extern Jsonb *OfsConflictsArray(List *conflicts);
 

@@ -532,8 +532,23 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 			2, types, args, nulls);
 	}
 
+	/* An ack confirmed its cursor as a pull would (PROTOCOL.md, "live and ack"). */
+	if (confirmed)
+	{
+		int64		acked = OfsConfirmedPage(confirmed, PG_INT64_MAX);
+
+		if (acked < PG_INT64_MAX)
+			confirmed_page = Max(confirmed_page, acked);
+	}
 	if (since == NULL)
+	{
+		/*
+		 * Afresh: the cursor made goes on from what the device confirmed,
+		 * so that it is not behind it even when this page is empty.
+		 */
 		resnap = true;
+		since_page = confirmed_page;
+	}
 	else
 	{
 		OfsFeedCursor fc;
@@ -545,16 +560,9 @@ OfsPull(const char *device, const char *since, int max_rows, const char *confirm
 		resnap = OfsFeedCursorRead(cur.f, &fc, false) != OFS_FEED_CURSOR_OK;
 		/*
 		 * Removals before the pages the device confirmed (by a pull, or by
-		 * an ack: confirmed) are forgotten: a device that goes back behind
-		 * them would never learn of them.
+		 * an ack) are forgotten: a device that goes back behind them would
+		 * never learn of them.
 		 */
-		if (confirmed)
-		{
-			int64		acked = OfsConfirmedPage(confirmed, PG_INT64_MAX);
-
-			if (acked < PG_INT64_MAX)
-				confirmed_page = Max(confirmed_page, acked);
-		}
 		if (since_page < confirmed_page)
 			ereport(ERROR,
 					(errcode(ERRCODE_OFS_CURSOR_BEHIND),

@@ -30,13 +30,19 @@ test('conformance: deletes', { timeout: 60 }, async (t) => {
   const r1 = await del('d1', 'public.cf_del', 'mine');
   t.is(r1.status, 'applied', 'a delete of a row the role may delete: applied');
   t.is(exists('cf_del', 'mine'), '0', 'the row is gone');
+  // "When the device's role sees no row of that key ... the answer is
+  // applied, with hint {"kind":"nothing_deleted"}".
+  const nothing = (r) => r.status === 'applied' && same(r.hint, { kind: 'nothing_deleted' });
   const r2 = await del('d2', 'public.cf_del', 'mine');
-  t.is(r2.status, 'applied', 'a delete of a row that is gone (deleted before): applied');
+  t.ok(nothing(r2), 'a delete of a row that is gone (deleted before): applied, nothing_deleted', show(r2));
   const r3 = await del('d3', 'public.cf_del', 'never');
-  t.is(r3.status, 'applied', 'a delete of a row that never existed: applied');
-  // "The hint's row is the row as the role sees it, to put back, or null when
-  // the role may not see it."
-  for (const [label, tb, id, row] of [['a row the role may not see (RLS)', 'cf_del', 'hidden', null],
+  t.ok(nothing(r3), 'a delete of a row that never existed: applied, nothing_deleted', show(r3));
+  const r4 = await del('d4', 'public.cf_del', 'hidden');
+  t.ok(nothing(r4), 'a delete of a row the role may not see (RLS): the same answer as for a row that is gone', show(r4));
+  t.is(exists('cf_del', 'hidden'), '1', 'a row the role may not see: nothing was deleted');
+  // "When the role sees the row but may not delete it ... rejected (42501,
+  // kind permission_denied), with the row as the role sees it in hint.row".
+  for (const [label, tb, id, row] of [
     ['a row the role sees but whose policy forbids deleting it', 'cf_del', 'shared', { id: 'shared', owner: 'shared' }],
     ['a row of a table without DELETE granted', 'cf_del_nogrant', 'x', { id: 'x' }]]) {
     const r = await del(`d-${id}`, `public.${tb}`, id);

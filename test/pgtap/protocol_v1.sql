@@ -6,7 +6,7 @@
 -- clears its own rejections; a cursor older than one confirmed is refused;
 -- schema discovery lists what the role may subscribe to.
 BEGIN;
-SELECT plan(35);
+SELECT plan(44);
 
 CREATE ROLE tap_proto_role;
 CREATE TABLE tap_proto_inv (id text PRIMARY KEY, total numeric NOT NULL, owner text DEFAULT 'tap_proto_role');
@@ -93,12 +93,17 @@ INSERT INTO tap_proto_inv (id, total, owner) VALUES ('hidden', 5, 'somebody_else
 SELECT pg_temp.push(4, jsonb_build_array(
   pg_temp.m('del-hidden', 'tap_proto_inv', 'delete', '{"id": "hidden"}', NULL),
   pg_temp.m('del-gone', 'tap_proto_inv', 'delete', '{"id": "never-was"}', NULL)));
-SELECT results_eq($$SELECT operation_id, status, sqlstate, hint->>'kind' FROM res WHERE n = 4 ORDER BY operation_id$$,
-                  $$VALUES ('del-gone', 'applied', NULL, NULL), ('del-hidden', 'rejected', '42501', 'permission_denied')$$,
-                  'a delete of a row the role may not see is refused; of a row that is gone, applied');
+SELECT results_eq($$SELECT operation_id, status, sqlstate, hint::text FROM res WHERE n = 4 ORDER BY operation_id$$,
+                  $$VALUES ('del-gone', 'applied', NULL, '{"kind": "nothing_deleted"}'),
+                           ('del-hidden', 'applied', NULL, '{"kind": "nothing_deleted"}')$$,
+                  'a delete of a row the role does not see says nothing was deleted, whether the row is gone or hidden');
 SELECT ok(EXISTS (SELECT 1 FROM tap_proto_inv WHERE id = 'hidden'), '... and the hidden row is still there');
-SELECT is((SELECT hint->'row' FROM res WHERE operation_id = 'del-hidden'), 'null'::jsonb,
-          '... and nothing of it is sent');
+CREATE POLICY tap_proto_keep ON tap_proto_inv AS RESTRICTIVE FOR DELETE USING (total <> 42);
+INSERT INTO tap_proto_inv (id, total) VALUES ('kept', 42);
+SELECT pg_temp.push(41, jsonb_build_array(pg_temp.m('del-kept', 'tap_proto_inv', 'delete', '{"id": "kept"}', NULL)));
+SELECT is((SELECT status || ' ' || sqlstate || ' ' || (hint->>'kind') || ' ' || (hint->'row'->>'id') FROM res WHERE n = 41),
+          'rejected 42501 permission_denied kept',
+          'a delete of a row the role sees but whose policies refuse it is rejected, with the row to put back');
 
 -- After a delete won, the device's re-insert of the key is judged on its own.
 SELECT pg_temp.push(5, jsonb_build_array(
@@ -131,7 +136,7 @@ SELECT ok((SELECT clock_ahead BETWEEN interval '9 minutes' AND interval '11 minu
 
 -- The device's own rejections.
 SELECT is((SELECT jsonb_path_query_array(r->'dead_letters', '$[*].operation_id') FROM ofs.device_rejections('tap-proto') r),
-          '["g2-a", "g2-b", "g2-c", "del-hidden", "upd-gone", "bad-total", "after-bad"]',
+          '["g2-a", "g2-b", "g2-c", "del-kept", "upd-gone", "bad-total", "after-bad"]',
           'a device lists its dead letters not cleared (retried ones until cleared)');
 SELECT ok((SELECT (r->'dead_letters') @> '[{"operation_id": "bad-total", "status": "open", "op": "update"}]'
              FROM ofs.device_rejections('tap-proto') r), '... with their status and what they were');
@@ -145,7 +150,7 @@ SELECT is((SELECT jsonb_path_query_array(r->'dead_letters', '$[*].operation_id')
              FROM ofs.device_rejections('tap-proto',
                     jsonb_build_object('dead_letters', (SELECT jsonb_agg(id) FROM ofs.dead_letters
                                                          WHERE operation_id IN ('g2-a', 'g2-b', 'g2-c', 'bad-total', 'after-bad')))) r),
-          '["del-hidden", "upd-gone"]', 'clearing removes closed entries and discards open ones the device gives up');
+          '["del-kept", "upd-gone"]', 'clearing removes closed entries and discards open ones the device gives up');
 SELECT is((SELECT status || '/' || closed_by FROM ofs.dead_letters WHERE operation_id = 'bad-total'),
           'discarded/tap_proto_role', '... discarded by the device''s role');
 SELECT throws_ok($$SELECT ofs.device_rejections('tap-proto', '{"dead_letters": ["1"]}')$$, '22023', NULL,
@@ -160,8 +165,47 @@ SELECT lives_ok($$SELECT ofs.pull('tap-proto', (SELECT c1 FROM c), 1)$$,
 SELECT ofs.pull('tap-proto', (SELECT c2 FROM c), 1) IS NOT NULL;
 SELECT throws_ok($$SELECT ofs.pull('tap-proto', (SELECT c1 FROM c), 1)$$, 'OF011', NULL,
                  'a cursor older than one the device confirmed is refused');
+SELECT ofs.unsubscribe('tap-proto', 'tap_proto_inv') IS NOT NULL;
+UPDATE c SET c1 = ofs.pull('tap-proto', NULL, 1)->>'cursor';
+SELECT lives_ok($$SELECT ofs.pull('tap-proto', (SELECT c1 FROM c), 1)$$,
+                'starting afresh, even with nothing to send, gives a cursor the device may go on from');
+
+-- A group waits only for what came before it, not for the device's later
+-- mutations of its rows; discarding one of a group discards the group; a
+-- member that was rejected before fails its group again.
+SELECT pg_temp.push(9, jsonb_build_array(
+  pg_temp.m('g3-a', 'tap_proto_inv', 'update', '{"id": "i1"}', '{"total": "30"}', 'g3'),
+  pg_temp.m('g3-b', 'tap_proto_line', 'insert', '{"id": "l9"}', '{"inv": "nope", "qty": 1}', 'g3'),
+  pg_temp.m('g3-later', 'tap_proto_inv', 'update', '{"id": "i1"}', '{"total": "31"}')));
+SELECT is((SELECT string_agg(status || ':' || sqlstate, ' ' ORDER BY operation_id) FROM res WHERE n = 9),
+          'rejected:OF021 rejected:23503 rejected:OF020', 'a failed group holds back the device''s later mutation of its row');
+INSERT INTO tap_proto_inv (id, total) VALUES ('nope', 1);
+SELECT is((SELECT ofs.retry_dead_letter(id)->>'status' FROM ofs.dead_letters WHERE operation_id = 'g3-a' AND status = 'open'),
+          'applied', 'retrying the group does not wait for the later mutation');
+SELECT is((SELECT total FROM tap_proto_inv WHERE id = 'i1'), 30::numeric, '... and applies it whole');
+SELECT pg_temp.push(10, jsonb_build_array(
+  pg_temp.m('g4-a', 'tap_proto_inv', 'insert', '{"id": "h1"}', '{"total": "1"}', 'g4'),
+  pg_temp.m('g4-b', 'tap_proto_line', 'insert', '{"id": "hl"}', '{"inv": "h1", "qty": 1}', 'g4'),
+  pg_temp.m('g4-c', 'tap_proto_line', 'insert', '{"id": "hf"}', '{"inv": "nope2", "qty": 1}', 'g4')));
+SELECT ofs.discard_dead_letter(id) FROM ofs.dead_letters WHERE operation_id = 'g4-b' AND status = 'open';
+SELECT is((SELECT string_agg(status, ' ' ORDER BY id) FROM ofs.dead_letters WHERE grp = 'g4'), 'discarded discarded discarded',
+          'discarding one dead letter of a group discards the group');
+SELECT pg_temp.push(11, jsonb_build_array(
+  pg_temp.m('g5-new', 'tap_proto_inv', 'insert', '{"id": "q1"}', '{"total": "1"}', 'g5'),
+  pg_temp.m('g4-c', 'tap_proto_line', 'insert', '{"id": "hf"}', '{"inv": "nope2", "qty": 1}', 'g5')));
+SELECT is((SELECT string_agg(status || ':' || coalesce(sqlstate, ''), ' ' ORDER BY operation_id) FROM res WHERE n = 11),
+          'duplicate:23503 rejected:OF021', 'a member rejected before fails its group again');
+SELECT ok(NOT EXISTS (SELECT 1 FROM tap_proto_inv WHERE id = 'q1'), '... which writes nothing');
+
+-- A long list comes a hundred at a time.
+SELECT pg_temp.push(8, (SELECT jsonb_agg(pg_temp.m('nx-' || g, 'tap_proto_inv', 'update', jsonb_build_object('id', 'nx-' || g), '{"total": "1"}'))
+                          FROM generate_series(1, 120) g));
+SELECT is((SELECT jsonb_array_length(r->'dead_letters') FROM ofs.device_rejections('tap-proto') r), 100,
+          'the device''s rejections are listed a hundred at most');
+SELECT is((SELECT r->'more' FROM ofs.device_rejections('tap-proto') r), 'true'::jsonb, '... with more when there are others');
 
 -- Discovery.
+SELECT ofs.subscribe('tap-proto', 'tap_proto_inv') IS NOT NULL;
 SELECT is((SELECT jsonb_agg(t->>'name' || ':' || (t->>'subscribed') ORDER BY t->>'name')
              FROM jsonb_array_elements(ofs.device_schema('tap-proto', true)->'tables') t),
           '["public.tap_proto_inv:true", "public.tap_proto_line:false", "public.tap_proto_other:false"]',
