@@ -31,6 +31,27 @@ test('conformance: transport', { timeout: 60 }, async (t) => {
   t.answer(await n.hello(token), 'welcome', 'a connection offering no subprotocol is served');
   n.close();
 
+  t.step = 'only another subprotocol';
+  {
+    // "A client that offers subprotocols, none of them ofs.v1, is refused
+    // during the handshake: the worker closes the connection without an
+    // HTTP answer."
+    const WebSocket = require('../toolkit/node_modules/ws');
+    const seen = await new Promise((resolve) => {
+      const ev = [];
+      const ws = new WebSocket(WS_URL, ['x-other']);
+      const done = () => resolve(ev);
+      ws.on('open', () => { ev.push('open'); ws.terminate(); });
+      ws.on('upgrade', () => ev.push('upgrade'));
+      ws.on('unexpected-response', (req, res) => { ev.push(`http ${res.statusCode}`); req.destroy(); done(); });
+      ws.on('error', () => { ev.push('error'); });
+      ws.on('close', done);
+      setTimeout(done, 10000);
+    });
+    t.ok(!seen.includes('open') && !seen.includes('upgrade'), 'a client offering only another subprotocol is not served', show(seen));
+    t.ok(!seen.some((e) => e.startsWith('http ')), '... and gets no HTTP answer: the connection is closed', show(seen));
+  }
+
   t.step = 'the request path is ignored';
   const p = await t.connect({ label: 'path', url: `${WS_URL.replace(/\/$/, '')}/some/path/x?y=1` });
   t.answer(await p.hello(token), 'welcome', 'a connection to another request path is served as to /');
