@@ -37,6 +37,7 @@ static const char usage[] =
 	"  unsubscribe TABLE [FILTER]    drop a shape\n"
 	"  sync                          push pending intents, pull changes; a JSON summary\n"
 	"  live [--seconds N]            stay connected, syncing as changes happen (Ctrl-C stops)\n"
+	"  tables                        the tables the device may subscribe to, from the origin (JSON lines)\n"
 	"  status                        pending intents, cursor, last sync, rejected count, synced (JSON)\n"
 	"  rejected                      rejected intents with their hints and the origin's dead letter\n"
 	"                                of each, with its status (JSON lines)\n"
@@ -417,6 +418,29 @@ main(int argc, char **argv)
 		signal(SIGTERM, OnSignal);
 		rc = ofs_live(db, seconds);
 		code = rc == OFS_OK ? EXIT_OK : Fail(db, rc);
+	}
+	else if (strcmp(cmd, "tables") == 0)
+	{
+		const char *s = ofs_available_tables(db);
+		json_t	   *arr = s ? json_loads(s, 0, NULL) : NULL;
+		size_t		k;
+		json_t	   *t;
+
+		json_array_foreach(arr, k, t)
+		{
+			json_t	   *o = json_pack("{s:O?, s:O?, s:O?, s:O?}", "table", json_object_get(t, "name"),
+								  "subscribed", json_object_get(t, "subscribed"),
+								  "columns", json_object_get(t, "columns"),
+								  "primary_key", json_object_get(t, "primary_key"));
+			char	   *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+			if (line)
+				printf("%s\n", line);
+			free(line);
+			json_decref(o);
+		}
+		code = s ? EXIT_OK : Fail(db, OFS_ERROR);
+		json_decref(arr);
 	}
 	else if (strcmp(cmd, "status") == 0)
 	{

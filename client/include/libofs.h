@@ -176,6 +176,15 @@ const char *ofs_origin_rejections(ofs_db *db);
 ofs_rc		ofs_clear_rejections(ofs_db *db, const int64_t *dead_letters, size_t n_dead_letters,
 								 const int64_t *conflicts, size_t n_conflicts);
 
+/*
+ * ofs_available_tables connects and asks the origin for every table the
+ * device's role may subscribe to (docs/PROTOCOL.md, "schema" with "all"):
+ * a JSON array text of {name, columns, primary_key, subscribed, merge,
+ * transitions}, owned by db until the next call or ofs_close; NULL on
+ * failure (ofs_errmsg).  Nothing local changes: subscribe to use a table.
+ */
+const char *ofs_available_tables(ofs_db *db);
+
 /* Helpers the library uses, public for tests and tools. */
 
 /* ofs_backoff_ms: the wait before reconnection attempt n (0-based): exponential from 100 ms to 30 s, jittered by r in [0, 1). */

@@ -38,6 +38,7 @@ struct ofs_db
 	char	   *status_text;	/* returned by ofs_status */
 	char	   *rejected_text;	/* returned by ofs_rejected */
 	char	   *origin_text;	/* returned by ofs_origin_rejections */
+	char	   *tables_text;	/* returned by ofs_available_tables */
 	/* Statements that write local rows, by their SQL (owned by rows.c). */
 	struct
 	{

@@ -419,6 +419,7 @@ ofs_close(ofs_db *db)
 	free(db->status_text);
 	free(db->rejected_text);
 	free(db->origin_text);
+	free(db->tables_text);
 	free(db);
 }
 

@@ -524,6 +524,43 @@ ofs_live(ofs_db *db, double seconds)
 	return db->stop || (deadline && ofs_now_ms() >= deadline) ? OFS_OK : rc;
 }
 
+const char *
+ofs_available_tables(ofs_db *db)
+{
+	ofs_conn   *c;
+	json_t	   *answer = NULL;
+	json_t	   *tables;
+	ofs_rc		rc;
+	size_t		i;
+	json_t	   *t;
+
+	rc = Hello(db, &c);
+	if (rc != OFS_OK)
+		return NULL;
+	State(db, "connected");
+	rc = ofs_conn_request(c, json_pack("{s:s, s:b}", "type", "schema", "all", 1), &answer, OFS_TIMEOUT_MS);
+	ofs_conn_close(c);
+	State(db, "disconnected");
+	if (rc == OFS_OK && !IsType(answer, "schema"))
+		rc = ErrorOf(db, answer, "schema");
+	tables = rc == OFS_OK ? json_object_get(answer, "tables") : NULL;
+	if (rc == OFS_OK && !json_is_array(tables))
+		rc = ofs_fail(db, OFS_PROTOCOL, "the origin's schema has no list of tables");
+	/* What the origin sends is checked before it is handed on. */
+	json_array_foreach(tables, i, t)
+	{
+		if (rc != OFS_OK)
+			break;
+		if (!json_is_object(t) || !json_is_string(json_object_get(t, "name")) ||
+			!json_is_array(json_object_get(t, "columns")) || !json_is_boolean(json_object_get(t, "subscribed")))
+			rc = ofs_fail(db, OFS_PROTOCOL, "the origin's schema lists a table without name, columns or subscribed");
+	}
+	free(db->tables_text);
+	db->tables_text = rc == OFS_OK ? json_dumps(tables, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(answer);
+	return db->tables_text;
+}
+
 /*
  * ofs_clear_rejections connects, asks the origin to clear the entries
  * named (or, with none named, only to list them), and keeps the list it

@@ -31,6 +31,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON invoices, lines TO pr_rep;
 SELECT ofs.sync_table('invoices');
 SELECT ofs.sync_table('lines');
 INSERT INTO invoices VALUES ('inv-0', 'from the origin', 1);
+CREATE TABLE notes (id text PRIMARY KEY, body text);
+CREATE TABLE secrets (id text PRIMARY KEY);
+GRANT SELECT ON notes TO pr_rep;
+SELECT ofs.sync_table('notes');
+SELECT ofs.sync_table('secrets');
 SQL
 INVOICES="SELECT row_to_json(t) FROM (SELECT id, title, total::text AS total FROM invoices) t"
 LINES="SELECT row_to_json(t) FROM (SELECT invoice, n, amount::text AS amount FROM lines) t"
@@ -43,6 +48,13 @@ meta() { sqlite3 "$DEV_DIR/$1.db" "SELECT value FROM _ofs_meta WHERE key = '$2'"
 dev_new dev_a pr_rep invoices lines
 dev_new dev_b pr_rep invoices lines
 for d in dev_a dev_b; do out=$(cli $d sync 2>&1) || die "first sync of $d: $out"; done
+
+# --- Discovery: what the device may subscribe to ----------------------------
+out=$(cli dev_a tables 2>&1); rc=$?
+check "tables asks the origin (exit 0)" "[ $rc -eq 0 ]" "$out"
+check_eq "... and lists every synced table the role may read, and which are subscribed" \
+  "$(printf '%s\n' "$out" | jq -r '"\(.table) \(.subscribed) \(.primary_key | join(","))"' | sort | tr '\n' ';')" \
+  "public.invoices true id;public.lines true invoice,n;public.notes false id;"
 
 # 1. Groups.
 cli dev_a exec "BEGIN;
