@@ -37,6 +37,7 @@
 #include "ofs.h"
 #include "worker.h"
 #include "shmem.h"
+#include "hlc.h"
 
 char	   *ofs_listen_addresses = NULL;
 int			ofs_port = 7878;
@@ -326,6 +327,12 @@ Housekeeping(int64_t now)
 {
 	AdmissionExpire(now);
 	SessionsHousekeeping(now);
+	/*
+	 * The clock's next reservation is written here, not by a push waiting
+	 * for it.  A failure (a full disk) is logged; a push then tries again,
+	 * and reports it.
+	 */
+	HlcReserveAhead();
 }
 
 /*
@@ -499,6 +506,16 @@ ofs_worker_main(Datum arg)
 		if (next_house - WorkerNowMs() < timeout)
 			timeout = (int) Max(next_house - WorkerNowMs(), 0);
 		if (live_scheduled)
+			timeout = 0;
+
+		/*
+		 * A commit that came while this turn ran SQL set the latch, but a
+		 * wait inside that SQL (a lock, say) may have reset it: the
+		 * counters, read again, are what says whether to sleep, so that a
+		 * change never waits for the next tick.
+		 */
+		if (pg_atomic_read_u64(&ofs_shared->feed_commits) != seen_feed ||
+			pg_atomic_read_u64(&ofs_shared->device_changes) != seen_devices)
 			timeout = 0;
 		(void) WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -76,9 +76,55 @@ HlcShmemStartup(void)
 	ofs_shared->hlc_reserved = reserved;
 }
 
-/* HlcReserve durably reserves HLCs up to at least "upto". */
+/*
+ * WriteReservationFile writes value durably to the reservation file; on a
+ * failure it reports at elevel and, below ERROR, returns false with the
+ * file closed.
+ */
+static bool
+WriteReservationFile(int64 value, int elevel)
+{
+	int			fd = OpenTransientFile(HLC_FILE_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	bool		ok;
+
+	if (fd < 0)
+	{
+		ereport(elevel,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", HLC_FILE_TMP)));
+		return false;
+	}
+	ok = write(fd, &value, sizeof(value)) == sizeof(value);
+	if (!ok)
+		ereport(elevel == ERROR ? LOG : elevel,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", HLC_FILE_TMP)));
+	else if (pg_fsync(fd) != 0)
+	{
+		ok = false;
+		ereport(elevel == ERROR ? LOG : elevel,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", HLC_FILE_TMP)));
+	}
+	CloseTransientFile(fd);
+	if (!ok)
+	{
+		if (elevel >= ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("could not reserve the clock in \"%s\"", HLC_FILE_TMP)));
+		return false;
+	}
+	return durable_rename(HLC_FILE_TMP, HLC_FILE, elevel) == 0;
+}
+
+/*
+ * HlcWriteReservation durably reserves HLCs up to value, unless upto is
+ * reserved already.  Below ERROR, a failure is reported at elevel and
+ * leaves the reservation as it was.
+ */
 static void
-HlcReserve(int64 upto)
+HlcWriteReservation(int64 upto, int64 value, int elevel)
 {
 	LWLock	   *lock = &(GetNamedLWLockTranche("ofs_hlc"))->lock;
 	int64		reserved;
@@ -87,36 +133,20 @@ HlcReserve(int64 upto)
 	SpinLockAcquire(&ofs_shared->mutex);
 	reserved = ofs_shared->hlc_reserved;
 	SpinLockRelease(&ofs_shared->mutex);
-	if (reserved < upto)
+	if (reserved < upto && WriteReservationFile(value, elevel))
 	{
-		int64		value = upto + ((int64) HLC_RESERVE_MS << HLC_LOGICAL_BITS);
-		int			fd = OpenTransientFile(HLC_FILE_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-
-		if (fd < 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not create file \"%s\": %m", HLC_FILE_TMP)));
-		if (write(fd, &value, sizeof(value)) != sizeof(value))
-		{
-			CloseTransientFile(fd);
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not write file \"%s\": %m", HLC_FILE_TMP)));
-		}
-		if (pg_fsync(fd) != 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not fsync file \"%s\": %m", HLC_FILE_TMP)));
-		CloseTransientFile(fd);
-		if (durable_rename(HLC_FILE_TMP, HLC_FILE, ERROR) != 0)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not rename \"%s\" to \"%s\": %m", HLC_FILE_TMP, HLC_FILE)));
 		SpinLockAcquire(&ofs_shared->mutex);
 		ofs_shared->hlc_reserved = value;
 		SpinLockRelease(&ofs_shared->mutex);
 	}
 	LWLockRelease(lock);
+}
+
+/* HlcReserve durably reserves HLCs up to at least "upto", and a second more. */
+static void
+HlcReserve(int64 upto)
+{
+	HlcWriteReservation(upto, upto + ((int64) HLC_RESERVE_MS << HLC_LOGICAL_BITS), ERROR);
 }
 
 /* HlcNow returns the next HLC of the origin. */
@@ -140,6 +170,29 @@ HlcNow(void)
 	if (next > reserved)
 		HlcReserve(next);
 	return next;
+}
+
+/*
+ * HlcReserveAhead renews the reservation before writers reach it: when less
+ * than three quarters of a second of it are left, it reserves up to a
+ * second ahead of the wall clock (as far as a writer would).
+ * The sync workers call it about once a second, so that the fsync of a
+ * reservation is off the path of pushes and of origin writes.
+ */
+void
+HlcReserveAhead(void)
+{
+	int64		wall = WallHlc();
+	int64		reserved;
+
+	if (ofs_shared == NULL)
+		return;
+	SpinLockAcquire(&ofs_shared->mutex);
+	reserved = ofs_shared->hlc_reserved;
+	SpinLockRelease(&ofs_shared->mutex);
+	if (reserved < wall + ((int64) (HLC_RESERVE_MS * 3 / 4) << HLC_LOGICAL_BITS))
+		HlcWriteReservation(wall + ((int64) (HLC_RESERVE_MS * 3 / 4) << HLC_LOGICAL_BITS),
+							wall + ((int64) HLC_RESERVE_MS << HLC_LOGICAL_BITS), LOG);
 }
 
 /* HlcObserve moves the clock to at least a received HLC. */

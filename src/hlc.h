@@ -12,6 +12,7 @@ extern int64 HlcNow(void);
 extern int64 WallHlc(void);
 extern void HlcObserve(int64 remote);
 extern int64 HlcCurrent(void);
+extern void HlcReserveAhead(void);
 extern void HlcShmemStartup(void);
 
 /* ofs.max_clock_skew, and a device's HLC clamped by it */
