@@ -121,6 +121,10 @@ json_t	   *ofs_conn_queued(ofs_conn *c);
 int			ofs_conn_closed(ofs_conn *c, int *code);
 void		ofs_conn_close(ofs_conn *c);
 
+/* A live connection woken by commits to its device file in this process (transport.c). */
+void		ofs_wake_register(ofs_conn *c, const char *path);
+void		ofs_wake_file(const char *path);
+
 /* rejections.c */
 /* ofs_rejections_valid: is v (a welcome's or a page's "rejections") absent, null or a version? */
 int			ofs_rejections_valid(json_t *v);

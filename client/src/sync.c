@@ -435,6 +435,8 @@ LiveSession(ofs_db *db, ofs_conn *c, int64_t deadline)
 	int			recheck = 1;
 	ofs_rc		rc;
 
+	/* A commit to the file in this process ends the loop's wait at once. */
+	ofs_wake_register(c, sqlite3_db_filename(db->sql, "main"));
 	rc = Push(db, c, NULL);
 	if (rc == OFS_OK)
 		rc = Pull(db, c, NULL, "pull");

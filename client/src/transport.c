@@ -8,6 +8,8 @@
  * bounded.  Whatever the origin sends is parsed and checked before use: a
  * hostile or broken origin gets an error, never a crash.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +45,67 @@ struct ofs_conn
 	int64_t		next_id;
 	lws_sorted_usec_list_t tick;
 	int			ticked;
+	atomic_int	woken;			/* a local commit to the device's file: look now */
+	char	   *wake_path;		/* the file this connection is woken for, or NULL */
+	struct ofs_conn *wake_next;
 };
+
+/*
+ * The live connections of this process, by device file: a commit to the
+ * file on any connection of the process ends the wait of the connection
+ * that serves it (ofs_wake_file), so that a local write is pushed at once.
+ * Writers in other processes are seen by the live loop's poll.
+ */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static ofs_conn *wake_list = NULL;
+
+void
+ofs_wake_register(ofs_conn *c, const char *path)
+{
+	if (c == NULL || path == NULL || path[0] == '\0' || c->wake_path)
+		return;
+	c->wake_path = strdup(path);
+	if (c->wake_path == NULL)
+		return;
+	pthread_mutex_lock(&wake_lock);
+	c->wake_next = wake_list;
+	wake_list = c;
+	pthread_mutex_unlock(&wake_lock);
+}
+
+static void
+WakeUnregister(ofs_conn *c)
+{
+	ofs_conn  **p;
+
+	if (c->wake_path == NULL)
+		return;
+	pthread_mutex_lock(&wake_lock);
+	for (p = &wake_list; *p; p = &(*p)->wake_next)
+		if (*p == c)
+		{
+			*p = c->wake_next;
+			break;
+		}
+	pthread_mutex_unlock(&wake_lock);
+	free(c->wake_path);
+	c->wake_path = NULL;
+}
+
+void
+ofs_wake_file(const char *path)
+{
+	if (path == NULL || path[0] == '\0')
+		return;
+	pthread_mutex_lock(&wake_lock);
+	for (ofs_conn *c = wake_list; c; c = c->wake_next)
+		if (strcmp(c->wake_path, path) == 0)
+		{
+			atomic_store(&c->woken, 1);
+			lws_cancel_service(c->ctx);
+		}
+	pthread_mutex_unlock(&wake_lock);
+}
 
 static void
 Tick(lws_sorted_usec_list_t *sul)
@@ -367,7 +429,7 @@ ofs_conn_next(ofs_conn *c, int timeout_ms, json_t **msg)
 		if (c->closed)
 			return ofs_fail(c->db, c->close_code == 4001 || c->close_code == 4003 ? OFS_UNAUTHORIZED : OFS_UNREACHABLE,
 							"%s", c->error[0] ? c->error : "the origin closed the connection");
-		if (ofs_now_ms() >= deadline)
+		if (ofs_now_ms() >= deadline || atomic_exchange(&c->woken, 0))
 			return OFS_OK;
 		Service(c, (int) (deadline - ofs_now_ms()));
 	}
@@ -388,6 +450,7 @@ ofs_conn_close(ofs_conn *c)
 
 	if (c == NULL)
 		return;
+	WakeUnregister(c);
 	if (c->ctx)
 		lws_context_destroy(c->ctx);
 	for (m = c->out_head; m;)

@@ -5,7 +5,9 @@
  * of the wrong type); pushes that hold whole groups within max_batch; the
  * pushed answer's clock; a cursor refused as too old, after which the
  * device starts afresh; the rejections fetched when their version
- * changed; and ofs_clear_rejections.
+ * changed; and ofs_clear_rejections.  Also: a commit to the device file
+ * on another connection of the process ends the live connection's wait
+ * at once, rather than at its next poll.
  */
 #include <pthread.h>
 
@@ -349,11 +351,62 @@ test_session(void)
 	fixture_close(&f);
 }
 
+/* A second connection to the device file commits, a little later. */
+static void *
+CommitLater(void *arg)
+{
+	fixture    *f = arg;
+	ofs_db	   *other;
+	struct timespec ts = {0, 50 * 1000000L};
+
+	nanosleep(&ts, NULL);
+	if (ofs_open(f->path, &other) == OFS_OK)
+		sqlite3_exec(ofs_sqlite(other), "INSERT OR REPLACE INTO _ofs_meta (key, value) VALUES ('wake', '1')",
+					 NULL, NULL, NULL);
+	ofs_close(other);
+	return NULL;
+}
+
+static void
+test_wake(void)
+{
+	fixture		f;
+	ofs_conn   *c;
+	json_t	   *m = NULL;
+	char		url[64];
+	pthread_t	t;
+	int64_t		start;
+	ofs_rc		rc;
+
+	fixture_open(&f, "wake", 0);
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/", server_port);
+	rc = ofs_conn_open(f.db, url, 5000, &c);
+	is_int(rc, OFS_OK, "a connection to the scripted origin opens");
+	if (rc != OFS_OK)
+	{
+		fixture_close(&f);
+		return;
+	}
+	ofs_wake_register(c, sqlite3_db_filename(ofs_sqlite(f.db), "main"));
+	start = ofs_now_ms();
+	pthread_create(&t, NULL, CommitLater, &f);
+	rc = ofs_conn_next(c, 20000, &m);
+	/* Woken by the commit: well before the 20 s the wait was given. */
+	ok(rc == OFS_OK && m == NULL && ofs_now_ms() - start < 10000,
+	   "a commit on another connection to the device file ends the live wait (after %lld ms)",
+	   (long long) (ofs_now_ms() - start));
+	pthread_join(t, NULL);
+	json_decref(m);
+	ofs_conn_close(c);
+	fixture_close(&f);
+}
+
 int
 main(void)
 {
 	server_start();
 	test_session();
+	test_wake();
 	server_end();
 	return done_testing();
 }
