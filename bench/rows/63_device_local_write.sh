@@ -15,5 +15,5 @@ token=$(dev_issue_token bench-dev-write-1)
 dev_run 100 write "$DEV_DIR/device.db" "$OFS_WS_URL" "$token" dev_write_todos 7 10 1000
 read -r synced plain <<<"$DEV_OUT"
 awk -v s="$synced" -v p="$plain" 'BEGIN {
-  printf "local write, 1,000-row insert txns, synced table|%.1f ms per txn (%.1f us/row)|%.1f ms per txn (plain SQLite table)|%.2f|<= 2\n",
+  printf "local write, 1,000-row insert txns, synced table|%.1f ms per txn (%.1f us/row)|%.1f ms per txn (plain SQLite table)|%.2f|<= 1.5\n",
          s * 100, s * 100, p * 100, s / p }'
