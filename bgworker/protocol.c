@@ -42,30 +42,6 @@ NewObject(void)
 	return json_pack("{}");
 }
 
-/*
- * WithHlc returns a JSON object's text with the origin's clock added as
- * "hlc" (PROTOCOL.md, "Clocks"): at least the version of every value the
- * device may have been sent before, so its next write orders after them.
- */
-static char *
-WithHlc(const char *body)
-{
-	StringInfoData b;
-	size_t		len = strlen(body);
-
-	while (len > 0 && body[len - 1] != '}')
-		len--;
-	initStringInfo(&b);
-	if (len == 0)
-	{
-		appendStringInfo(&b, "{\"hlc\": " INT64_FORMAT "}", HlcCurrent());
-		return b.data;
-	}
-	appendBinaryStringInfo(&b, body, len - 1);
-	appendStringInfo(&b, "%s\"hlc\": " INT64_FORMAT "}", strchr(body, ':') ? ", " : "", HlcCurrent());
-	return b.data;
-}
-
 /* Reply sends {"type": type, "id": id, ...fields of body}. */
 static void
 Reply(Session *s, const char *type, json_t *id, const char *body)
@@ -362,7 +338,8 @@ HandlePush(Session *s, Message *m, const char *text)
 
 	args[0] = s->device;
 	args[1] = text;
-	SessionSql(s, "SELECT jsonb_build_object('results', coalesce(jsonb_agg("
+	/* hlc: the origin's clock after the batch, which the device moves its own past. */
+	SessionSql(s, "SELECT jsonb_build_object('hlc', ofs.hlc_now(), 'results', coalesce(jsonb_agg("
 			   "         jsonb_build_object('operation_id', r.operation_id, 'status', r.status)"
 			   "         || jsonb_strip_nulls(jsonb_build_object('sqlstate', r.sqlstate, 'message', r.message))"
 			   "         || CASE WHEN r.hint IS NULL THEN '{}' ELSE jsonb_build_object('hint', r.hint) END"
@@ -376,11 +353,7 @@ HandlePush(Session *s, Message *m, const char *text)
 			   2, args, &res);
 	if (res.ok && res.nvalues == 5)
 	{
-		/* The origin's clock after the batch: the device moves its own past it. */
-		char	   *body = WithHlc(res.values[0]);
-
-		Reply(s, "pushed", id, body);
-		pfree(body);
+		Reply(s, "pushed", id, res.values[0]);
 		OfsCount(OFS_STAT_APPLIED, atoll(res.values[1]));
 		OfsCount(OFS_STAT_DUPLICATES, atoll(res.values[2]));
 		OfsCount(OFS_STAT_REJECTED, atoll(res.values[3]));

@@ -119,18 +119,6 @@ HintKindIs(JsonbValue *hint, const char *kind)
 	return k != NULL && strcmp(k, kind) == 0;
 }
 
-/* GroupOf: a mutation's "group" when it is a string, else NULL. */
-static char *
-GroupOf(JsonbValue *m)
-{
-	JsonbValue *g;
-
-	if (m->type != jbvBinary || !JsonContainerIsObject(m->val.binary.data))
-		return NULL;
-	g = getKeyJsonValueFromContainer(m->val.binary.data, "group", 5, NULL);
-	return g && g->type == jbvString ? pnstrdup(g->val.string.val, g->val.string.len) : NULL;
-}
-
 /* A mutation's group and its position, to sort. */
 typedef struct GroupAt
 {
@@ -149,14 +137,16 @@ GroupAtCompare(const void *a, const void *b)
 }
 
 /*
- * CheckGroups refuses a batch whose groups are not strings of 1 to 256
- * bytes, or whose members are not consecutive: a group must be applied as
- * one, so it must arrive as one.  Sorted by name, then position, a
- * group's positions must follow each other.
+ * GroupsOf returns each mutation's group (NULL for none), and refuses a
+ * batch whose groups are not strings of 1 to 256 bytes, or whose members
+ * are not consecutive: a group must be applied as one, so it must arrive
+ * as one.  Sorted by name, then position, a group's positions must follow
+ * each other.
  */
-static void
-CheckGroups(JsonbValue *ms, int n)
+static char **
+GroupsOf(JsonbValue *ms, int n)
 {
+	char	  **groups = palloc0(sizeof(char *) * Max(n, 1));
 	GroupAt    *g = palloc(sizeof(GroupAt) * Max(n, 1));
 	int			ng = 0;
 
@@ -171,7 +161,7 @@ CheckGroups(JsonbValue *ms, int n)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("mutation %d has a group that is not a string of 1 to 256 bytes", i + 1)));
-		g[ng].name = pnstrdup(v->val.string.val, v->val.string.len);
+		groups[i] = g[ng].name = pnstrdup(v->val.string.val, v->val.string.len);
 		g[ng].at = i;
 		ng++;
 	}
@@ -183,6 +173,8 @@ CheckGroups(JsonbValue *ms, int n)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("the mutations of group \"%s\" are not consecutive", g[k].name),
 					 errhint("A group's mutations must follow each other in one push.")));
+	pfree(g);
+	return groups;
 }
 
 /* ResultText: a top-level string field of a result, or NULL. */
@@ -429,16 +421,13 @@ ApplyBatch(FunctionCallInfo fcinfo, const Retry *retry)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
 			ms[n++] = v;
-	CheckGroups(ms, n);
+	groups = GroupsOf(ms, n);
 	ofs_clock_ahead_ms = 0;
 	OfsBatchKeysBegin();
 
 	InitMaterializedSRF(fcinfo, 0);
 	per_mutation = AllocSetContextCreate(CurrentMemoryContext, "ofs apply_batch mutation",
 										 ALLOCSET_DEFAULT_SIZES);
-	groups = palloc(sizeof(char *) * Max(n, 1));
-	for (i = 0; i < n; i++)
-		groups[i] = GroupOf(&ms[i]);
 	for (i = 0; i < n; i = next)
 	{
 		char	   *group = groups[i];

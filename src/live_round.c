@@ -234,6 +234,39 @@ AppendChange(StringInfo out, int *nout, const char *tname, const char *op, Jsonb
 	(void) JsonbToCString(out, &obj->root, VARSIZE(obj));
 }
 
+
+/*
+ * DeviceConfirmations lists the fast devices and the pages they confirmed
+ * (only those whose confirmation moved past what is recorded, if moved).
+ */
+static int
+DeviceConfirmations(Dev *devs, int ndevs, bool moved, Datum *names, Datum *pages)
+{
+	int			n = 0;
+
+	for (int i = 0; i < ndevs; i++)
+		if (devs[i].fast && (!moved || devs[i].conf > devs[i].confirmed))
+		{
+			names[n] = CStringGetTextDatum(devs[i].device);
+			pages[n] = Int64GetDatum(devs[i].conf);
+			n++;
+		}
+	return n;
+}
+
+/* RunPerDevice runs a statement over (device, page) pairs: $1 text[], $2 bigint[]. */
+static void
+RunPerDevice(const char *name, const char *sql, Datum *names, Datum *pages, int n)
+{
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		args[2];
+
+	if (n == 0)
+		return;
+	args[0] = TextArray(names, n);
+	args[1] = PointerGetDatum(construct_array(pages, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	OfsPlanExec(OfsFixedPlan(name, sql, 2, types, false), args, NULL, false, 0);
+}
 /*
  * LiveRound makes the round of the fast devices of devs: emits the
  * answer of those whose feed had something new, and marks as not fast
@@ -555,24 +588,10 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 		int			dims[1];
 		int			lbs[1] = {1};
 
-		for (int i = 0; i < ndevs; i++)
-			if (devs[i].fast)
-			{
-				names[nfast] = CStringGetTextDatum(devs[i].device);
-				confs[nfast] = Int64GetDatum(devs[i].conf);
-				nfast++;
-			}
-		if (nfast > 0)
-		{
-			Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-			Datum		args[2] = {TextArray(names, nfast),
-			PointerGetDatum(construct_array(confs, nfast, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
-
-			OfsPlanExec(OfsFixedPlan("live forget",
-									 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
-									 " WHERE h.device = x.d AND h.gone_page <= x.c", 2, types, false),
-						args, NULL, false, 0);
-		}
+		nfast = DeviceConfirmations(devs, ndevs, false, names, confs);
+		RunPerDevice("live forget",
+					 "DELETE FROM ofs.device_row h USING unnest($1::text[], $2::bigint[]) x(d, c)"
+					 " WHERE h.device = x.d AND h.gone_page <= x.c", names, confs, nfast);
 		for (int i = 0; i < ndevs; i++)
 		{
 			Dev		   *d = &devs[i];
@@ -650,26 +669,10 @@ LiveRound(Dev *devs, int ndevs, int room, OfsLiveEmit emit, void *emit_arg)
 		 * pull.c); the devices without a page this round are written only
 		 * when their confirmation moved.
 		 */
-		nupd = 0;
-		for (int i = 0; i < ndevs; i++)
-			if (devs[i].fast && devs[i].conf > devs[i].confirmed)
-			{
-				names[nupd] = CStringGetTextDatum(devs[i].device);
-				confs[nupd] = Int64GetDatum(devs[i].conf);
-				nupd++;
-			}
-		if (nupd > 0)
-		{
-			Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-			Datum		args[2] = {TextArray(names, nupd),
-			PointerGetDatum(construct_array(confs, nupd, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))};
-
-			OfsPlanExec(OfsFixedPlan("live confirmed",
-									 "UPDATE ofs.device dv SET confirmed_page = greatest(dv.confirmed_page, x.c)"
-									 "  FROM unnest($1::text[], $2::bigint[]) x(d, c) WHERE dv.device = x.d",
-									 2, types, false),
-						args, NULL, false, 0);
-		}
+		nupd = DeviceConfirmations(devs, ndevs, true, names, confs);
+		RunPerDevice("live confirmed",
+					 "UPDATE ofs.device dv SET confirmed_page = greatest(dv.confirmed_page, x.c)"
+					 "  FROM unnest($1::text[], $2::bigint[]) x(d, c) WHERE dv.device = x.d", names, confs, nupd);
 	}
 	SPI_finish();
 }
