@@ -100,6 +100,40 @@ Fail(ofs_db *db, ofs_rc rc)
 	return ExitFor(rc);
 }
 
+/*
+ * PrintLines prints the elements of a JSON array text (a library answer,
+ * NULL when it failed) as JSON lines, each reshaped by shape when given.
+ */
+static int
+PrintLines(ofs_db *db, const char *s, json_t *(*shape) (json_t *))
+{
+	json_t	   *arr = s ? json_loads(s, 0, NULL) : NULL;
+	size_t		k;
+	json_t	   *e;
+
+	json_array_foreach(arr, k, e)
+	{
+		json_t	   *o = shape ? shape(e) : json_incref(e);
+		char	   *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+		if (line)
+			printf("%s\n", line);
+		free(line);
+		json_decref(o);
+	}
+	json_decref(arr);
+	return s ? EXIT_OK : Fail(db, OFS_ERROR);
+}
+
+/* TableLine: a table the device may subscribe to, as ofs-cli tables prints it. */
+static json_t *
+TableLine(json_t *t)
+{
+	return json_pack("{s:O?, s:O?, s:O?, s:O?}", "table", json_object_get(t, "name"),
+					 "subscribed", json_object_get(t, "subscribed"), "columns", json_object_get(t, "columns"),
+					 "primary_key", json_object_get(t, "primary_key"));
+}
+
 /* Exec runs every statement of sql, printing each row as a JSON object line. */
 static int
 Exec(ofs_db *db, const char *sql)
@@ -420,28 +454,7 @@ main(int argc, char **argv)
 		code = rc == OFS_OK ? EXIT_OK : Fail(db, rc);
 	}
 	else if (strcmp(cmd, "tables") == 0)
-	{
-		const char *s = ofs_available_tables(db);
-		json_t	   *arr = s ? json_loads(s, 0, NULL) : NULL;
-		size_t		k;
-		json_t	   *t;
-
-		json_array_foreach(arr, k, t)
-		{
-			json_t	   *o = json_pack("{s:O?, s:O?, s:O?, s:O?}", "table", json_object_get(t, "name"),
-								  "subscribed", json_object_get(t, "subscribed"),
-								  "columns", json_object_get(t, "columns"),
-								  "primary_key", json_object_get(t, "primary_key"));
-			char	   *line = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-			if (line)
-				printf("%s\n", line);
-			free(line);
-			json_decref(o);
-		}
-		code = s ? EXIT_OK : Fail(db, OFS_ERROR);
-		json_decref(arr);
-	}
+		code = PrintLines(db, ofs_available_tables(db), TableLine);
 	else if (strcmp(cmd, "status") == 0)
 	{
 		const char *s = ofs_status(db);
@@ -451,22 +464,7 @@ main(int argc, char **argv)
 	else if (strcmp(cmd, "rejected") == 0 && i < argc)
 		code = OriginRejections(db, argc - i, argv + i);
 	else if (strcmp(cmd, "rejected") == 0)
-	{
-		const char *s = ofs_rejected(db);
-		json_t	   *arr = s ? json_loads(s, 0, NULL) : NULL;
-		size_t		k;
-		json_t	   *r;
-
-		json_array_foreach(arr, k, r)
-		{
-			char	   *t = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-			printf("%s\n", t);
-			free(t);
-		}
-		code = s ? EXIT_OK : Fail(db, OFS_ERROR);
-		json_decref(arr);
-	}
+		code = PrintLines(db, ofs_rejected(db), NULL);
 	else
 	{
 		fprintf(stderr, "unknown command or missing argument: %s\n\n%s", cmd, usage);

@@ -48,20 +48,24 @@ ofs_hlc_valid(json_t *v)
 ofs_rc
 ofs_hlc_save(ofs_db *db)
 {
-	sqlite3_stmt *st;
 	int			rc;
 
-	if (db->hlc_last <= 0)
+	/* Stored already: the stored clock only grows. */
+	if (db->hlc_last <= 0 || db->hlc_last == db->hlc_saved)
 		return OFS_OK;
-	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_meta (key, value) VALUES ('hlc', ?1)"
+	if (db->hlc_save == NULL &&
+		sqlite3_prepare_v3(db->sql, "INSERT INTO _ofs_meta (key, value) VALUES ('hlc', ?1)"
 						   " ON CONFLICT (key) DO UPDATE SET value = CASE"
 						   " WHEN CAST(value AS INTEGER) > CAST(excluded.value AS INTEGER) THEN value"
-						   " ELSE excluded.value END", -1, &st, NULL) != SQLITE_OK)
+						   " ELSE excluded.value END", -1, SQLITE_PREPARE_PERSISTENT, &db->hlc_save, NULL) != SQLITE_OK)
 		return ofs_sqlfail(db, "storing the clock");
-	sqlite3_bind_text(st, 1, sqlite3_mprintf("%lld", (long long) db->hlc_last), -1, sqlite3_free);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? OFS_OK : ofs_sqlfail(db, "storing the clock");
+	sqlite3_bind_text(db->hlc_save, 1, sqlite3_mprintf("%lld", (long long) db->hlc_last), -1, sqlite3_free);
+	rc = sqlite3_step(db->hlc_save);
+	sqlite3_reset(db->hlc_save);
+	if (rc != SQLITE_DONE)
+		return ofs_sqlfail(db, "storing the clock");
+	db->hlc_saved = db->hlc_last;
+	return OFS_OK;
 }
 
 /*

@@ -30,6 +30,8 @@ struct ofs_db
 	void	   *user;
 	int			capturing;		/* 0 while origin changes are applied */
 	int64_t		hlc_last;
+	int64_t		hlc_saved;		/* the clock this connection last stored (the stored one is at least it) */
+	sqlite3_stmt *hlc_save;	/* prepared once: it runs with every message of the origin */
 	sqlite3_stmt *hlc_stored;	/* reads _ofs_meta's clock (written by any connection) */
 	int64_t		txn;			/* the open transaction's number for its intents, 0: none yet */
 	int			max_batch;		/* welcome.limits.max_batch of the current session, 0: unknown */

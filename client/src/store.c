@@ -151,7 +151,10 @@ CommitHook(void *arg)
 static void
 RollbackHook(void *arg)
 {
-	((ofs_db *) arg)->txn = 0;
+	ofs_db	   *db = arg;
+
+	db->txn = 0;
+	db->hlc_saved = 0;			/* a clock stored in the transaction is gone with it */
 }
 
 /* SQL function ofs_opid(): a new operation id. */
@@ -432,6 +435,8 @@ ofs_close(ofs_db *db)
 		sqlite3_finalize(db->hlc_stored);
 		db->hlc_stored = NULL;
 		ofs_hlc_save(db);
+		sqlite3_finalize(db->hlc_save);
+		db->hlc_save = NULL;
 		ofs_rows_forget(db);
 		sqlite3_close_v2(db->sql);
 	}
