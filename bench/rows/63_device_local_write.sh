@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Local write overhead: transactions of 1,000 inserts through a prepared
 # statement on ofs_sqlite into a synced local table (each row with its
-# intent in the outbox, written by the capture trigger: operation id, key,
-# columns, clock) against the same into a plain SQLite table of the same
+# intent, written by the capture trigger: the values, place, transaction
+# and clock, in its table of intents) against the same into a plain SQLite table of the same
 # file and connection.  Offline (the device synced once, to create its
 # table).  Seven runs of 10 transactions each, alternating which table goes
 # first, after one transaction each not counted; the median run of each

@@ -1,5 +1,5 @@
 /*
- * hlc.c: the device's clock, operation ids and reconnection backoff.
+ * hlc.c: the device's clock and reconnection backoff.
  *
  * The hybrid logical clock has the origin's layout: milliseconds since 1970
  * shifted left 16 bits, plus a counter, so that the origin can compare a
@@ -83,18 +83,6 @@ ofs_hlc_observe(ofs_db *db, int64_t received)
 	if (received > db->hlc_last)
 		db->hlc_last = received;
 	return ofs_hlc_save(db);
-}
-
-/* ofs_op_id: 32 hex digits, time first so that ids sort by creation. */
-void
-ofs_op_id(char out[33])
-{
-	unsigned char rnd[10];
-
-	sqlite3_randomness(sizeof(rnd), rnd);
-	snprintf(out, 33, "%012llx%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x",
-			 (unsigned long long) (ofs_now_ms() & 0xffffffffffffLL),
-			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], rnd[8], rnd[9]);
 }
 
 int64_t

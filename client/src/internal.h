@@ -4,12 +4,13 @@
  * db.c: errors, SQL and settings, below every other file; store.c: the
  * device database (ofs's tables, SQL functions, local tables and their
  * triggers from the origin's schema); rows.c: local copies of synced rows
- * and the caches that write them; outbox.c: intents to push and what the
+ * and the caches that write them; capture.c: writes captured as intents,
+ * and the view _ofs_outbox that reads them as JSON; outbox.c: intents to push and what the
  * origin answered; reconcile.c: applying the origin's changes and
  * replaying pending intents on top; rejections.c: the origin's list of
  * the device's dead letters and conflicts, kept on the device;
  * transport.c: the WebSocket connection; sync.c: the sync cycle and live
- * mode; hlc.c: the clock, ids and backoff.
+ * mode; hlc.c: the clock and backoff.
  */
 #ifndef OFS_INTERNAL_H
 #define OFS_INTERNAL_H
@@ -32,8 +33,11 @@ struct ofs_db
 	int64_t		hlc_last;
 	int64_t		hlc_saved;		/* the clock this connection last stored (the stored one is at least it) */
 	sqlite3_stmt *hlc_save;	/* prepared once: it runs with every message of the origin */
-	sqlite3_stmt *hlc_stored;	/* reads _ofs_meta's clock (written by any connection) */
 	int64_t		txn;			/* the open transaction's number for its intents, 0: none yet */
+	int64_t		seq_last;		/* the open transaction's last intent's place (capture.c) */
+	sqlite3_stmt *floor;		/* the largest stored seq and clock (capture.c) */
+	int			floor_schema;	/* the schema version floor was made for */
+	sqlite3_stmt *schema_version;
 	int			max_batch;		/* welcome.limits.max_batch of the current session, 0: unknown */
 	int			rejections_wanted;	/* a page named a rejections version the device has not fetched */
 	volatile sig_atomic_t stop;
@@ -76,6 +80,15 @@ ofs_rc		ofs_update_row(ofs_db *db, const char *local, json_t *pk, json_t *data);
 /* The local name of an origin table, cached (malloc'd; NULL if the device has none). */
 char	   *ofs_rows_local_name(ofs_db *db, const char *origin);
 void		ofs_rows_forget(ofs_db *db);	/* drops the caches below */
+
+/* capture.c: intents written by triggers, read through the view _ofs_outbox */
+ofs_rc		ofs_capture_register(ofs_db *db);	/* ofs_seq, ofs_txn, ofs_hlc, ofs_capturing */
+void		ofs_capture_forget(ofs_db *db);
+/* Appends the table of intents of a synced table and its capture triggers to ddl; their layout, -1: failed. */
+int64_t		ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *local, json_t *cols, json_t *pk);
+ofs_rc		ofs_capture_view(ofs_db *db);	/* _ofs_outbox, made again over every synced table */
+/* Moves the intents of a pre-1.1 outbox table into the tables of intents; *moved counts them. */
+ofs_rc		ofs_capture_forward(ofs_db *db, int has_txn, int64_t *moved);
 
 /* store.c */
 ofs_rc		ofs_install_schema(ofs_db *db, json_t *schema);
@@ -139,7 +152,6 @@ ofs_rc		ofs_rejections_store(ofs_db *db, json_t *answer);
 /* The largest clock the origin may send: room left for 2^32 local stamps after it. */
 #define OFS_HLC_MAX (INT64_MAX - ((int64_t) 1 << 32))
 int64_t		ofs_now_ms(void);
-void		ofs_op_id(char out[33]);
 /* ofs_hlc_valid: is v a clock value (a JSON integer in [0, OFS_HLC_MAX])? */
 int			ofs_hlc_valid(json_t *v);
 /* ofs_hlc_observe: clock = max(clock, received), kept in _ofs_meta in the caller's transaction (if any). */

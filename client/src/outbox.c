@@ -177,14 +177,51 @@ ofs_outbox_batch(ofs_db *db, int max)
 	return ofs_outbox_groups(db, max, max, &rc);
 }
 
+/*
+ * Locate finds the place (seq) of the pending intent op_id.  The operation
+ * id of an intent is its transaction and its place in hex (capture.c), so
+ * the place is read from its last 16 digits and checked; an intent made
+ * before that layout keeps an id of its own and is looked for by it.
+ */
+static int64_t
+Locate(ofs_db *db, const char *op_id)
+{
+	sqlite3_stmt *st;
+	int64_t		seq = -1;
+	size_t		len = strlen(op_id);
+
+	if (len == 32 && sqlite3_prepare_v2(db->sql, "SELECT seq FROM _ofs_outbox WHERE seq = ?2 AND op_id = ?1",
+										-1, &st, NULL) == SQLITE_OK)
+	{
+		sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (int64_t) strtoull(op_id + 16, NULL, 16));
+		if (sqlite3_step(st) == SQLITE_ROW)
+			seq = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (seq < 0 && sqlite3_prepare_v2(db->sql, "SELECT seq FROM _ofs_outbox WHERE op_id = ?1",
+									  -1, &st, NULL) == SQLITE_OK)
+	{
+		sqlite3_bind_text(st, 1, op_id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			seq = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return seq;
+}
+
+/* Run runs sql with ?1..?5 bound to the texts given (NULL: left NULL) and ?6 to seq. */
 static ofs_rc
-Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, const char *d, const char *e)
+Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, const char *d, const char *e,
+	int64_t seq)
 {
 	sqlite3_stmt *st;
 	int			rc;
 
 	if (sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL) != SQLITE_OK)
 		return ofs_sqlfail(db, "outbox");
+	if (sqlite3_bind_parameter_count(st) >= 6)
+		sqlite3_bind_int64(st, 6, seq);
 	if (a)
 		sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
 	if (b)
@@ -257,6 +294,7 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 				status = "rejected";
 		}
 		const char *mine = json_string_value(json_object_get(m, "op_id"));
+		int64_t		seq;
 
 		if (!op_id || !status || !mine || strcmp(op_id, mine) != 0)
 		{
@@ -264,6 +302,8 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 						  op_id ? op_id : "(none)", mine ? mine : "(none)");
 			break;
 		}
+		/* Gone meanwhile (repaired by hand): the answer has nothing left to act on. */
+		seq = Locate(db, op_id);
 		if (strcmp(status, "applied") == 0 || strcmp(status, "duplicate") == 0)
 		{
 			if (stats)
@@ -285,9 +325,9 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 			 * back like any rejection.
 			 */
 			rc = Run(db, "INSERT OR REPLACE INTO _ofs_rejected (op_id, tbl, op, pk, data, sqlstate, message, hint, at, grp)"
-					 " SELECT op_id, tbl, op, pk, data, ?2, ?3, ?4, unixepoch(), ?5 FROM _ofs_outbox WHERE op_id = ?1",
+					 " SELECT op_id, tbl, op, pk, data, ?2, ?3, ?4, unixepoch(), ?5 FROM _ofs_outbox WHERE seq = ?6 AND op_id = ?1",
 					 op_id, sqlstate ? sqlstate : "", message ? message : "", hinttext,
-					 json_string_value(json_object_get(m, "group")));
+					 json_string_value(json_object_get(m, "group")), seq);
 			/* The row goes back to the origin's (or away, when the origin has none). */
 			if (rc == OFS_OK && local)
 			{
@@ -312,8 +352,8 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 			char	   *pktext = json_dumps(json_object_get(m, "pk"), JSON_COMPACT | JSON_ENCODE_ANY);
 
 			rc = Run(db, "INSERT OR REPLACE INTO _ofs_conflicts (op_id, tbl, pk, data, at)"
-					 " SELECT op_id, tbl, pk, data, unixepoch() FROM _ofs_outbox WHERE op_id = ?1",
-					 op_id, NULL, NULL, NULL, NULL);
+					 " SELECT op_id, tbl, pk, data, unixepoch() FROM _ofs_outbox WHERE seq = ?6 AND op_id = ?1",
+					 op_id, NULL, NULL, NULL, NULL, seq);
 			if (stats)
 				stats->conflicts++;
 			if (db->cb.conflict)
@@ -324,7 +364,7 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 		else
 			rc = ofs_fail(db, OFS_PROTOCOL, "unknown result \"%s\" for operation %s", status, op_id);
 		if (rc == OFS_OK)
-			rc = Run(db, "DELETE FROM _ofs_outbox WHERE op_id = ?1", op_id, NULL, NULL, NULL, NULL);
+			rc = Run(db, "DELETE FROM _ofs_outbox WHERE seq = ?6 AND op_id = ?1", op_id, NULL, NULL, NULL, NULL, seq);
 		if (rc != OFS_OK)
 			break;
 	}

@@ -13,7 +13,7 @@
  * write a synced table without its intent.
  *
  * Each intent carries the number of the local transaction that made it
- * (_ofs_outbox.txn): the intents of one transaction reach the origin as
+ * (txn, capture.c): the intents of one transaction reach the origin as
  * one atomic group.  The number is drawn at the transaction's first
  * captured write and forgotten by the commit and rollback hooks, so an
  * autocommit statement is a transaction of its own.
@@ -32,13 +32,13 @@ static const char *const ofs_tables_sql =
 	"CREATE TABLE IF NOT EXISTS _ofs_meta (key TEXT PRIMARY KEY, value TEXT);"
 	"CREATE TABLE IF NOT EXISTS _ofs_shapes (tbl TEXT NOT NULL, filter TEXT NOT NULL DEFAULT '',"
 	"  PRIMARY KEY (tbl, filter));"
+	/* layout: the _ofs_layouts row its writes are captured with now */
 	"CREATE TABLE IF NOT EXISTS _ofs_tables (origin TEXT PRIMARY KEY, local TEXT NOT NULL UNIQUE,"
-	"  pk TEXT NOT NULL, columns TEXT NOT NULL);"
-	/* txn: the local transaction that made the intent (see the top of this file); NULL before 1.1 */
-	"CREATE TABLE IF NOT EXISTS _ofs_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL,"
-	"  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL, txn INTEGER);"
-	"CREATE INDEX IF NOT EXISTS _ofs_outbox_row ON _ofs_outbox (tbl, pk);"
+	"  pk TEXT NOT NULL, columns TEXT NOT NULL, layout INTEGER);"
+	/* the columns and key a synced table had when intents were captured (capture.c) */
+	"CREATE TABLE IF NOT EXISTS _ofs_layouts (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, columns TEXT NOT NULL,"
+	"  pk TEXT NOT NULL, UNIQUE (tbl, columns, pk));"
+	/* the outbox: tables of intents per synced table and the view _ofs_outbox over them (capture.c) */
 	"CREATE TABLE IF NOT EXISTS _ofs_rejected (op_id TEXT PRIMARY KEY, tbl TEXT, op TEXT, pk TEXT,"
 	"  data TEXT, sqlstate TEXT, message TEXT, hint TEXT, at INTEGER, grp TEXT);"
 	"CREATE TABLE IF NOT EXISTS _ofs_conflicts (op_id TEXT PRIMARY KEY, tbl TEXT, pk TEXT, data TEXT, at INTEGER);"
@@ -71,69 +71,6 @@ WalHook(void *arg, sqlite3 *sql, const char *name, int pages)
 	return SQLITE_OK;
 }
 
-/* SQL function ofs_capturing(): 1 unless origin changes are being applied. */
-static void
-FnCapturing(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	ofs_db	   *db = sqlite3_user_data(ctx);
-
-	(void) argc;
-	(void) argv;
-	sqlite3_result_int(ctx, db->capturing);
-}
-
-/*
- * SQL function ofs_hlc(): the next value of the device's clock.  The clock
- * stored in _ofs_meta counts too: another connection (a live sync) may
- * have followed the origin's clock since this one last looked.
- */
-static void
-FnHlc(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	ofs_db	   *db = sqlite3_user_data(ctx);
-
-	(void) argc;
-	(void) argv;
-	if (db->hlc_stored == NULL)
-		sqlite3_prepare_v3(db->sql, "SELECT CAST(value AS INTEGER) FROM _ofs_meta WHERE key = 'hlc'", -1,
-						   SQLITE_PREPARE_PERSISTENT, &db->hlc_stored, NULL);
-	if (db->hlc_stored)
-	{
-		if (sqlite3_step(db->hlc_stored) == SQLITE_ROW)
-		{
-			int64_t		stored = sqlite3_column_int64(db->hlc_stored, 0);
-
-			if (stored > db->hlc_last && stored <= OFS_HLC_MAX)
-				db->hlc_last = stored;
-		}
-		sqlite3_reset(db->hlc_stored);
-	}
-	db->hlc_last = ofs_hlc_next(db->hlc_last, ofs_now_ms());
-	sqlite3_result_int64(ctx, db->hlc_last);
-}
-
-/*
- * SQL function ofs_txn(): the number of the open transaction, drawn at its
- * first captured write: 63 random bits, so that a number never names two
- * transactions of the device (nor of a reinstalled one).
- */
-static void
-FnTxn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	ofs_db	   *db = sqlite3_user_data(ctx);
-
-	(void) argc;
-	(void) argv;
-	while (db->txn == 0)
-	{
-		uint64_t	r;
-
-		sqlite3_randomness(sizeof(r), &r);
-		db->txn = (int64_t) (r >> 1);
-	}
-	sqlite3_result_int64(ctx, db->txn);
-}
-
 /*
  * CommitHook and RollbackHook end the transaction's number.  The commit
  * hook runs before the commit; a commit that then fails rolls back (the
@@ -155,18 +92,6 @@ RollbackHook(void *arg)
 
 	db->txn = 0;
 	db->hlc_saved = 0;			/* a clock stored in the transaction is gone with it */
-}
-
-/* SQL function ofs_opid(): a new operation id. */
-static void
-FnOpId(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	char		id[33];
-
-	(void) argc;
-	(void) argv;
-	ofs_op_id(id);
-	sqlite3_result_text(ctx, id, -1, SQLITE_TRANSIENT);
 }
 
 /* HasRole: is role among the device role's memberships (as the origin said)? */
@@ -334,33 +259,55 @@ StoredTable(ofs_db *db, const char *origin, const char *pk, const char *cols)
 	return t;
 }
 
+/* Kind: the type of the schema object name ("table", "view"...), or NULL (malloc'd). */
+static char *
+Kind(ofs_db *db, const char *name)
+{
+	return ofs_select_text(db, "SELECT type FROM sqlite_schema WHERE name = ?1", name);
+}
+
 /*
- * Migrate brings a device file made by an older libofs to this layout:
- * the outbox gains txn (intents captured before have none and travel
- * alone), the capture triggers of every synced table are made again so
- * that they record it, and _ofs_rejected gains grp.  It runs in one
- * transaction, taking the write lock first, so that two processes opening
- * the same old file migrate it once.
+ * Migrate brings a device file made by an older libofs to this layout, in
+ * one transaction that takes the write lock first, so that two processes
+ * opening the same old file migrate it once: _ofs_rejected gains grp, and
+ * an outbox that is a table of JSON intents becomes the tables of intents
+ * and their view (capture.c), every intent kept with its order, operation
+ * id, transaction and clock, the capture triggers of every synced table
+ * made again.  A file that cannot be moved whole is left as it was.
  */
 static ofs_rc
 Migrate(ofs_db *db)
 {
 	sqlite3_stmt *st;
 	ofs_rc		rc = OFS_OK;
+	char	   *kind = Kind(db, "_ofs_outbox");
+	int			legacy = kind && strcmp(kind, "table") == 0;
+	int			missing = kind == NULL;
 
-	if (HasColumn(db, "_ofs_outbox", "txn") && HasColumn(db, "_ofs_rejected", "grp"))
+	free(kind);
+	if (!legacy && !missing && HasColumn(db, "_ofs_rejected", "grp") && HasColumn(db, "_ofs_tables", "layout"))
 		return OFS_OK;
 	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
 		return OFS_ERROR;
+	/* Another process may have migrated the file meanwhile. */
+	kind = Kind(db, "_ofs_outbox");
+	legacy = kind && strcmp(kind, "table") == 0;
+	missing = kind == NULL;
+	free(kind);
 	if (!HasColumn(db, "_ofs_rejected", "grp"))
 		rc = ofs_exec(db, "ALTER TABLE _ofs_rejected ADD COLUMN grp TEXT");
-	if (rc == OFS_OK && !HasColumn(db, "_ofs_outbox", "txn"))
+	if (rc == OFS_OK && !HasColumn(db, "_ofs_tables", "layout"))
+		rc = ofs_exec(db, "ALTER TABLE _ofs_tables ADD COLUMN layout INTEGER");
+	if (rc == OFS_OK && legacy)
 	{
-		rc = ofs_exec(db, "ALTER TABLE _ofs_outbox ADD COLUMN txn INTEGER");
-		if (rc == OFS_OK && sqlite3_prepare_v2(db->sql, "SELECT origin, pk, columns FROM _ofs_tables ORDER BY origin",
-											   -1, &st, NULL) != SQLITE_OK)
+		int			has_txn = HasColumn(db, "_ofs_outbox", "txn");
+		char	   *before = ofs_select_text(db, "SELECT count(*) FROM _ofs_outbox", NULL);
+		int64_t		moved = 0;
+
+		if (sqlite3_prepare_v2(db->sql, "SELECT origin, pk, columns FROM _ofs_tables ORDER BY origin",
+							   -1, &st, NULL) != SQLITE_OK)
 			rc = ofs_sqlfail(db, "reading the synced tables");
-		else if (rc == OFS_OK)
+		else
 		{
 			while (rc == OFS_OK && sqlite3_step(st) == SQLITE_ROW)
 			{
@@ -373,7 +320,19 @@ Migrate(ofs_db *db)
 			}
 			sqlite3_finalize(st);
 		}
+		if (rc == OFS_OK)
+			rc = ofs_capture_forward(db, has_txn, &moved);
+		if (rc == OFS_OK && (before == NULL || moved != strtoll(before, NULL, 10)))
+			rc = ofs_fail(db, OFS_ERROR, "the outbox of this file cannot be moved to this version of libofs:"
+						  " %lld of its %s intents name no synced table or are not valid JSON; the file is"
+						  " left as it was", (long long) (before ? strtoll(before, NULL, 10) - moved : 0),
+						  before ? before : "?");
+		free(before);
+		if (rc == OFS_OK)
+			rc = ofs_exec(db, "DROP TABLE _ofs_outbox");
 	}
+	if (rc == OFS_OK && (legacy || missing))
+		rc = ofs_capture_view(db);
 	if (rc != OFS_OK)
 		return ofs_rollback(db, "ROLLBACK", rc);
 	return ofs_exec(db, "COMMIT");
@@ -394,11 +353,9 @@ ofs_open(const char *path, ofs_db **out)
 	if (sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
 		return ofs_sqlfail(db, "cannot open the device database");
 	sqlite3_busy_timeout(db->sql, 5000);
-	if (sqlite3_create_function(db->sql, "ofs_capturing", 0, SQLITE_UTF8, db, FnCapturing, NULL, NULL) != SQLITE_OK ||
-		sqlite3_create_function(db->sql, "ofs_hlc", 0, SQLITE_UTF8, db, FnHlc, NULL, NULL) != SQLITE_OK ||
-		sqlite3_create_function(db->sql, "ofs_opid", 0, SQLITE_UTF8, db, FnOpId, NULL, NULL) != SQLITE_OK ||
-		sqlite3_create_function(db->sql, "ofs_txn", 0, SQLITE_UTF8, db, FnTxn, NULL, NULL) != SQLITE_OK ||
-		sqlite3_create_function(db->sql, "ofs_check_transition", 5, SQLITE_UTF8, db, FnCheckTransition, NULL, NULL) != SQLITE_OK)
+	if (ofs_capture_register(db) != OFS_OK)
+		return OFS_ERROR;
+	if (sqlite3_create_function(db->sql, "ofs_check_transition", 5, SQLITE_UTF8, db, FnCheckTransition, NULL, NULL) != SQLITE_OK)
 		return ofs_sqlfail(db, "cannot register ofs's SQL functions");
 	sqlite3_commit_hook(db->sql, CommitHook, db);
 	sqlite3_rollback_hook(db->sql, RollbackHook, db);
@@ -412,16 +369,6 @@ ofs_open(const char *path, ofs_db **out)
 	if (last)
 		db->hlc_last = strtoll(last, NULL, 10);
 	free(last);
-	{
-		sqlite3_stmt *st;
-
-		if (sqlite3_prepare_v2(db->sql, "SELECT max(hlc) FROM _ofs_outbox", -1, &st, NULL) == SQLITE_OK)
-		{
-			if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > db->hlc_last)
-				db->hlc_last = sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
-		}
-	}
 	return OFS_OK;
 }
 
@@ -432,8 +379,7 @@ ofs_close(ofs_db *db)
 		return;
 	if (db->sql)
 	{
-		sqlite3_finalize(db->hlc_stored);
-		db->hlc_stored = NULL;
+		ofs_capture_forget(db);
 		ofs_hlc_save(db);
 		sqlite3_finalize(db->hlc_save);
 		db->hlc_save = NULL;
@@ -578,6 +524,7 @@ InstallTable(ofs_db *db, json_t *t)
 	sqlite3_stmt *st;
 	char	   *coltext;
 	char	   *pktext;
+	int64_t		layout;
 
 	if (!origin || !json_is_array(cols) || !json_is_array(pk) || json_array_size(pk) == 0)
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's schema of a table lacks a name, columns or a primary key");
@@ -630,65 +577,14 @@ InstallTable(ofs_db *db, json_t *t)
 		sqlite3_finalize(st);
 	}
 
-	/* Capture: inserts name the columns given (NULL: the origin's default). */
-	sqlite3_str_appendf(ddl, "DROP TRIGGER IF EXISTS \"_ofs_i_%w\"; DROP TRIGGER IF EXISTS \"_ofs_u_%w\";"
-						" DROP TRIGGER IF EXISTS \"_ofs_d_%w\"; DROP TRIGGER IF EXISTS \"_ofs_k_%w\";\n",
-						local, local, local, local);
-	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_i_%w\" AFTER INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
-						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at, txn)"
-						" VALUES (ofs_opid(), '%q', 'insert', json_object(", local, local, origin);
-	json_array_foreach(pk, i, k)
-		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
-	/* json_patch drops the members whose value is null (a merge patch). */
-	sqlite3_str_appendall(ddl, "), json_patch('{}', json_object(");
-	json_array_foreach(cols, i, c)
+	/* Capture (capture.c). */
+	layout = ofs_capture_ddl(db, ddl, origin, local, cols, pk);
+	if (layout < 0)
 	{
-		const char *name = json_string_value(json_object_get(c, "name"));
-
-		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", name, name);
+		sqlite3_free(sqlite3_str_finish(ddl));
+		free(local);
+		return OFS_ERROR;
 	}
-	sqlite3_str_appendall(ddl, ")), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
-
-	/* Updates: the changed columns only, with the values they replaced. */
-	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_u_%w\" AFTER UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
-						local, local);
-	json_array_foreach(cols, i, c)
-	{
-		const char *name = json_string_value(json_object_get(c, "name"));
-
-		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
-	}
-	sqlite3_str_appendf(ddl, ") BEGIN INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at, txn)"
-						" VALUES (ofs_opid(), '%q', 'update', json_object(", origin);
-	json_array_foreach(pk, i, k)
-		sqlite3_str_appendf(ddl, "%s'%q', NEW.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
-	for (j = 0; j < 2; j++)
-	{
-		sqlite3_str_appendall(ddl, "), (SELECT json_group_object(k, v) FROM (");
-		json_array_foreach(cols, i, c)
-		{
-			const char *name = json_string_value(json_object_get(c, "name"));
-
-			sqlite3_str_appendf(ddl, "%sSELECT '%q' AS k, %s.\"%w\" AS v WHERE OLD.\"%w\" IS NOT NEW.\"%w\"",
-								i ? " UNION ALL " : "", name, j == 0 ? "NEW" : "OLD", name, name, name);
-		}
-		sqlite3_str_appendall(ddl, ")");
-	}
-	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
-
-	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_d_%w\" AFTER DELETE ON \"%w\" WHEN ofs_capturing() BEGIN"
-						" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, hlc, created_at, txn)"
-						" VALUES (ofs_opid(), '%q', 'delete', json_object(", local, local, origin);
-	json_array_foreach(pk, i, k)
-		sqlite3_str_appendf(ddl, "%s'%q', OLD.\"%w\"", i ? ", " : "", json_string_value(k), json_string_value(k));
-	sqlite3_str_appendall(ddl, "), ofs_hlc(), unixepoch(), ofs_txn()); END;\n");
-
-	/* A key is the row's identity on both sides: it does not change. */
-	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_k_%w\" BEFORE UPDATE ON \"%w\" WHEN ofs_capturing() AND (0",
-						local, local);
-	json_array_foreach(pk, i, k)
-		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", json_string_value(k), json_string_value(k));
-	sqlite3_str_appendall(ddl, ") BEGIN SELECT RAISE(ABORT, 'the primary key of a synced row cannot change; delete it and insert a new one'); END;\n");
 
 	/* Transition rules: checked before the write, offline too. */
 	json_array_foreach(tr, i, c)
@@ -724,10 +620,11 @@ InstallTable(ofs_db *db, json_t *t)
 	/* The table's mapping and its rules. */
 	coltext = json_dumps(cols, JSON_COMPACT);
 	pktext = json_dumps(pk, JSON_COMPACT);
-	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_tables (origin, local, pk, columns) VALUES (?1, ?2, ?3, ?4)"
+	if (sqlite3_prepare_v2(db->sql, "INSERT INTO _ofs_tables (origin, local, pk, columns, layout) VALUES (?1, ?2, ?3, ?4, ?5)"
 						   " ON CONFLICT (origin) DO UPDATE SET local = excluded.local, pk = excluded.pk,"
-						   " columns = excluded.columns", -1, &st, NULL) == SQLITE_OK)
+						   " columns = excluded.columns, layout = excluded.layout", -1, &st, NULL) == SQLITE_OK)
 	{
+		sqlite3_bind_int64(st, 5, layout);
 		sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, local, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, pktext, -1, SQLITE_STATIC);
@@ -815,6 +712,8 @@ ofs_install_schema(ofs_db *db, json_t *schema)
 		if (rc != OFS_OK)
 			break;
 	}
+	if (rc == OFS_OK)
+		rc = ofs_capture_view(db);
 	if (rc == OFS_OK && json_is_array(roles))
 	{
 		rolestext = json_dumps(roles, JSON_COMPACT);

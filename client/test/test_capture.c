@@ -426,6 +426,105 @@ test_schema_change(void)
 	fixture_close(f);
 }
 
+/*
+ * The intents as capture.c keeps them: a BLOB is refused with the write,
+ * the intents of several tables and of two connections keep one order
+ * and one clock, the view takes the repairs docs/client.md describes, and
+ * a schema change leaves the intents made before it as they were.
+ */
+static void
+test_intent_tables(void)
+{
+	fixture		device;
+	fixture    *f = &device;
+	sqlite3    *s;
+	ofs_db	   *second = NULL;
+	json_t	   *schema;
+	char		b[512];
+	char	   *msg = NULL;
+	char	   *before;
+	char	   *after;
+	int			rc;
+
+	fixture_open(f, "capture-intents", 0);
+	s = ofs_sqlite(f->db);
+	rc = sql_exec(s, "INSERT INTO invoices (id, status, note) VALUES ('blob', 'draft', x'00ff')", &msg);
+	ok(rc != SQLITE_OK && msg && strstr(msg, "BLOB"), "a BLOB in a synced row is refused with the write (%s)",
+	   msg ? msg : "accepted");
+	sqlite3_free(msg);
+	msg = NULL;
+	is_int(sql_int(s, "SELECT count(*) FROM invoices WHERE id = 'blob'"), 0, "... and the row is not there");
+	ok(sql_exec(s, "UPDATE invoices SET note = x'01'", NULL) != SQLITE_OK || sql_int(s, "SELECT count(*) FROM invoices") == 0,
+	   "... nor can an update store one");
+	is_int(pending(f), 0, "... and no intent is left");
+
+	/* Two connections to the file, writing in turn, in transactions over two tables. */
+	is_int(ofs_open(f->path, &second), OFS_OK, "a second connection opens the file");
+	for (int i = 0; i < 4; i++)
+	{
+		char		q[256];
+		sqlite3    *w = i % 2 ? ofs_sqlite(second) : s;
+
+		snprintf(q, sizeof(q), "BEGIN; INSERT INTO invoices (id, status) VALUES ('t%d', 'draft');"
+				 " INSERT INTO lines (invoice, n, amount) VALUES ('t%d', 1, '1.00');"
+				 " UPDATE invoices SET note = 'n%d' WHERE id = 't%d'; COMMIT", i, i, i, i);
+		is_int(sql_exec(w, q, NULL), SQLITE_OK, "transaction %d on connection %d", i, i % 2 + 1);
+	}
+	is_int(pending(f), 12, "twelve intents");
+	is_int(sql_int(s, "SELECT count(*) FROM (SELECT seq, hlc, lag(hlc) OVER (ORDER BY seq) AS prev FROM _ofs_outbox)"
+				   " WHERE hlc <= prev"), 0, "in the order they were made, each with a later clock than the one before");
+	is_str(sql_text(s, "SELECT group_concat(tbl || ':' || op || ':' || coalesce(json_extract(pk, '$.id'),"
+					" json_extract(pk, '$.invoice')), ' ') FROM (SELECT * FROM _ofs_outbox ORDER BY seq LIMIT 6)", b, sizeof(b)),
+		   "public.invoices:insert:t0 public.lines:insert:t0 public.invoices:update:t0"
+		   " public.invoices:insert:t1 public.lines:insert:t1 public.invoices:update:t1",
+		   "the tables' intents interleave as they were written");
+	is_int(sql_int(s, "SELECT count(DISTINCT txn) FROM _ofs_outbox"), 4, "one transaction number per transaction");
+	is_int(sql_int(s, "SELECT count(DISTINCT op_id) FROM _ofs_outbox"), 12, "and an operation id per intent");
+	is_str(sql_text(s, "SELECT json_object('data', json(data), 'base', json(base)) FROM _ofs_outbox"
+					" WHERE op = 'update' ORDER BY seq LIMIT 1", b, sizeof(b)),
+		   "{\"data\":{\"note\":\"n0\"},\"base\":{\"note\":null}}", "an update carries what it changed and what it replaced");
+
+	/* The repairs of docs/client.md, through the view. */
+	is_int(sql_exec(s, "UPDATE _ofs_outbox SET txn = NULL WHERE txn = (SELECT txn FROM _ofs_outbox ORDER BY seq LIMIT 1)", NULL),
+		   SQLITE_OK, "the oldest transaction's intents are split by UPDATE of the view");
+	is_int(sql_int(s, "SELECT count(*) FROM _ofs_outbox WHERE txn IS NULL"), 3, "... its three intents have none");
+	is_int(sql_exec(s, "DELETE FROM _ofs_outbox WHERE tbl = 'public.lines' AND json_extract(pk, '$.invoice') = 't3'", NULL),
+		   SQLITE_OK, "an intent is taken out by DELETE from the view");
+	is_int(pending(f), 11, "... and it is gone");
+
+	/* A schema change: the pending intents keep the key and columns they were made with. */
+	before = outbox_snapshot(f->db);
+	schema = fixture_json(fixture_schema_text);
+	{
+		json_t	   *inv = json_array_get(json_object_get(schema, "tables"), 0);
+
+		json_array_append_new(json_object_get(inv, "columns"), json_pack("{s:s, s:s, s:b}", "name", "due", "type", "date",
+																		 "nullable", 1));
+		json_array_remove(json_object_get(inv, "columns"), 4);	/* qty gone */
+	}
+	is_int(ofs_install_schema(f->db, schema), OFS_OK, "a schema with a column added and one dropped installs");
+	json_decref(schema);
+	after = outbox_snapshot(f->db);
+	is_str(after, before, "the intents made before it are unchanged");
+	free(before);
+	free(after);
+	is_int(sql_exec(s, "INSERT INTO invoices (id, status, due, qty) VALUES ('after', 'draft', '2027-01-02', 5)", NULL),
+		   SQLITE_OK, "a write after it");
+	is_str(last_intent(f, "data", b, sizeof(b)), "{\"id\":\"after\",\"status\":\"draft\",\"due\":\"2027-01-02\"}",
+		   "... is captured with the new columns");
+	is_int(sql_int(s, "SELECT count(*) FROM _ofs_layouts WHERE tbl = 'public.invoices'"), 2,
+		   "two layouts of invoices while intents of the old one wait");
+	is_int(sql_exec(s, "DELETE FROM _ofs_outbox WHERE tbl = 'public.invoices' AND op_id <> (SELECT op_id FROM _ofs_outbox"
+					" ORDER BY seq DESC LIMIT 1)", NULL), SQLITE_OK, "the old intents of invoices taken out");
+	schema = fixture_json(fixture_schema_text);
+	ofs_install_schema(f->db, schema);
+	json_decref(schema);
+	is_int(sql_int(s, "SELECT count(*) FROM _ofs_layouts WHERE tbl = 'public.invoices'"), 2,
+		   "a layout with intents stays, the one captured with now is there");
+	ofs_close(second);
+	fixture_close(f);
+}
+
 static void
 test_numeric(fixture *f)
 {
@@ -490,8 +589,9 @@ test_durability(fixture *f)
 		   "the transition rules survive a reopen");
 
 	/* An intent stamped a day ahead (a wall clock that has since gone back). */
-	snprintf(q, sizeof(q), "INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at)"
-			 " VALUES ('%032d', 'public.invoices', 'update', '{\"id\":\"d1\"}', '{\"note\":\"ahead\"}', %lld, 0)",
+	snprintf(q, sizeof(q), "INSERT INTO _ofs_intents_invoices (seq, op_id, op, n_id, o_id, n_note, hlc, layout)"
+			 " VALUES ((SELECT max(seq) + 1 FROM _ofs_intents_invoices), '%032d', 'update', 'd1', 'd1', 'ahead', %lld,"
+			 " (SELECT layout FROM _ofs_tables WHERE origin = 'public.invoices'))",
 			 1, (long long) ahead);
 	sql_exec(s, q, NULL);
 	fixture_reopen(f);
@@ -572,5 +672,6 @@ main(void)
 	test_crash_clock(&f);
 	fixture_close(&f);
 	test_schema_change();
+	test_intent_tables();
 	return done_testing();
 }

@@ -80,13 +80,16 @@ intact(int deep)
 		diag("the outbox changed:\n# was: %s\n# now: %s", intents0, now);
 	free(now);
 	if (num("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('_ofs_meta', '_ofs_shapes',"
-			" '_ofs_tables', '_ofs_outbox', '_ofs_rejected', '_ofs_conflicts', '_ofs_rules')") != 7)
+			" '_ofs_tables', '_ofs_rejected', '_ofs_conflicts', '_ofs_rules')") != 6 ||
+		num("SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = '_ofs_outbox'") != 1)
 	{
 		diag("an ofs table is missing");
 		yes = 0;
 	}
+	/* ofs's own triggers on the view _ofs_outbox (capture.c) aside */
 	if (num("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
-			" AND (tbl_name LIKE '\\_ofs\\_%' ESCAPE '\\' OR tbl_name LIKE 'sqlite\\_%' ESCAPE '\\')") != 0 ||
+			" AND (tbl_name LIKE '\\_ofs\\_%' ESCAPE '\\' OR tbl_name LIKE 'sqlite\\_%' ESCAPE '\\')"
+			" AND NOT (tbl_name = '_ofs_outbox' AND name IN ('_ofs_outbox_delete', '_ofs_outbox_txn'))") != 0 ||
 		num("SELECT count(*) FROM _ofs_tables WHERE local LIKE '\\_ofs\\_%' ESCAPE '\\'"
 			" OR local LIKE 'sqlite\\_%' ESCAPE '\\'") != 0)
 	{
@@ -510,7 +513,8 @@ test_changes(void)
 
 /* ---- ofs_outbox_results ---- */
 
-static const char *const saved_tables[] = {"_ofs_outbox", "_ofs_rejected", "_ofs_conflicts", "invoices", "lines", "stable"};
+static const char *const saved_tables[] = {"_ofs_intents_invoices", "_ofs_intents_lines", "_ofs_intents_stable",
+"_ofs_rejected", "_ofs_conflicts", "invoices", "lines", "stable"};
 
 /* save and restore: the outbox, what left it, and the rows, as they were before a case. */
 static void

@@ -292,97 +292,107 @@ test_group_results(void)
 
 /* ---- migration ---- */
 
+/*
+ * legacy turns a fresh device file into the layout an older libofs left:
+ * the outbox a table of JSON intents (with txn from 1.1 on, without it and
+ * without _ofs_rejected.grp in 1.0), capture triggers writing into it.
+ */
+static void
+legacy(const char *path, int with_txn)
+{
+	sqlite3    *raw;
+	char	   *err = NULL;
+	int			rc;
+	char	   *sql;
+
+	is_int(sqlite3_open(path, &raw), SQLITE_OK, "the device file opened bare");
+	sql = sqlite3_mprintf(
+		"DROP VIEW _ofs_outbox; DROP TABLE _ofs_intents_invoices; DROP TABLE _ofs_intents_lines;"
+		"DROP TRIGGER _ofs_i_invoices; DROP TRIGGER _ofs_u_invoices; DROP TRIGGER _ofs_d_invoices;"
+		"DROP TRIGGER _ofs_i_lines; DROP TRIGGER _ofs_u_lines; DROP TRIGGER _ofs_d_lines;"
+		"CREATE TABLE _ofs_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+		"  op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL,"
+		"  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL%s);"
+		"CREATE INDEX _ofs_outbox_row ON _ofs_outbox (tbl, pk);"
+		"CREATE TRIGGER _ofs_d_invoices AFTER DELETE ON invoices WHEN ofs_capturing() BEGIN"
+		" INSERT INTO _ofs_outbox (op_id, tbl, op, pk, hlc, created_at) VALUES (ofs_opid(), 'public.invoices',"
+		" 'delete', json_object('id', OLD.id), ofs_hlc(), unixepoch()); END;"
+		"%s"
+		"INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at%s) VALUES"
+		" ('old-1', 'public.invoices', 'insert', '{\"id\":\"o1\"}', '{\"id\":\"o1\",\"status\":\"draft\",\"qty\":2}', NULL, 1, 1%s),"
+		" ('old-2', 'public.invoices', 'update', '{\"id\":\"o1\"}', '{\"note\":\"x\",\"qty\":null}',"
+		"  '{\"note\":null,\"qty\":2}', 2, 1%s),"
+		" ('old-3', 'public.lines', 'insert', '{\"invoice\":\"o1\",\"n\":1}', '{\"invoice\":\"o1\",\"n\":1,\"amount\":\"1.5\"}',"
+		"  NULL, 3, 1%s),"
+		" ('old-4', 'public.lines', 'delete', '{\"invoice\":\"o1\",\"n\":1}', NULL, NULL, 4, 1%s);",
+		with_txn ? ", txn INTEGER" : "", with_txn ? "" : "ALTER TABLE _ofs_rejected DROP COLUMN grp;",
+		with_txn ? ", txn" : "", with_txn ? ", NULL" : "", with_txn ? ", NULL" : "",
+		with_txn ? ", 77" : "", with_txn ? ", 77" : "");
+	rc = sqlite3_exec(raw, sql, NULL, NULL, &err);
+	sqlite3_free(sql);
+	is_int(rc, SQLITE_OK, "made into the %s layout (%s)", with_txn ? "JSON outbox" : "1.0", err ? err : "ok");
+	sqlite3_free(err);
+	sqlite3_close(raw);
+}
+
 static void
 test_migration(void)
 {
-	fixture		f;
-	sqlite3    *raw;
-	sqlite3_stmt *st;
-	json_t	   *batch;
-	ofs_rc		rc;
-	char	   *err = NULL;
-
-	fixture_open(&f, "migrate", 0);
-	ofs_close(f.db);
-	f.db = NULL;
-
-	/* The file as libofs 1.0 left it: no txn, no grp, triggers without ofs_txn(), an intent waiting. */
-	is_int(sqlite3_open(f.path, &raw), SQLITE_OK, "the device file opened bare");
+	for (int with_txn = 0; with_txn < 2; with_txn++)
 	{
-		json_t	   *old = json_array();
-		size_t		i;
-		json_t	   *t;
+		fixture		f;
+		json_t	   *batch;
+		ofs_rc		rc;
+		const char *name = with_txn ? "JSON outbox" : "1.0";
+		char		b[1024];
 
-		/* The capture triggers, taken out while the outbox is made anew. */
-		if (sqlite3_prepare_v2(raw, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%ofs_txn()%'",
-							   -1, &st, NULL) == SQLITE_OK)
-		{
-			while (sqlite3_step(st) == SQLITE_ROW)
-				json_array_append_new(old, json_pack("[s, s]", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1)));
-			sqlite3_finalize(st);
-		}
-		ok(json_array_size(old) == 6, "the six capture triggers are rewritten without txn");
-		json_array_foreach(old, i, t)
-		{
-			char	   *sql = sqlite3_mprintf("DROP TRIGGER \"%w\"", json_string_value(json_array_get(t, 0)));
+		fixture_open(&f, with_txn ? "migrate_json" : "migrate_10", 0);
+		ofs_close(f.db);
+		f.db = NULL;
+		legacy(f.path, with_txn);
 
-			sql_exec(raw, sql, NULL);
-			sqlite3_free(sql);
-		}
-		rc = sql_exec(raw,
-					  "CREATE TABLE old_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-					  "  op_id TEXT NOT NULL UNIQUE, tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL,"
-					  "  data TEXT, base TEXT, hlc INTEGER NOT NULL, created_at INTEGER NOT NULL);"
-					  "DROP TABLE _ofs_outbox; ALTER TABLE old_outbox RENAME TO _ofs_outbox;"
-					  "CREATE INDEX _ofs_outbox_row ON _ofs_outbox (tbl, pk);"
-					  "ALTER TABLE _ofs_rejected DROP COLUMN grp;"
-					  "INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, hlc, created_at) VALUES"
-					  " ('old-1', 'public.invoices', 'insert', '{\"id\":\"o1\"}', '{\"id\":\"o1\",\"status\":\"draft\"}', 1, 1),"
-					  " ('old-2', 'public.invoices', 'update', '{\"id\":\"o1\"}', '{\"note\":\"x\"}', 2, 1);", &err);
-		is_int(rc, SQLITE_OK, "made into a 1.0 layout (%s)", err ? err : "ok");
-		sqlite3_free(err);
-		err = NULL;
-		json_array_foreach(old, i, t)
-		{
-			char	   *sql = sqlite3_mprintf("%s", json_string_value(json_array_get(t, 1)));
-			char	   *p;
-
-			/* ", txn)" and ", ofs_txn()" out: the 1.0 trigger */
-			while ((p = strstr(sql, ", txn)")) != NULL)
-				memmove(p, p + 5, strlen(p + 5) + 1);
-			while ((p = strstr(sql, ", ofs_txn()")) != NULL)
-				memmove(p, p + 11, strlen(p + 11) + 1);
-			if (sql_exec(raw, sql, &err) != SQLITE_OK)
-				diag("rewriting a trigger: %s", err ? err : "?");
-			sqlite3_free(err);
-			err = NULL;
-			sqlite3_free(sql);
-		}
-		json_decref(old);
+		rc = ofs_open(f.path, &f.db);
+		is_int(rc, OFS_OK, "libofs opens the %s file (%s)", name, ofs_errmsg(f.db));
+		is_str(sql_text(ofs_sqlite(f.db), "SELECT type FROM sqlite_master WHERE name = '_ofs_outbox'", b, sizeof(b)),
+			   "view", "%s: the outbox is the view of the tables of intents", name);
+		is_int(num(&f, "SELECT count(*) FROM pragma_table_info('_ofs_rejected') WHERE name = 'grp'"), 1,
+			   "%s: _ofs_rejected has grp", name);
+		is_int(num(&f, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%ofs_seq()%'"), 6,
+			   "%s: the capture triggers are made again", name);
+		is_str(sql_text(ofs_sqlite(f.db), "SELECT json_group_array(json_array(op_id, tbl, op, json(pk), json(data),"
+						" json(base), hlc, txn)) FROM (SELECT * FROM _ofs_outbox ORDER BY seq)", b, sizeof(b)),
+			   with_txn
+			   ? "[[\"old-1\",\"public.invoices\",\"insert\",{\"id\":\"o1\"},{\"id\":\"o1\",\"status\":\"draft\",\"qty\":2},null,1,null],"
+			   "[\"old-2\",\"public.invoices\",\"update\",{\"id\":\"o1\"},{\"note\":\"x\",\"qty\":null},{\"note\":null,\"qty\":2},2,null],"
+			   "[\"old-3\",\"public.lines\",\"insert\",{\"invoice\":\"o1\",\"n\":1},{\"invoice\":\"o1\",\"n\":1,\"amount\":\"1.5\"},null,3,77],"
+			   "[\"old-4\",\"public.lines\",\"delete\",{\"invoice\":\"o1\",\"n\":1},null,null,4,77]]"
+			   : "[[\"old-1\",\"public.invoices\",\"insert\",{\"id\":\"o1\"},{\"id\":\"o1\",\"status\":\"draft\",\"qty\":2},null,1,null],"
+			   "[\"old-2\",\"public.invoices\",\"update\",{\"id\":\"o1\"},{\"note\":\"x\",\"qty\":null},{\"note\":null,\"qty\":2},2,null],"
+			   "[\"old-3\",\"public.lines\",\"insert\",{\"invoice\":\"o1\",\"n\":1},{\"invoice\":\"o1\",\"n\":1,\"amount\":\"1.5\"},null,3,null],"
+			   "[\"old-4\",\"public.lines\",\"delete\",{\"invoice\":\"o1\",\"n\":1},null,null,4,null]]",
+			   "%s: every intent moved, in order, with its id, key, data, base, clock and transaction", name);
+		is_int(num(&f, "SELECT count(*) FROM _ofs_rules WHERE tbl = 'public.invoices'"), 4,
+			   "%s: the transition rules are kept", name);
+		ok(sql_exec(ofs_sqlite(f.db), "INSERT INTO invoices (id, status) VALUES ('z', 'approved')", NULL) != SQLITE_OK,
+		   "%s: ... and still enforced", name);
+		is_int(sql_exec(ofs_sqlite(f.db), "BEGIN; INSERT INTO invoices (id, status) VALUES ('m', 'draft');"
+						" INSERT INTO lines (invoice, n) VALUES ('m', 1); COMMIT", NULL), SQLITE_OK,
+			   "%s: a transaction after the migration", name);
+		ok(num(&f, "SELECT min(seq) FROM _ofs_outbox WHERE op_id NOT LIKE 'old-%'") >
+		   num(&f, "SELECT max(seq) FROM _ofs_outbox WHERE op_id LIKE 'old-%'") &&
+		   num(&f, "SELECT min(hlc) FROM _ofs_outbox WHERE op_id NOT LIKE 'old-%'") > 4,
+		   "%s: ... comes after the moved intents, with a later clock", name);
+		batch = ofs_outbox_groups(f.db, 10, 10, &rc);
+		ok(json_array_size(batch) == 6 && strcmp(group_of(batch, 0), "-") == 0 && strcmp(group_of(batch, 1), "-") == 0 &&
+		   strcmp(group_of(batch, 4), "-") != 0 && strcmp(group_of(batch, 4), group_of(batch, 5)) == 0 &&
+		   (with_txn ? strcmp(group_of(batch, 2), group_of(batch, 3)) == 0 && strcmp(group_of(batch, 2), "-") != 0
+			: strcmp(group_of(batch, 2), "-") == 0 && strcmp(group_of(batch, 3), "-") == 0),
+		   "%s: intents without a transaction travel alone, each transaction as a group", name);
+		json_decref(batch);
+		fixture_reopen(&f);
+		is_int(num(&f, "SELECT count(*) FROM _ofs_outbox"), 6, "%s: a second open changes nothing", name);
+		fixture_close(&f);
 	}
-	is_int(sql_int(raw, "SELECT count(*) FROM sqlite_master WHERE sql LIKE '%txn%'"), 0, "no trace of txn is left");
-	sqlite3_close(raw);
-
-	rc = ofs_open(f.path, &f.db);
-	is_int(rc, OFS_OK, "libofs opens the 1.0 file (%s)", ofs_errmsg(f.db));
-	is_int(num(&f, "SELECT count(*) FROM pragma_table_info('_ofs_outbox') WHERE name = 'txn'"), 1, "the outbox has txn");
-	is_int(num(&f, "SELECT count(*) FROM pragma_table_info('_ofs_rejected') WHERE name = 'grp'"), 1, "_ofs_rejected has grp");
-	is_int(num(&f, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%ofs_txn()%'"), 6,
-		   "the capture triggers record the transaction again");
-	is_int(num(&f, "SELECT count(*) FROM _ofs_outbox WHERE txn IS NULL"), 2, "the waiting intents have none");
-	is_int(num(&f, "SELECT count(*) FROM _ofs_rules WHERE tbl = 'public.invoices'"), 4, "the transition rules are kept");
-	ok(sql_exec(ofs_sqlite(f.db), "INSERT INTO invoices (id, status) VALUES ('z', 'approved')", NULL) != SQLITE_OK,
-	   "... and still enforced");
-	is_int(sql_exec(ofs_sqlite(f.db), "BEGIN; INSERT INTO invoices (id, status) VALUES ('m', 'draft');"
-					" INSERT INTO lines (invoice, n) VALUES ('m', 1); COMMIT", NULL), SQLITE_OK, "a transaction after the migration");
-	batch = ofs_outbox_groups(f.db, 10, 10, &rc);
-	ok(json_array_size(batch) == 4 && strcmp(group_of(batch, 0), "-") == 0 && strcmp(group_of(batch, 1), "-") == 0 &&
-	   strcmp(group_of(batch, 2), "-") != 0 && strcmp(group_of(batch, 2), group_of(batch, 3)) == 0,
-	   "the 1.0 intents travel alone, the new transaction as a group");
-	json_decref(batch);
-	fixture_reopen(&f);
-	is_int(num(&f, "SELECT count(*) FROM _ofs_outbox"), 4, "a second open changes nothing");
-	fixture_close(&f);
 }
 
 /* ---- rejections ---- */

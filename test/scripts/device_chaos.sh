@@ -50,9 +50,13 @@ CLOSED_PORT=$(ofs_free_port)
 for d in $DEVICES; do
   dev_new $d chaos_$d shared mine
   cli $d sync >/dev/null || die "first sync of $d"
-  # Every intent the device makes is also logged here, to account for it.
+  # Every intent the device makes is also logged here, to account for it
+  # (its operation id: its transaction and place in hex, docs/client.md).
   sqlite3 "$DEV_DIR/$d.db" "CREATE TABLE test_intents (op_id TEXT);
-    CREATE TRIGGER test_intents AFTER INSERT ON _ofs_outbox BEGIN INSERT INTO test_intents VALUES (NEW.op_id); END;" ||
+    CREATE TRIGGER test_intents_shared AFTER INSERT ON _ofs_intents_shared BEGIN
+      INSERT INTO test_intents VALUES (printf('%016x%016x', NEW.txn, NEW.seq)); END;
+    CREATE TRIGGER test_intents_mine AFTER INSERT ON _ofs_intents_mine BEGIN
+      INSERT INTO test_intents VALUES (printf('%016x%016x', NEW.txn, NEW.seq)); END;" ||
     die "the intent log of $d"
 done
 
