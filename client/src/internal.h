@@ -52,6 +52,14 @@ struct ofs_db
 		sqlite3_stmt *st;
 	}			stmts[32];
 	int			nstmts;
+	/* The last upsert's table, row keys (which of them are columns) and statement (rows.c). */
+	struct
+	{
+		char	   *local;
+		json_t	   *keys;
+		char	   *bound;
+		sqlite3_stmt *st;
+	}			upsert;
 	/* The synced tables' names, columns and keys (owned by rows.c). */
 	struct
 	{

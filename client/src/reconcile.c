@@ -39,12 +39,22 @@ RowKey(const char *table, json_t *pk)
 ofs_rc
 ofs_replay_pending(ofs_db *db, json_t *touched)
 {
-	json_t	   *set = json_object();
+	json_t	   *set;
 	size_t		i;
 	json_t	   *t;
 	sqlite3_stmt *st;
 	ofs_rc		rc = OFS_OK;
 
+	/* Nothing pending (a page of an initial sync, most live pages): nothing to replay. */
+	if (json_array_size(touched) == 0)
+		return OFS_OK;
+	if (sqlite3_prepare_v2(db->sql, "SELECT EXISTS (SELECT 1 FROM _ofs_outbox)", -1, &st, NULL) != SQLITE_OK)
+		return ofs_sqlfail(db, "reading the outbox");
+	i = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (i == 0)
+		return OFS_OK;
+	set = json_object();
 	json_array_foreach(touched, i, t)
 	{
 		char	   *k = RowKey(json_string_value(json_object_get(t, "table")), json_object_get(t, "pk"));

@@ -178,6 +178,66 @@ Contains(json_t *names, const char *name)
 	return 0;
 }
 
+static void
+ForgetShape(ofs_db *db)
+{
+	sqlite3_finalize(db->upsert.st);
+	free(db->upsert.local);
+	json_decref(db->upsert.keys);
+	free(db->upsert.bound);
+	memset(&db->upsert, 0, sizeof(db->upsert));
+}
+
+/*
+ * SameShape: does row have the keys, in the same order, of the last row
+ * upserted into local?  Then its statement is the last one: the rows of a
+ * page come from one table with the same columns, thousands in a row.
+ */
+static int
+SameShape(ofs_db *db, const char *local, json_t *row)
+{
+	const char *key;
+	json_t	   *v;
+	size_t		i = 0;
+
+	if (db->upsert.st == NULL || strcmp(db->upsert.local, local) != 0 ||
+		json_object_size(row) != json_array_size(db->upsert.keys))
+		return 0;
+	json_object_foreach(row, key, v)
+		if (strcmp(json_string_value(json_array_get(db->upsert.keys, i++)), key) != 0)
+		return 0;
+	return 1;
+}
+
+/* Remember: row's keys (and which of them are columns) with st, its statement. */
+static void
+Remember(ofs_db *db, const char *local, json_t *row, json_t *cols, sqlite3_stmt *st)
+{
+	const char *key;
+	json_t	   *v;
+	size_t		i = 0;
+
+	ForgetShape(db);
+	if (sqlite3_prepare_v3(db->sql, sqlite3_sql(st), -1, SQLITE_PREPARE_PERSISTENT, &db->upsert.st, NULL) != SQLITE_OK)
+	{
+		db->upsert.st = NULL;
+		return;
+	}
+	db->upsert.local = strdup(local);
+	db->upsert.keys = json_array();
+	db->upsert.bound = calloc(json_object_size(row) + 1, 1);
+	if (db->upsert.local == NULL || db->upsert.keys == NULL || db->upsert.bound == NULL)
+	{
+		ForgetShape(db);
+		return;
+	}
+	json_object_foreach(row, key, v)
+	{
+		json_array_append_new(db->upsert.keys, json_string(key));
+		db->upsert.bound[i++] = (char) Contains(cols, key);
+	}
+}
+
 /* ofs_upsert_row writes the columns of row that the local table has. */
 ofs_rc
 ofs_upsert_row(ofs_db *db, const char *local, json_t *row)
@@ -198,6 +258,28 @@ ofs_upsert_row(ofs_db *db, const char *local, json_t *row)
 		json_decref(cols);
 		json_decref(pk);
 		return ofs_fail(db, OFS_PROTOCOL, "a row for %s is not an object, or the table is unknown", local);
+	}
+	if (SameShape(db, local, row))
+	{
+		size_t		j = 0;
+
+		/* the key was checked present with the shape; its values may still be null */
+		json_array_foreach(pk, i, k)
+			if (json_is_null(json_object_get(row, json_string_value(k))))
+			{
+				json_decref(cols);
+				json_decref(pk);
+				return ofs_fail(db, OFS_PROTOCOL, "a row for %s lacks its key", local);
+			}
+		st = db->upsert.st;
+		json_object_foreach(row, key, v)
+			if (db->upsert.bound[j++])
+			Bind(st, ++n, v);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		json_decref(cols);
+		json_decref(pk);
+		return rc == SQLITE_DONE ? OFS_OK : ofs_sqlfail(db, "writing a row from the origin");
 	}
 	/* A row without its whole key would land keyed by NULL, a row the origin does not have. */
 	json_array_foreach(pk, i, k)
@@ -246,6 +328,8 @@ ofs_upsert_row(ofs_db *db, const char *local, json_t *row)
 		Bind(st, ++n, v);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		Remember(db, local, row, cols, st);
 	json_decref(cols);
 	json_decref(pk);
 	return rc == SQLITE_DONE ? OFS_OK : ofs_sqlfail(db, "writing a row from the origin");
@@ -374,4 +458,5 @@ ofs_rows_forget(ofs_db *db)
 {
 	FreeStatements(db);
 	ForgetTables(db);
+	ForgetShape(db);
 }

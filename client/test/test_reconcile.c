@@ -153,6 +153,36 @@ test_apply(fixture *f)
 	ofs_set_callbacks(f->db, NULL, NULL);
 }
 
+/*
+ * Rows of one page in one shape take the statement of the row before;
+ * a row in another order, with another column or with a null key is
+ * still written (or refused) as such.
+ */
+static void
+test_apply_shapes(fixture *f)
+{
+	ofs_rc		rc;
+
+	rc = apply(f, "[{\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s1\"},\"row\":{\"id\":\"s1\",\"status\":\"draft\"}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s2\"},\"row\":{\"id\":\"s2\",\"status\":\"submitted\"}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s3\"},\"row\":{\"status\":\"draft\",\"id\":\"s3\"}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s4\"},\"row\":{\"id\":\"s4\",\"note\":\"n\"}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s5\"},\"row\":{\"id\":\"s5\",\"status\":\"draft\",\"extra\":1}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s6\"},\"row\":{\"id\":\"s6\",\"status\":\"draft\",\"extra\":2}},"
+			   " {\"table\":\"public.lines\",\"op\":\"upsert\",\"pk\":{\"invoice\":\"s1\",\"n\":1},\"row\":{\"invoice\":\"s1\",\"n\":1}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s1\"},\"row\":{\"id\":\"s1\",\"status\":\"submitted\"}}]",
+			   "shapes-1");
+	is_int(rc, OFS_OK, "a page of rows in several shapes applies (%s)", ofs_errmsg(f->db));
+	is_str(text(f, "SELECT group_concat(id || ':' || coalesce(status, '-') || ':' || coalesce(note, '-'), ' ')"
+				" FROM (SELECT * FROM invoices WHERE id LIKE 's_' ORDER BY id)"),
+		   "s1:submitted:- s2:submitted:- s3:draft:- s4:-:n s5:draft:- s6:draft:-", "... each row as it was sent");
+	rc = apply(f, "[{\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s7\"},\"row\":{\"id\":\"s7\",\"status\":\"draft\"}},"
+			   " {\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"s8\"},\"row\":{\"id\":null,\"status\":\"draft\"}}]",
+			   "shapes-2");
+	is_int(rc, OFS_PROTOCOL, "a row of the same shape with a null key is refused");
+	is_int(num(f, "SELECT count(*) FROM invoices WHERE id = 's7' OR id IS NULL"), 0, "... and its page is not applied");
+}
+
 static void
 test_apply_atomic(fixture *f)
 {
@@ -475,6 +505,7 @@ main(void)
 	fixture_open(&f, "reconcile", 0);
 	test_apply(&f);
 	test_apply_atomic(&f);
+	test_apply_shapes(&f);
 	test_replay(&f);
 	test_results(&f);
 	fixture_close(&f);
