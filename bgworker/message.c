@@ -302,6 +302,14 @@ MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message 
 						m->max_rows = (int) json_integer_value(max);
 				}
 				m->cursor = String(m, "cursor");
+				/* A device that asks for the next page before storing this one says what it stored. */
+				if (m->type == MSG_PULL && json_object_get(m->root, "confirmed"))
+				{
+					if (!Field(m, "confirmed", JSON_STRING, true, "a string or null"))
+						return;
+					m->has_confirmed = true;
+					m->confirmed = String(m, "confirmed");
+				}
 			}
 			break;
 		case MSG_ACK:

@@ -46,6 +46,8 @@ typedef struct Message
 	json_t	   *mutations;		/* push */
 	const char *cursor;			/* pull, live, ack: or NULL */
 	int			max_rows;		/* pull, live: at most the limit given */
+	bool		has_confirmed;	/* pull: "confirmed" given (a cursor, or null: none) */
+	const char *confirmed;		/* pull: the cursor the device has stored, when it asks ahead */
 	bool		live_off;		/* live {"on": false} */
 	bool		all_tables;		/* schema {"all": true} */
 	json_t	   *clear;			/* rejections: the entries to clear, or NULL */

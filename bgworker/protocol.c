@@ -559,6 +559,14 @@ HandlePull(Session *s, Message *m, const char *text)
 		SetAcked(s, m->cursor);
 		s->live = true;
 	}
+	else if (m->has_confirmed && m->confirmed == NULL)
+	{
+		/* Asking ahead with nothing stored yet: this pull confirms nothing. */
+		Pull(s, m->id, m->cursor, m->max_rows, "{\"p\": 0}");
+		return;
+	}
+	else if (m->has_confirmed)
+		SetAcked(s, m->confirmed);
 	Pull(s, m->id, m->cursor, m->max_rows, live ? NULL : s->acked);
 	if (live && s->live_pending)
 		WorkerScheduleLive();

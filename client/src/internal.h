@@ -39,6 +39,7 @@ struct ofs_db
 	int			floor_schema;	/* the schema version floor was made for */
 	sqlite3_stmt *schema_version;
 	int			max_batch;		/* welcome.limits.max_batch of the current session, 0: unknown */
+	int			max_messages_per_second;	/* welcome.limits, 0: unknown; the device keeps below it */
 	int			rejections_wanted;	/* a page named a rejections version the device has not fetched */
 	volatile sig_atomic_t stop;
 	char	   *status_text;	/* returned by ofs_status */
@@ -136,6 +137,9 @@ typedef struct ofs_conn ofs_conn;
 ofs_rc		ofs_conn_open(ofs_db *db, const char *url, int timeout_ms, ofs_conn **out);
 /* Sends msg (stolen) with a fresh id and waits for its answer (*answer owned by the caller). */
 ofs_rc		ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms);
+/* The two halves of ofs_conn_request: send msg (stolen) with a fresh id (*id), and wait for its answer. */
+ofs_rc		ofs_conn_ask(ofs_conn *c, json_t *msg, int64_t *id);
+ofs_rc		ofs_conn_answer(ofs_conn *c, int64_t id, json_t **answer, int timeout_ms);
 ofs_rc		ofs_conn_send(ofs_conn *c, json_t *msg);	/* msg stolen; no answer expected */
 /* Waits up to timeout_ms for a message the origin sent on its own; *msg NULL on timeout. */
 ofs_rc		ofs_conn_next(ofs_conn *c, int timeout_ms, json_t **msg);

@@ -64,11 +64,13 @@ Welcome(ofs_db *db, json_t *w)
 	json_t	   *hlc = json_object_get(w, "hlc");
 	json_t	   *limits = json_object_get(w, "limits");
 	json_t	   *max_batch = json_object_get(limits, "max_batch");
+	json_t	   *mps = json_object_get(limits, "max_messages_per_second");
 	json_t	   *rej = json_object_get(w, "rejections");
 	ofs_rc		rc = OFS_OK;
 
 	if ((hlc && !ofs_hlc_valid(hlc)) || !ofs_rejections_valid(rej) ||
-		(limits && !json_is_object(limits)) || (max_batch && !json_is_integer(max_batch)))
+		(limits && !json_is_object(limits)) || (max_batch && !json_is_integer(max_batch)) ||
+		(mps && !json_is_integer(mps)))
 		return ofs_fail(db, OFS_PROTOCOL, "the origin's welcome has a clock, a limit or a rejections version of the wrong type");
 	if (json_is_string(device))
 		rc = ofs_meta_set(db, "device", json_string_value(device));
@@ -77,6 +79,9 @@ Welcome(ofs_db *db, json_t *w)
 	db->max_batch = 0;
 	if (json_integer_value(max_batch) > 0)
 		db->max_batch = json_integer_value(max_batch) > 1000000 ? 1000000 : (int) json_integer_value(max_batch);
+	db->max_messages_per_second = 0;
+	if (json_integer_value(mps) > 0)
+		db->max_messages_per_second = json_integer_value(mps) > 1000000 ? 1000000 : (int) json_integer_value(mps);
 	if (rc == OFS_OK && rej && !json_is_null(rej) && ofs_rejections_differ(db, rej))
 		db->rejections_wanted = 1;
 	return rc;
@@ -305,22 +310,40 @@ IsError(json_t *m, const char *code)
  * origin refuses the device's cursor as older than one it confirmed
  * (cursor_too_old), the device starts afresh (ofs_restart), pulls from no
  * cursor until it has everything, and then asks again for what it asked.
+ *
+ * A pull asks ahead: on a page that says more, the next pull (from that
+ * page's cursor, confirming the cursor stored, docs/PROTOCOL.md) is sent
+ * before the page is applied, so that the origin reads the next page while
+ * the device writes this one.
  */
 static ofs_rc
 Pull(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats, const char *type)
 {
 	const char *ask = type;
 	int			restarted = 0;
+	int64_t		ahead = -1;		/* the id of the pull sent ahead, -1: none */
 
 	for (;;)
 	{
 		char	   *cursor = ofs_meta_get(db, "cursor");
 		json_t	   *answer = NULL;
-		ofs_rc		rc;
+		json_t	   *next;
+		ofs_rc		rc = OFS_OK;
 		int			more;
+		int64_t		id = ahead;
 
-		rc = ofs_conn_request(c, json_pack("{s:s, s:s?, s:i}", "type", ask, "cursor", cursor, "max_rows", 1000),
-							  &answer, OFS_TIMEOUT_MS);
+		if (id < 0)
+		{
+			json_t	   *req = json_pack("{s:s, s:s?, s:i}", "type", ask, "cursor", cursor, "max_rows", 1000);
+
+			/* a pull confirms what the device stored (here: its own cursor) */
+			if (strcmp(ask, "pull") == 0)
+				json_object_set_new(req, "confirmed", cursor ? json_string(cursor) : json_null());
+			rc = ofs_conn_ask(c, req, &id);
+		}
+		ahead = -1;
+		if (rc == OFS_OK)
+			rc = ofs_conn_answer(c, id, &answer, OFS_TIMEOUT_MS);
 		if (rc == OFS_OK && IsError(answer, "cursor_too_old") && cursor != NULL && !restarted)
 		{
 			free(cursor);
@@ -332,12 +355,16 @@ Pull(ofs_db *db, ofs_conn *c, ofs_sync_stats *stats, const char *type)
 			ask = "pull";
 			continue;
 		}
-		free(cursor);
 		if (rc == OFS_OK && !IsType(answer, "changes"))
 			rc = ErrorOf(db, answer, ask);
+		more = json_is_true(json_object_get(answer, "more"));
+		next = json_object_get(answer, "cursor");
+		if (rc == OFS_OK && more && strcmp(ask, "pull") == 0 && json_is_string(next))
+			rc = ofs_conn_ask(c, json_pack("{s:s, s:O, s:i, s:s?}", "type", "pull", "cursor", next, "max_rows", 1000,
+										   "confirmed", cursor), &ahead);
+		free(cursor);
 		if (rc == OFS_OK)
 			rc = ApplyPage(db, answer, stats, 0);
-		more = json_is_true(json_object_get(answer, "more"));
 		json_decref(answer);
 		if (rc != OFS_OK || strcmp(ask, "live") == 0)
 			return rc;

@@ -19,6 +19,16 @@
 
 #define OFS_MAX_INCOMING (80 * 1024 * 1024)
 
+/*
+ * The origin cuts off a device that sends more than
+ * welcome.limits.max_messages_per_second messages in a second (a pull
+ * that asks ahead makes pages follow each other quickly): the device keeps
+ * one below it over any 1.1 s, waiting when it would not.  A limit above
+ * OFS_PACE_SLOTS is not paced.
+ */
+#define OFS_PACE_SLOTS 1024
+#define OFS_PACE_WINDOW_MS 1100
+
 typedef struct OutMsg
 {
 	struct OutMsg *next;
@@ -46,6 +56,9 @@ struct ofs_conn
 	lws_sorted_usec_list_t tick;
 	int			ticked;
 	atomic_int	woken;			/* a local commit to the device's file: look now */
+	int64_t		sent_at[OFS_PACE_SLOTS];	/* when the last messages were sent, a ring */
+	int			sent_next;
+	int64_t		sent_count;
 	char	   *wake_path;		/* the file this connection is woken for, or NULL */
 	struct ofs_conn *wake_next;
 };
@@ -321,10 +334,39 @@ ofs_conn_open(ofs_db *db, const char *url, int timeout_ms, ofs_conn **out)
 	return OFS_OK;
 }
 
+/* Pace waits, serving the connection, until one more message keeps the device below the origin's limit. */
+static void
+Pace(ofs_conn *c)
+{
+	int			keep = c->db->max_messages_per_second - 1;
+
+	if (keep < 1 || keep > OFS_PACE_SLOTS)
+		return;
+	/* the slot to be written next holds the keep-th last message's time */
+	for (;;)
+	{
+		int			slot = (int) ((c->sent_count - keep) % OFS_PACE_SLOTS);
+		int64_t		wait;
+
+		if (c->sent_count < keep || c->closed)
+			return;
+		if (slot < 0)
+			slot += OFS_PACE_SLOTS;
+		wait = c->sent_at[slot] + OFS_PACE_WINDOW_MS - ofs_now_ms();
+		if (wait <= 0)
+			return;
+		Service(c, (int) wait);
+	}
+}
+
 ofs_rc
 ofs_conn_send(ofs_conn *c, json_t *msg)
 {
-	char	   *text = json_dumps(msg, JSON_COMPACT);
+	char	   *text;
+
+	Pace(c);
+	c->sent_at[c->sent_count++ % OFS_PACE_SLOTS] = ofs_now_ms();
+	text = json_dumps(msg, JSON_COMPACT);
 	size_t		len = text ? strlen(text) : 0;
 	OutMsg	   *m = text ? malloc(sizeof(OutMsg) + LWS_PRE + len) : NULL;
 
@@ -374,19 +416,35 @@ Take(ofs_conn *c, json_t *id)
 	return NULL;
 }
 
+/*
+ * ofs_conn_ask sends at once: the caller goes on to other work (applying a
+ * page) while the origin answers, so the message must not wait for the
+ * loop's next run to leave.
+ */
 ofs_rc
-ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms)
+ofs_conn_ask(ofs_conn *c, json_t *msg, int64_t *id)
 {
-	json_t	   *id = json_integer(++c->next_id);
-	int64_t		deadline = ofs_now_ms() + timeout_ms;
 	ofs_rc		rc;
 
-	*answer = NULL;
-	json_object_set(msg, "id", id);
+	*id = ++c->next_id;
+	json_object_set_new(msg, "id", json_integer(*id));
 	rc = ofs_conn_send(c, msg);
+	for (int i = 0; rc == OFS_OK && c->out_head != NULL && !c->closed && i < 4; i++)
+		Service(c, 0);
+	return rc;
+}
+
+ofs_rc
+ofs_conn_answer(ofs_conn *c, int64_t id, json_t **answer, int timeout_ms)
+{
+	json_t	   *want = json_integer(id);
+	int64_t		deadline = ofs_now_ms() + timeout_ms;
+	ofs_rc		rc = OFS_OK;
+
+	*answer = NULL;
 	while (rc == OFS_OK)
 	{
-		json_t	   *m = Take(c, id);
+		json_t	   *m = Take(c, want);
 
 		if (m)
 		{
@@ -401,8 +459,18 @@ ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms)
 		else
 			Service(c, (int) (deadline - ofs_now_ms()));
 	}
-	json_decref(id);
+	json_decref(want);
 	return rc;
+}
+
+ofs_rc
+ofs_conn_request(ofs_conn *c, json_t *msg, json_t **answer, int timeout_ms)
+{
+	int64_t		id;
+	ofs_rc		rc = ofs_conn_ask(c, msg, &id);
+
+	*answer = NULL;
+	return rc == OFS_OK ? ofs_conn_answer(c, id, answer, timeout_ms) : rc;
 }
 
 json_t *

@@ -31,6 +31,10 @@ typedef struct origin
 	char		clear[256];		/* the last clear asked for */
 	char		groups_seen[4096];	/* groups of earlier pushes, ";g;" each */
 	int			bad;			/* a message the origin could not read */
+	int			pages;			/* > 0: pulls are answered page by page, cursors "p1".."pN" */
+	char		pull_log[4096];	/* pages mode: "cursor>confirmed " for each pull */
+	int64_t		msg_at[256];	/* when each message arrived (ms) */
+	int			nmsg;
 } origin;
 
 static origin O;
@@ -56,7 +60,26 @@ answer_to(json_t *req)
 		O.bad++;
 		return NULL;
 	}
-	if (strcmp(type, "hello") == 0)
+	if (O.nmsg < (int) (sizeof(O.msg_at) / sizeof(O.msg_at[0])))
+		O.msg_at[O.nmsg++] = ofs_now_ms();
+	if (strcmp(type, "pull") == 0 && O.pages > 0)
+	{
+		const char *cursor = json_string_value(json_object_get(req, "cursor"));
+		json_t	   *confirmed = json_object_get(req, "confirmed");
+		int			k = cursor && cursor[0] == 'p' ? atoi(cursor + 1) : 0;
+		char		entry[64];
+
+		snprintf(entry, sizeof(entry), "%s>%s ", cursor ? cursor : "-",
+				 json_is_string(confirmed) ? json_string_value(confirmed) : confirmed ? "null" : "absent");
+		if (strlen(O.pull_log) + strlen(entry) < sizeof(O.pull_log))
+			strcat(O.pull_log, entry);
+		snprintf(buf, sizeof(buf), "{\"type\":\"changes\",\"cursor\":\"p%d\",\"more\":%s,\"changes\":["
+				 "{\"table\":\"public.invoices\",\"op\":\"upsert\",\"pk\":{\"id\":\"page%d\"},"
+				 "\"row\":{\"id\":\"page%d\",\"status\":\"draft\"}}]}",
+				 k + 1, k + 1 < O.pages ? "true" : "false", k + 1, k + 1);
+		a = fixture_json(buf);
+	}
+	else if (strcmp(type, "hello") == 0)
 	{
 		snprintf(buf, sizeof(buf), "{\"type\":\"welcome\",%s}", O.welcome);
 		a = fixture_json(buf);
@@ -351,6 +374,42 @@ test_session(void)
 	fixture_close(&f);
 }
 
+
+/*
+ * Pages are asked for ahead: each pull after the first names the page
+ * just received and confirms the cursor stored; and the device keeps
+ * below the origin's max_messages_per_second.
+ */
+static void
+test_ask_ahead(void)
+{
+	fixture		f;
+	int			most = 0;
+
+	fixture_open(&f, "ask-ahead", 0);
+	configure(&f);
+	memset(&O, 0, sizeof(O));
+	O.welcome = "\"device\":\"d1\",\"role\":\"rep\",\"protocol\":1,\"limits\":{\"max_messages_per_second\":5}";
+	O.pages = 12;
+	is_int(ofs_sync(f.db, NULL), OFS_OK, "a sync of 12 pages (%s)", ofs_errmsg(f.db));
+	is_int(num(&f, "SELECT count(*) FROM invoices WHERE id LIKE 'page%'"), 12, "... brings every page's row");
+	is_str(O.pull_log, "->null p1>null p2>p1 p3>p2 p4>p3 p5>p4 p6>p5 p7>p6 p8>p7 p9>p8 p10>p9 p11>p10 ",
+		   "the first pull confirms nothing stored; each next one names the page received and confirms the one stored");
+	for (int i = 0; i < O.nmsg; i++)
+	{
+		int			n = 0;
+
+		for (int j = i; j < O.nmsg && O.msg_at[j] - O.msg_at[i] < 1000; j++)
+			n++;
+		if (n > most)
+			most = n;
+	}
+	ok(most <= 5, "no more than max_messages_per_second (5) messages in any second (%d)", most);
+	is_int(num(&f, "SELECT count(*) FROM _ofs_meta WHERE key = 'cursor' AND value = 'p12'"), 1, "the last cursor is stored");
+	O.pages = 0;
+	fixture_close(&f);
+}
+
 /* A second connection to the device file commits, a little later. */
 static void *
 CommitLater(void *arg)
@@ -406,6 +465,7 @@ main(void)
 {
 	server_start();
 	test_session();
+	test_ask_ahead();
 	test_wake();
 	server_end();
 	return done_testing();

@@ -4,7 +4,8 @@
 // and cursor_too_old (OF011, connection kept) for a pull or live with a
 // cursor older than one the device confirmed (by pull, live or ack); an
 // ack of an older cursor is ignored; resending the last confirmed cursor
-// is safe; starting afresh with no cursor works.
+// is safe; starting afresh with no cursor works; a pull that asks ahead
+// confirms its "confirmed" cursor, not its own.
 const { test, psql, psqlAsync, show, isInt, isStr, expectKept } = require('./common');
 
 test('conformance: pull up_to_date, hlc, cursor_too_old', { timeout: 60 }, async (t) => {
@@ -80,7 +81,27 @@ test('conformance: pull up_to_date, hlc, cursor_too_old', { timeout: 60 }, async
   t.answer(kOk, 'changes', 'after an ack of the older c1, c2 is still served (the ack did not move the confirmation back)');
   const kOld = await C.request({ type: 'pull', cursor: k1 });
   t.error(kOld, 'cursor_too_old', 'and c1 is still too old', { sqlstate: 'OF011' });
+
+  t.step = 'asking ahead';
+  const D = await t.device(t.token(role, 'cf-ps-d'), 'd');
+  await D.request({ type: 'subscribe', table: 'cf_ps' });
+  const d1 = await D.request({ type: 'pull', cursor: null, max_rows: 10, confirmed: null });
+  const d2 = await D.request({ type: 'pull', cursor: d1.cursor, max_rows: 10, confirmed: null });
+  t.answer(d2, 'changes', 'a pull asking ahead with nothing stored (confirmed null) is served');
+  const d3 = await D.request({ type: 'pull', cursor: d2.cursor, max_rows: 10, confirmed: d1.cursor });
+  t.answer(d3, 'changes', 'a pull asking ahead that confirms the page before is served');
+  const dBack = await D.request({ type: 'pull', cursor: d1.cursor, max_rows: 10, confirmed: d1.cursor });
+  t.answer(dBack, 'changes', 'the device, having stored only page 1, goes back to its cursor: not too old (page 2 was never confirmed)');
+  t.same((dBack.changes || []).map((c) => c.pk.id), (d2.changes || []).map((c) => c.pk.id),
+    '... and page 2 comes again', show(dBack.changes));
+  const dNext = await D.request({ type: 'pull', cursor: dBack.cursor, max_rows: 10, confirmed: dBack.cursor });
+  t.answer(dNext, 'changes', 'confirming the page again moves on');
+  const dOld = await D.request({ type: 'pull', cursor: d1.cursor, max_rows: 10 });
+  t.error(dOld, 'cursor_too_old', 'once a later cursor is confirmed, page 1 is too old', { sqlstate: 'OF011' });
+  const bad = await D.request({ type: 'pull', cursor: dNext.cursor, confirmed: 42 });
+  t.error(bad, 'invalid_message', 'confirmed must be a string or null');
   C.close();
   A.close();
   B.close();
+  D.close();
 });
