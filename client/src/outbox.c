@@ -210,6 +210,46 @@ Locate(ofs_db *db, const char *op_id)
 	return seq;
 }
 
+/*
+ * Answered removes the answered intent op_id of the origin's table tbl
+ * straight from its table of intents (the statement prepared once per
+ * table and batch, in *st for *st_tbl), the common case of an applied
+ * intent; 0 when the intent is not found there by its place (an intent
+ * made before the tables of intents, or repaired by hand).
+ */
+static int
+Answered(ofs_db *db, const char *tbl, const char *op_id, sqlite3_stmt **st, char **st_tbl)
+{
+	int			rc;
+
+	if (tbl == NULL || strlen(op_id) != 32)
+		return 0;
+	if (*st == NULL || strcmp(*st_tbl, tbl) != 0)
+	{
+		char	   *local = ofs_rows_local_name(db, tbl);
+		char	   *sql = local ? sqlite3_mprintf("DELETE FROM \"_ofs_intents_%w\" WHERE seq = ?2"
+												 " AND coalesce(op_id, printf('%%016x%%016x', txn, seq)) = ?1", local) : NULL;
+
+		sqlite3_finalize(*st);
+		*st = NULL;
+		free(*st_tbl);
+		*st_tbl = NULL;
+		if (sql == NULL || sqlite3_prepare_v2(db->sql, sql, -1, st, NULL) != SQLITE_OK)
+			*st = NULL;
+		else
+			*st_tbl = strdup(tbl);
+		sqlite3_free(sql);
+		free(local);
+		if (*st == NULL || *st_tbl == NULL)
+			return 0;
+	}
+	sqlite3_bind_text(*st, 1, op_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(*st, 2, (int64_t) strtoull(op_id + 16, NULL, 16));
+	rc = sqlite3_step(*st);
+	sqlite3_reset(*st);
+	return rc == SQLITE_DONE && sqlite3_changes(db->sql) == 1;
+}
+
 /* Run runs sql with ?1..?5 bound to the texts given (NULL: left NULL) and ?6 to seq. */
 static ofs_rc
 Run(ofs_db *db, const char *sql, const char *a, const char *b, const char *c, const char *d, const char *e,
@@ -250,6 +290,8 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 	json_t	   *r;
 	json_t	   *touched = json_array();
 	ofs_rc		rc = OFS_OK;
+	sqlite3_stmt *answered = NULL;
+	char	   *answered_tbl = NULL;
 
 	if (!json_is_array(results) || json_array_size(results) > json_array_size(batch))
 	{
@@ -301,6 +343,13 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 			rc = ofs_fail(db, OFS_PROTOCOL, "the origin answered for operation %s where %s was expected",
 						  op_id ? op_id : "(none)", mine ? mine : "(none)");
 			break;
+		}
+		if ((strcmp(status, "applied") == 0 || strcmp(status, "duplicate") == 0) &&
+			Answered(db, json_string_value(json_object_get(m, "table")), op_id, &answered, &answered_tbl))
+		{
+			if (stats)
+				stats->applied++;
+			continue;
 		}
 		/* Gone meanwhile (repaired by hand): the answer has nothing left to act on. */
 		seq = Locate(db, op_id);
@@ -368,6 +417,8 @@ ofs_outbox_results(ofs_db *db, json_t *batch, json_t *results, ofs_sync_stats *s
 		if (rc != OFS_OK)
 			break;
 	}
+	sqlite3_finalize(answered);
+	free(answered_tbl);
 	if (rc == OFS_OK)
 		rc = ofs_replay_pending(db, touched);
 	/* The answered intents leave the outbox: the clock they carried is kept in meta. */
