@@ -178,8 +178,25 @@ WriteUpdate(OfsMutation *m, Datum pk, Oid roleid, Oid save_uid, int save_sec,
 	{
 		Oid			vtypes[2] = {OIDOID, JSONBOID};
 
-		plan = OfsInternalPlan("versions", "SELECT ofs_internal.row_versions($1, $2), (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
-							2, vtypes, false);
+		/*
+		 * ofs_internal.row_versions inlined: a SQL function with SET is
+		 * parsed and planned at every call, once per updated row.
+		 */
+		plan = OfsInternalPlan("versions",
+							   "SELECT (SELECT coalesce(jsonb_object_agg(col, jsonb_build_array(hlc, site)), '{}')"
+							   "   FROM (SELECT DISTINCT ON (v.col) v.col, v.hlc, v.site"
+							   "           FROM ofs.change_log l"
+							   "           CROSS JOIN LATERAL ("
+							   "             SELECT c, 1, l.hlc, l.site"
+							   "               FROM unnest(coalesce(l.changed, ARRAY(SELECT jsonb_object_keys(l.data)))) AS c"
+							   "              WHERE l.op <> 'D'"
+							   "             UNION ALL"
+							   "             SELECT key, 0, (value->>0)::bigint, value->>1 FROM jsonb_each(coalesce(l.versions, '{}'))"
+							   "           ) AS v(col, prio, hlc, site)"
+							   "          WHERE l.tbl = $1 AND l.pk = $2"
+							   "          ORDER BY v.col, l.seq DESC, v.prio DESC) x),"
+							   " (SELECT merge FROM ofs.synced_table WHERE tbl = $1)",
+							   2, vtypes, false);
 	}
 	args[0] = ObjectIdGetDatum(t->relid);
 	args[1] = pk;
