@@ -1592,3 +1592,60 @@ AS 'MODULE_PATHNAME', 'ofs_pull_live'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION ofs_internal.pull_live(text[], text[], text[], int) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- The sync worker's status page (docs/monitoring.md): who may read it
+-------------------------------------------------------------------------------
+
+-- A credential for /status, which shows device names and error texts.
+CREATE TABLE ofs.status_token (
+    name         text PRIMARY KEY CHECK (name <> ''),
+    token_sha256 bytea NOT NULL UNIQUE,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    created_by   name NOT NULL DEFAULT current_user,
+    revoked_at   timestamptz
+);
+COMMENT ON TABLE ofs.status_token IS
+    'Credentials of the sync worker''s /status page: a name, the SHA-256 of the token, when made, by whom, and when revoked';
+
+CREATE FUNCTION ofs.create_status_token(name text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  token text;
+BEGIN
+  IF name IS NULL OR name = '' THEN
+    RAISE EXCEPTION 'a status token needs a name'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Name it after the person or system that reads the page.';
+  END IF;
+  -- 244 random bits from the server's strong random source.
+  token := 'ofs_status_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+  INSERT INTO ofs.status_token AS t (name, token_sha256)
+  VALUES (create_status_token.name, sha256(convert_to(token, 'UTF8')))
+  ON CONFLICT ON CONSTRAINT status_token_pkey DO UPDATE
+     SET token_sha256 = EXCLUDED.token_sha256, created_at = now(), created_by = current_user, revoked_at = NULL;
+  RETURN token;
+END $$;
+COMMENT ON FUNCTION ofs.create_status_token(text) IS
+    'Create (or replace) a credential of the /status page; returns its token, shown only this once';
+
+CREATE FUNCTION ofs.revoke_status_token(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE ofs.status_token t SET revoked_at = now()
+   WHERE t.name = revoke_status_token.name AND t.revoked_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'status token "%" does not exist or is already revoked', name
+      USING ERRCODE = 'undefined_object', HINT = 'Status tokens are listed in ofs.status_token.';
+  END IF;
+END $$;
+COMMENT ON FUNCTION ofs.revoke_status_token(text) IS 'Revoke a credential of the /status page: it is refused from the next request on';
+
+-- The sync worker checks a token as the extension's owner; nobody else reads the table.
+REVOKE ALL ON TABLE ofs.status_token FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.create_status_token(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ofs.revoke_status_token(text) FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('ofs.status_token', '');

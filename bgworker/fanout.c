@@ -20,6 +20,7 @@
 #include "worker.h"
 #include "message.h"
 #include "shmem.h"
+#include "utils/timestamp.h"
 
 static void FanoutLiveBatch(Session **list, int n);
 
@@ -111,6 +112,14 @@ SendLiveShare(Session *s, LiveShare *share)
 		if (!ProtocolReplyChanges(s, NULL, share->cursor, share->body, share->more))
 			return;
 		OfsCount(OFS_STAT_ROWS_SENT, share->rows);
+		/* From the latest commit that woke the workers to this page's sending. */
+		if (ofs_shared)
+		{
+			TimestampTz at = (TimestampTz) pg_atomic_read_u64(&ofs_shared->feed_commit_at);
+
+			if (at > 0)
+				OfsMetricObserve(OFS_HIST_DELIVERY, (GetCurrentTimestamp() - at) / 1e6);
+		}
 		/* Small pages let the next ones grow back. */
 		if (s->page_rows > 0 && strlen(share->body) < OFS_MAX_PAGE_BYTES / 4)
 			s->page_rows = s->page_rows * 2 >= OFS_MAX_ROWS ? 0 : s->page_rows * 2;
@@ -161,7 +170,7 @@ LiveAlone(Session *s, int rows, size_t bytes)
 				 bytes, OFS_MAX_MESSAGE_OUT);
 		OfsRecordError(message);
 		ProtocolSendError(s, NULL, "server_error", message, OFS_PAGE_TOO_LARGE, false);
-		s->live = false;
+		SessionSetLive(s, false);
 		return;
 	}
 	s->page_rows = ProtocolPageRows(rows, bytes);
@@ -295,7 +304,7 @@ LiveBatchRows(Session **list, int n, int max_rows)
 		{
 			/* This device's live stream fails on its own: it is told, and it stops. */
 			ProtocolSendError(list[0], NULL, "server_error", res.message, res.sqlstate, false);
-			list[0]->live = false;
+			SessionSetLive(list[0], false);
 		}
 	}
 	else

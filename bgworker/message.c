@@ -26,6 +26,12 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_REJECTIONS] = "rejections",
 };
 
+const char *
+MessageTypeName(int type)
+{
+	return type >= 0 && type < MSG_TYPE_COUNT ? type_names[type] : NULL;
+}
+
 /* Bounds a cursor's text only: its feed position lists in-progress xids. */
 #define MAX_PLAIN_CURSOR (1024 * 1024)
 /* Page numbers and versions stay far below where arithmetic could overflow. */

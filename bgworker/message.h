@@ -58,6 +58,8 @@ typedef struct Message
  * and m->error say why.  max_rows and max_batch are the protocol's limits.
  * MessageFree must follow either way.
  */
+/* The name of a message type ("push"), or NULL past the known ones. */
+extern const char *MessageTypeName(int type);
 extern void MessageParse(const char *text, size_t len, int max_rows, int max_batch, Message *m);
 
 /* Shapes (table and filter) a device may have, in all. */

@@ -111,6 +111,7 @@ ProtocolSendError(Session *s, const void *idp, const char *code, const char *mes
 	json_object_set_new(obj, "retry", json_boolean(retry));
 	ReplyJson(s, "error", id, obj);
 	json_decref(obj);
+	OfsMetricError(code);
 	s->errors++;
 	/* A connection that has not said hello gets a few errors, not a stream. */
 	if (s->state == SESSION_AWAIT_HELLO && s->errors >= OFS_UNAUTHENTICATED_ERRORS)
@@ -258,7 +259,7 @@ HandleHello(Session *s, Message *m, const char *text)
 	s->role_oid = check.role_oid;
 	s->expires_ms = check.expires_ms;
 	s->state = SESSION_READY;
-	s->live = false;
+	SessionSetLive(s, false);
 	limits = NewObject();
 	json_object_set_new(limits, "max_message_bytes", json_integer(ofs_max_message_bytes));
 	json_object_set_new(limits, "max_batch", json_integer(OFS_MAX_BATCH));
@@ -335,6 +336,7 @@ HandlePush(Session *s, Message *m, const char *text)
 	json_t	   *id = m->id;
 	const char *args[2];
 	SqlResult	res;
+	int64_t		started = WorkerNowUs();
 
 	args[0] = s->device;
 	args[1] = text;
@@ -364,6 +366,7 @@ HandlePush(Session *s, Message *m, const char *text)
 	else
 		SqlError(s, id, &res);
 	SqlResultFree(&res);
+	OfsMetricObserve(OFS_HIST_PUSH, (WorkerNowUs() - started) / 1e6);
 }
 
 /*
@@ -482,6 +485,7 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 	char	   *cursor = OpenCursor(s, sent, &plain);
 	PageCheck	pc = {s, 0, 0};
 	int			rows = Min(max_rows, s->page_rows > 0 ? s->page_rows : OFS_MAX_ROWS);
+	int64_t		started = WorkerNowUs();
 
 	for (;;)
 	{
@@ -528,6 +532,7 @@ Pull(Session *s, json_t *id, const char *sent, int max_rows, const char *confirm
 		OfsCount(OFS_STAT_ROWS_SENT, atoi(res.values[3]));
 	}
 	SqlResultFree(&res);
+	OfsMetricObserve(OFS_HIST_PULL, (WorkerNowUs() - started) / 1e6);
 }
 
 /* SetAcked keeps the cursor a device confirmed, opened (none if it does not open). */
@@ -550,14 +555,14 @@ HandlePull(Session *s, Message *m, const char *text)
 
 	if (m->live_off)
 	{
-		s->live = false;
+		SessionSetLive(s, false);
 		Reply(s, "live", m->id, "{\"on\": false}");
 		return;
 	}
 	if (live)
 	{
 		SetAcked(s, m->cursor);
-		s->live = true;
+		SessionSetLive(s, true);
 	}
 	else if (m->has_confirmed && m->confirmed == NULL)
 	{
@@ -653,6 +658,7 @@ ProtocolHandle(Session *s, const char *text, size_t len)
 	Message		m;
 
 	MessageParse(text, len, OFS_MAX_ROWS, OFS_MAX_BATCH, &m);
+	OfsMetricMessage(m.typed ? (int) m.type : (int) MSG_TYPE_COUNT);
 	if (m.typed && m.type != MSG_HELLO && s->state != SESSION_READY)
 	{
 		/* Whatever else it is, a request before hello ends the connection. */

@@ -138,15 +138,25 @@ SessionSend(Session *s, const char *text, size_t len)
 }
 
 /* SessionClose closes the connection once what is queued has been sent. */
+/* SessionSetLive turns the live stream on or off, counted in ofs_devices_live. */
+void
+SessionSetLive(Session *s, bool on)
+{
+	if (s->live != on)
+		OfsMetricLive(on ? 1 : -1);
+	s->live = on;
+}
+
 void
 SessionClose(Session *s, int code, const char *reason)
 {
 	if (s->state == SESSION_CLOSING)
 		return;
+	OfsMetricClose(code);
 	if (s->device)
 		OfsCount(OFS_STAT_CONNECTED, -1);
 	s->state = SESSION_CLOSING;
-	s->live = false;
+	SessionSetLive(s, false);
 	s->close_code = code;
 	strlcpy(s->close_reason, reason, sizeof(s->close_reason));
 	/* A device that does not read never lets the close go out: drop it. */
@@ -339,6 +349,10 @@ SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 		case LWS_CALLBACK_CLOSED:
 			if (s->state != SESSION_CLOSING && s->device)
 				OfsCount(OFS_STAT_CONNECTED, -1);
+			/* closed by the device or the network, not by the worker */
+			if (s->state != SESSION_CLOSING)
+				OfsMetricClose(0);
+			SessionSetLive(s, false);
 			SessionUnlink(s);
 			SessionFree(s);
 			break;

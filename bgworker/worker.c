@@ -70,6 +70,15 @@ WorkerNowMs(void)
 	return (int64_t) (GetCurrentTimestamp() / 1000);
 }
 
+int64_t
+WorkerNowUs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* WorkerScheduleLive asks the loop to push to live devices without waiting. */
 void
 WorkerScheduleLive(void)
@@ -138,11 +147,13 @@ typedef struct Listener
 {
 	uv_poll_t	poll;
 	int			fd;
+	bool		http;			/* ofs.http_port (http.c), not the devices' port */
 } Listener;
 
 static Listener listeners[MAX_LISTENERS];
 static int	nlisteners = 0;
 static struct lws_vhost *vhost = NULL;
+static struct lws_vhost *http_vhost = NULL;
 static bool use_tls = false;
 
 static void
@@ -160,6 +171,19 @@ OnAccept(uv_poll_t *handle, int status, int events)
 
 		if (c < 0)
 			break;
+		/* HTTP: bounded apart (http.c); devices are admitted by admission.c. */
+		if (l->http)
+		{
+			if (!HttpAdmit())
+			{
+				close(c);
+				continue;
+			}
+			fd.sockfd = c;
+			if (lws_adopt_descriptor_vhost(http_vhost, LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET, fd, NULL, NULL) == NULL)
+				close(c);
+			continue;
+		}
 		/* Over a limit (admission.c): closed at once, never adopted. */
 		if (!AdmissionAllowed(&sa))
 		{
@@ -183,21 +207,42 @@ OnAccept(uv_poll_t *handle, int status, int events)
 	}
 }
 
+/* CloseListeners closes the listening sockets of the devices' port (http false) or of the HTTP port. */
 static void
-CloseListeners(void)
+CloseListeners(bool http)
 {
+	int			kept = 0;
+
 	for (int i = 0; i < nlisteners; i++)
 	{
+		if (listeners[i].http != http)
+			continue;
 		uv_poll_stop(&listeners[i].poll);
 		uv_close((uv_handle_t *) &listeners[i].poll, NULL);
 		close(listeners[i].fd);
+		listeners[i].fd = -1;
 	}
-	nlisteners = 0;
+	/* uv_close finishes later: the handles of those kept do not move. */
+	for (int i = 0; i < nlisteners; i++)
+		if (listeners[i].fd >= 0)
+			kept = i + 1;
+	nlisteners = kept;
 }
 
-/* ListenOn binds every address host resolves to; false if one fails. */
+static int
+CountListeners(bool http)
+{
+	int			n = 0;
+
+	for (int i = 0; i < nlisteners; i++)
+		if (listeners[i].fd >= 0 && listeners[i].http == http)
+			n++;
+	return n;
+}
+
+/* ListenOn binds every address host resolves to on port (http: the HTTP port); false if one fails. */
 static bool
-ListenOn(uv_loop_t *loop, const char *host)
+ListenOn(uv_loop_t *loop, const char *host, int portnum, bool http)
 {
 	struct addrinfo hints;
 	struct addrinfo *res;
@@ -209,13 +254,14 @@ ListenOn(uv_loop_t *loop, const char *host)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	snprintf(port, sizeof(port), "%d", ofs_port);
+	snprintf(port, sizeof(port), "%d", portnum);
 	rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
 	if (rc != 0)
 	{
 		ereport(LOG,
 				(errmsg("ofs sync worker could not resolve listen address \"%s\": %s", host, gai_strerror(rc)),
-				 errhint("Check ofs.listen_addresses; the worker tries again every 5 seconds.")));
+				 errhint("Check %s; the worker tries again every 5 seconds.",
+						 http ? "ofs.http_listen_addresses" : "ofs.listen_addresses")));
 		return false;
 	}
 	for (ai = res; ai; ai = ai->ai_next)
@@ -241,11 +287,13 @@ ListenOn(uv_loop_t *loop, const char *host)
 			errno = save;
 			ereport(LOG,
 					(errcode_for_socket_access(),
-					 errmsg("ofs sync worker could not listen on %s port %d: %m", host, ofs_port),
-					 errhint("Another program may use the port: change ofs.port or ofs.listen_addresses. The worker tries again every 5 seconds.")));
+					 errmsg("ofs sync worker could not listen on %s port %d: %m", host, portnum),
+					 errhint("Another program may use the port: change %s. The worker tries again every 5 seconds.",
+							 http ? "ofs.http_port or ofs.http_listen_addresses" : "ofs.port or ofs.listen_addresses")));
 			return false;
 		}
 		listeners[nlisteners].fd = fd;
+		listeners[nlisteners].http = http;
 		uv_poll_init(loop, &listeners[nlisteners].poll, fd);
 		listeners[nlisteners].poll.data = &listeners[nlisteners];
 		uv_poll_start(&listeners[nlisteners].poll, UV_READABLE, OnAccept);
@@ -257,19 +305,20 @@ ListenOn(uv_loop_t *loop, const char *host)
 
 /* Listen opens the listening sockets of ofs.listen_addresses. */
 static bool
-Listen(uv_loop_t *loop)
+Listen(uv_loop_t *loop, bool http)
 {
-	char	   *list = pstrdup(ofs_listen_addresses ? ofs_listen_addresses : "127.0.0.1");
+	const char *addrs = http ? ofs_http_listen_addresses : ofs_listen_addresses;
+	char	   *list = pstrdup(addrs ? addrs : "127.0.0.1");
 	char	   *save = NULL;
 	char	   *addr;
 
 	for (addr = strtok_r(list, ", ", &save); addr; addr = strtok_r(NULL, ", ", &save))
-		if (!ListenOn(loop, addr))
+		if (!ListenOn(loop, addr, http ? ofs_http_port : ofs_port, http))
 		{
-			CloseListeners();
+			CloseListeners(http);
 			return false;
 		}
-	return nlisteners > 0;
+	return CountListeners(http) > 0;
 }
 
 /* CreateVhost makes the one vhost that serves adopted connections. */
@@ -327,6 +376,7 @@ Housekeeping(int64_t now)
 {
 	AdmissionExpire(now);
 	SessionsHousekeeping(now);
+	HttpSample(now);
 	/*
 	 * The clock's next reservation is written here, not by a push waiting
 	 * for it.  A failure (a full disk) is logged; a push then tries again,
@@ -344,7 +394,8 @@ CloseAll(uv_loop_t *loop, WaitEventSet *set, const char *message)
 {
 	int64_t		deadline = WorkerNowMs() + 2000;
 
-	CloseListeners();
+	CloseListeners(false);
+	CloseListeners(true);
 	SessionsCloseAll(message);
 	while (SessionCount() > 0 && WorkerNowMs() < deadline)
 	{
@@ -375,7 +426,9 @@ ofs_worker_main(Datum arg)
 	void	   *foreign[1];
 	WaitEventSet *set;
 	bool		listening = false;
+	bool		http_listening = false;
 	int64_t		next_bind = 0;
+	int64_t		next_http_bind = 0;
 	int64_t		next_house = 0;
 	int64_t		next_devices = 0;
 	uint64		seen_feed;
@@ -418,6 +471,8 @@ ofs_worker_main(Datum arg)
 		ereport(FATAL,
 				(errmsg("ofs sync worker could not create its WebSocket server (lws_create_vhost)"),
 				 errhint("With TLS, check that ofs.tls_cert_file and ofs.tls_key_file are readable by the server.")));
+	if (ofs_http_port > 0 && (http_vhost = HttpCreateVhost(ctx)) == NULL)
+		ereport(FATAL, (errmsg("ofs sync worker could not create its HTTP server (lws_create_vhost)")));
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -427,6 +482,7 @@ ofs_worker_main(Datum arg)
 	seen_feed = pg_atomic_read_u64(&ofs_shared->feed_commits);
 	seen_devices = pg_atomic_read_u64(&ofs_shared->device_changes);
 	ereport(LOG, (errmsg("ofs sync worker %d started for database \"%s\"", worker, ofs_database)));
+	pg_atomic_fetch_add_u64(&ofs_shared->metrics.worker_starts, 1);
 
 	for (;;)
 	{
@@ -448,9 +504,18 @@ ofs_worker_main(Datum arg)
 			next_devices = 0;	/* read the SQL version again */
 		}
 		now = WorkerNowMs();
+		/* The HTTP port, when set, apart: failing to listen on it leaves the devices' port alone. */
+		if (http_vhost && !http_listening && now >= next_http_bind)
+		{
+			http_listening = Listen(loop, true);
+			if (http_listening)
+				ereport(LOG, (errmsg("ofs sync worker %d serving /metrics and /status on %s port %d", worker,
+									 ofs_http_listen_addresses, ofs_http_port)));
+			next_http_bind = now + 5000;
+		}
 		if (!listening && now >= next_bind)
 		{
-			listening = Listen(loop);
+			listening = Listen(loop, false);
 			if (listening)
 				ereport(LOG, (errmsg("ofs sync worker %d listening on %s port %d", worker,
 									 ofs_listen_addresses, ofs_port)));
@@ -539,6 +604,13 @@ WorkerInit(void)
 							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ofs.port", "TCP port of the sync worker's WebSocket server.",
 							NULL, &ofs_port, 7878, 1, 65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ofs.http_port",
+							"TCP port of the sync worker's HTTP server: /metrics and /status (0: none).",
+							NULL, &ofs_http_port, 0, 0, 65535, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ofs.http_listen_addresses",
+							   "Addresses the sync worker's HTTP server listens on (comma separated; * for all).",
+							   NULL, &ofs_http_listen_addresses, "127.0.0.1",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ofs.database", "Database the sync worker serves (it must have the ofs extension).",
 							   NULL, &ofs_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ofs.workers", "Number of sync worker processes (0: none).",

@@ -105,6 +105,15 @@ typedef struct Session
 #include "utils/palloc.h"
 extern MemoryContext WorkerMessageContext;	/* reset after each message */
 extern int64_t WorkerNowMs(void);
+/* http.c: /metrics and /status on ofs.http_port */
+struct lws_context;
+struct lws_vhost;
+extern int	ofs_http_port;
+extern char *ofs_http_listen_addresses;
+extern struct lws_vhost *HttpCreateVhost(struct lws_context *ctx);
+extern bool HttpAdmit(void);	/* room for one more HTTP connection */
+extern void HttpSample(int64_t now);
+extern int64_t WorkerNowUs(void);	/* monotonic, for durations */
 extern void WorkerScheduleLive(void);
 
 /* admission.c */
@@ -121,6 +130,7 @@ extern void AdmissionExpire(int64_t now);
 /* session.c */
 extern int	SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len);
 extern void SessionSend(Session *s, const char *text, size_t len);
+extern void SessionSetLive(Session *s, bool on);
 extern void SessionClose(Session *s, int code, const char *reason);
 extern void SessionSetString(char **field, const char *value);
 extern int	SessionCount(void);

@@ -19,6 +19,10 @@ PACKAGES=(
   jq
   clang-14
   libclang-rt-14-dev
+  curl
+  # the monitoring tests: a real Prometheus scrapes /metrics, a real browser opens /status
+  prometheus
+  chromium
 )
 
 missing=()

@@ -53,9 +53,11 @@ OfsShmemStartup(void)
 		memset(ofs_shared, 0, sizeof(OfsShared));
 		SpinLockInit(&ofs_shared->mutex);
 		pg_atomic_init_u64(&ofs_shared->feed_commits, 0);
+		pg_atomic_init_u64(&ofs_shared->feed_commit_at, 0);
 		pg_atomic_init_u64(&ofs_shared->device_changes, 0);
 		for (int i = 0; i < OFS_STAT_COUNT; i++)
 			pg_atomic_init_u64(&ofs_shared->counters[i], 0);
+		OfsMetricsInit(&ofs_shared->metrics);
 		HlcShmemStartup();
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -78,6 +80,7 @@ OfsNotifyFeed(void)
 	if (ofs_shared == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&ofs_shared->feed_commits, 1);
+	pg_atomic_write_u64(&ofs_shared->feed_commit_at, (uint64) GetCurrentTimestamp());
 	WakeWorkers();
 }
 

@@ -14,6 +14,8 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
+#include "metrics.h"
+
 #define OFS_MAX_WORKER_LATCHES 16
 
 /* Counters of the sync workers, shown by ofs.stats. */
@@ -40,11 +42,13 @@ typedef struct OfsShared
 	int64		hlc_last;		/* last HLC handed out */
 	int64		hlc_reserved;	/* HLCs up to here are covered by the file */
 	pg_atomic_uint64 feed_commits;	/* commits that captured changes */
+	pg_atomic_uint64 feed_commit_at;	/* the latest of them (TimestampTz), for ofs_delivery_seconds */
 	Latch	   *latches[OFS_MAX_WORKER_LATCHES];	/* sync workers to wake */
 	pg_atomic_uint64 device_changes;	/* commits that revoked devices */
 	pg_atomic_uint64 counters[OFS_STAT_COUNT];
 	TimestampTz last_error_at;	/* protected by mutex */
 	char		last_error[256];
+	OfsMetrics	metrics;		/* for /metrics (metrics.h) */
 } OfsShared;
 
 extern OfsShared *ofs_shared;	/* NULL unless preloaded */
