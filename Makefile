@@ -84,8 +84,9 @@ build-install: deps
 test: build-install
 	test/run.sh
 
+# make demo KEEP=1 leaves the demo's origin running (its /status and /metrics pages) until Ctrl-C.
 demo: build-install
-	demo/demo.sh
+	OFS_DEMO_KEEP=$(KEEP) demo/demo.sh
 
 bench: build-install
 	bench/run.sh

@@ -20,11 +20,13 @@ trap 'exit 130' INT TERM
 # both ends, to measure what it costs.  All the bench's devices come from
 # one address, so the per-address connection limit is lifted.
 OFS_WS_PORT=$(ofs_free_port); export OFS_WS_PORT
+# /metrics (bench/rows/56_ws_scrape.sh) on a port of its own.
+OFS_HTTP_PORT=$(ofs_free_port); export OFS_HTTP_PORT
 export OFS_BENCH_WS_DEFLATE=${OFS_BENCH_WS_DEFLATE:-0}
 ws_deflate=on; [ "$OFS_BENCH_WS_DEFLATE" = 0 ] && ws_deflate=off
 ofs_cluster_init "$TMP/cluster" "synchronous_commit = on" "shared_buffers = 256MB" \
   "max_wal_size = 4GB" "checkpoint_timeout = 30min" \
-  "ofs.port = $OFS_WS_PORT" "ofs.database = 'ofs_bench_ws'" \
+  "ofs.port = $OFS_WS_PORT" "ofs.database = 'ofs_bench_ws'" "ofs.http_port = $OFS_HTTP_PORT" \
   "ofs.permessage_deflate = $ws_deflate" \
   "ofs.max_connections_per_address = 100000" >"$TMP/init.log" 2>&1 || {
   cat "$TMP/init.log"; exit 1; }

@@ -7,7 +7,9 @@
 # offline, sync, and the origin decides: official invoice numbers, the
 # invoice flow with its roles, who sees which rows.  Every step states what
 # should happen and checks it; the demo exits 0 only if every expectation
-# held, and it always stops and removes its cluster and its files.
+# held, and it stops and removes its cluster and its files at the end;
+# with OFS_DEMO_KEEP=1 (make demo KEEP=1) it leaves the origin running
+# until Ctrl-C, and prints where its /metrics and /status pages are.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . test/lib/cluster.sh
@@ -95,7 +97,8 @@ wait_worker() { ofs_wait_workers "$WSPORT" 30; }
 
 say "Starting a throwaway PostgreSQL cluster with ofs preloaded: the origin"
 WSPORT=$(ofs_free_port) || { echo "no free TCP port for the sync worker" >&2; exit 1; }
-ofs_cluster_init "$TMP/cluster" "ofs.port = $WSPORT" "ofs.database = 'ofs_demo'" \
+HTTPPORT=$(ofs_free_port) || { echo "no free TCP port for /metrics and /status" >&2; exit 1; }
+ofs_cluster_init "$TMP/cluster" "ofs.port = $WSPORT" "ofs.database = 'ofs_demo'" "ofs.http_port = $HTTPPORT" \
   >"$TMP/init.log" 2>&1 || { cat "$TMP/init.log"; exit 1; }
 ofs_psql -d postgres -c "CREATE DATABASE ofs_demo" >/dev/null
 sql -c "CREATE EXTENSION ofs" >/dev/null
@@ -384,7 +387,27 @@ sql -c "SELECT format('%-32s %-9s -> %-9s by %-9s %s', i.invoice_number, coalesc
           FROM ofs.transition_log l JOIN invoices i ON i.id = l.pk->>'id' ORDER BY l.id" | indent
 expect "the audit holds the 10 state changes" "10" "$(sql -c "SELECT count(*) FROM ofs.transition_log")"
 
+say "Watching it: /metrics for Prometheus, /status for whoever is on call"
+metrics=$(curl -s --max-time 5 "http://127.0.0.1:$HTTPPORT/metrics")
+applied=$(printf '%s\n' "$metrics" | awk '/^ofs_mutations_total\{result="applied"\}/ { print $2 }')
+expect "/metrics counts the mutations the origin applied, as ofs.stats does" \
+  "$(sql -c "SELECT mutations_applied FROM ofs.stats")" "$applied"
+token=$(sql -c "SELECT ofs.create_status_token('demo')")
+expect "/status is refused without a status token" "401" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$HTTPPORT/status")"
+expect "/status is served with one" "200" \
+  "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$HTTPPORT/status?token=$token")"
+
 echo
 if [ "$FAILS" -eq 0 ]; then echo "demo: every expectation held ($((SECONDS - START)) s)"
 else echo "demo: $FAILS expectation(s) failed"; fi
+if [ "${OFS_DEMO_KEEP:-}" = 1 ]; then
+  echo
+  echo "The origin keeps running (OFS_DEMO_KEEP=1); Ctrl-C stops it and removes everything."
+  echo "  status page:  http://127.0.0.1:$HTTPPORT/status?token=$token"
+  echo "  metrics:      http://127.0.0.1:$HTTPPORT/metrics"
+  echo "  psql:         psql -h $PGHOST -p $PGPORT -U $PGUSER ofs_demo"
+  echo "  devices:      $CLI --db $TMP/alice-tablet.db status"
+  while :; do sleep 3600; done
+fi
 [ "$FAILS" -eq 0 ]
