@@ -343,6 +343,12 @@ SessionCallback(struct lws *wsi, int reason, void *user, void *in, size_t len)
 			break;
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			return SessionWriteable(s);
+		case LWS_CALLBACK_HTTP:
+			/* Plain HTTP on the devices' port: answered at once, not left to the handshake timeout. */
+			if (lws_return_http_status(wsi, 426, "this port speaks the ofs sync protocol over WebSocket"
+									   " (docs/PROTOCOL.md); /metrics and /status are on ofs.http_port"))
+				return -1;
+			return lws_http_transaction_completed(wsi) ? -1 : 0;
 		case LWS_CALLBACK_WSI_DESTROY:
 			AdmissionRemove(wsi);
 			break;

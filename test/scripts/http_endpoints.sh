@@ -91,6 +91,7 @@ check "a 20 kB header: refused with a 4xx status or the connection closed, not a
 garbage=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT; printf 'NOT HTTP AT ALL\r\n\r\n' >&3; head -1 <&3" 2>/dev/null | tr -d '\r')
 check "a line that is not HTTP gets an error status or a close" \
   "[ -z '$garbage' ] || printf '%s' '$garbage' | grep -q ' 4[0-9][0-9]'" "got: $garbage"
+check_eq "plain HTTP on the devices' port: 426, at once" "$(code "http://127.0.0.1:$DEV_PORT/metrics")" 426
 # A flood: more connections than a worker keeps, all at once.
 flood=()
 for _ in $(seq 1 150); do curl -s -o /dev/null --max-time 5 "$H/metrics" & flood+=($!); done
