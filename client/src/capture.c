@@ -34,6 +34,29 @@
 #include "internal.h"
 
 /*
+ * Compound appends the SELECTs of terms (texts) joined by UNION ALL, in
+ * nested groups: SQLite takes at most 500 terms in one compound SELECT,
+ * and a device may sync more tables, or hold intents of more layouts.
+ */
+#define COMPOUND_GROUP 200
+
+static void
+Compound(sqlite3_str *q, json_t *terms)
+{
+	size_t		n = json_array_size(terms);
+
+	for (size_t g = 0; g < n; g += COMPOUND_GROUP)
+	{
+		if (n > COMPOUND_GROUP)
+			sqlite3_str_appendall(q, g ? " UNION ALL SELECT * FROM (" : "SELECT * FROM (");
+		for (size_t i = g; i < n && i < g + COMPOUND_GROUP; i++)
+			sqlite3_str_appendf(q, "%s%s", i > g ? " UNION ALL " : "", json_string_value(json_array_get(terms, i)));
+		if (n > COMPOUND_GROUP)
+			sqlite3_str_appendall(q, ")");
+	}
+}
+
+/*
  * Floor prepares, when the schema changed since it last did, the query of
  * the largest seq and clock among the stored intents and in _ofs_meta.
  */
@@ -44,6 +67,7 @@ Floor(ofs_db *db)
 	sqlite3_str *q;
 	char	   *sql;
 	int			version = -1;
+	json_t	   *terms;
 
 	if (db->schema_version == NULL &&
 		sqlite3_prepare_v3(db->sql, "PRAGMA schema_version", -1, SQLITE_PREPARE_PERSISTENT,
@@ -56,16 +80,26 @@ Floor(ofs_db *db)
 		return db->floor;
 	sqlite3_finalize(db->floor);
 	db->floor = NULL;
-	q = sqlite3_str_new(db->sql);
-	sqlite3_str_appendall(q, "SELECT max(s), max(h) FROM (SELECT NULL AS s, CAST(value AS INTEGER) AS h"
-						  " FROM _ofs_meta WHERE key = 'hlc'");
-	if (sqlite3_prepare_v2(db->sql, "SELECT local FROM _ofs_tables ORDER BY local", -1, &st, NULL) == SQLITE_OK)
+	terms = json_array();
+	json_array_append_new(terms, json_string("SELECT NULL AS s, CAST(value AS INTEGER) AS h FROM _ofs_meta WHERE key = 'hlc'"));
+	if (sqlite3_prepare_v2(db->sql, "SELECT local FROM _ofs_tables ORDER BY local", -1, &st, NULL) != SQLITE_OK)
 	{
-		while (sqlite3_step(st) == SQLITE_ROW)
-			sqlite3_str_appendf(q, " UNION ALL SELECT * FROM (SELECT seq, hlc FROM \"_ofs_intents_%w\""
-								" ORDER BY seq DESC LIMIT 1)", (const char *) sqlite3_column_text(st, 0));
-		sqlite3_finalize(st);
+		json_decref(terms);
+		return NULL;
 	}
+	while (sqlite3_step(st) == SQLITE_ROW)
+	{
+		char	   *t = sqlite3_mprintf("SELECT * FROM (SELECT seq, hlc FROM \"_ofs_intents_%w\" ORDER BY seq DESC LIMIT 1)",
+										(const char *) sqlite3_column_text(st, 0));
+
+		json_array_append_new(terms, json_string(t ? t : "SELECT NULL, NULL"));
+		sqlite3_free(t);
+	}
+	sqlite3_finalize(st);
+	q = sqlite3_str_new(db->sql);
+	sqlite3_str_appendall(q, "SELECT max(s), max(h) FROM (");
+	Compound(q, terms);
+	json_decref(terms);
 	sqlite3_str_appendall(q, ")");
 	sql = sqlite3_str_finish(q);
 	if (sql == NULL)
@@ -92,7 +126,13 @@ Begin(ofs_db *db, sqlite3_context *ctx)
 		return 0;
 	}
 	db->seq_last = 0;
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (sqlite3_step(st) != SQLITE_ROW)
+	{
+		/* Numbering from 0 would give the intent a place before others: the write is refused. */
+		sqlite3_reset(st);
+		sqlite3_result_error(ctx, "ofs cannot read the device's intents to number a new one", -1);
+		return 0;
+	}
 	{
 		int64_t		hlc = sqlite3_column_int64(st, 1);
 
@@ -180,17 +220,35 @@ ofs_capture_forget(ofs_db *db)
 	db->schema_version = NULL;
 }
 
-/* NoBlob: op, unless one of the values is a BLOB, which JSON cannot carry (the write is refused). */
+/*
+ * NoBlob: op, unless a value the intent's JSON will carry is a BLOB, which
+ * JSON cannot (the write is refused): the key, the values of an insert,
+ * the new and replaced values of the columns an update changes.  A row may hold a BLOB from before its table was synced.
+ */
 static void
-NoBlob(sqlite3_str *ddl, json_t *cols, const char *row, const char *op)
+NoBlob(sqlite3_str *ddl, json_t *cols, json_t *pk, const char *op)
 {
 	size_t		i;
 	json_t	   *c;
 
 	sqlite3_str_appendall(ddl, "CASE WHEN 0");
-	json_array_foreach(cols, i, c)
-		sqlite3_str_appendf(ddl, " OR typeof(%s.\"%w\") = 'blob'", row,
-							json_string_value(json_object_get(c, "name")));
+	/* the key, in every intent (an insert's is among its values) */
+	if (strcmp(op, "insert") != 0)
+		json_array_foreach(pk, i, c)
+			sqlite3_str_appendf(ddl, " OR typeof(%s.\"%w\") = 'blob'", strcmp(op, "delete") == 0 ? "OLD" : "NEW",
+								json_string_value(c));
+	if (strcmp(op, "insert") == 0)
+		json_array_foreach(cols, i, c)
+			sqlite3_str_appendf(ddl, " OR typeof(NEW.\"%w\") = 'blob'", json_string_value(json_object_get(c, "name")));
+	else if (strcmp(op, "update") == 0)
+		json_array_foreach(cols, i, c)
+		{
+			const char *name = json_string_value(json_object_get(c, "name"));
+
+			/* an update carries the columns it changes, new and old */
+			sqlite3_str_appendf(ddl, " OR ((typeof(NEW.\"%w\") = 'blob' OR typeof(OLD.\"%w\") = 'blob')"
+								" AND OLD.\"%w\" IS NOT NEW.\"%w\")", name, name, name, name);
+		}
 	sqlite3_str_appendf(ddl, " THEN RAISE(ABORT, 'a synced row cannot hold a BLOB value (the origin receives"
 						" JSON): store it as text') ELSE '%s' END", op);
 }
@@ -319,7 +377,7 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 						" INSERT INTO \"%w\" (seq, txn, hlc, layout, op", local, local, intents);
 	Names(ddl, cols, "n_");
 	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
-	NoBlob(ddl, cols, "NEW", "insert");
+	NoBlob(ddl, cols, pk, "insert");
 	Values(ddl, cols, "NEW.");
 	sqlite3_str_appendall(ddl, "); END;\n");
 
@@ -336,7 +394,7 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 	Names(ddl, cols, "n_");
 	Names(ddl, cols, "o_");
 	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
-	NoBlob(ddl, cols, "NEW", "update");
+	NoBlob(ddl, cols, pk, "update");
 	Values(ddl, cols, "NEW.");
 	Values(ddl, cols, "OLD.");
 	sqlite3_str_appendall(ddl, "); END;\n");
@@ -345,7 +403,8 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_d_%w\" AFTER DELETE ON \"%w\" WHEN ofs_capturing() BEGIN"
 						" INSERT INTO \"%w\" (seq, txn, hlc, layout, op", local, local, intents);
 	Names(ddl, cols, "o_");
-	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, 'delete'", (long long) layout);
+	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
+	NoBlob(ddl, cols, pk, "delete");
 	Values(ddl, cols, "OLD.");
 	sqlite3_str_appendall(ddl, "); END;\n");
 
@@ -453,9 +512,11 @@ ofs_capture_view(ofs_db *db)
 	char	   *usql;
 	int			n = 0;
 	ofs_rc		rc;
+	json_t	   *terms = json_array();
 
 	if (Prune(db) != OFS_OK)
 	{
+		json_decref(terms);
 		sqlite3_free(sqlite3_str_finish(q));
 		sqlite3_free(sqlite3_str_finish(del));
 		sqlite3_free(sqlite3_str_finish(upd));
@@ -465,6 +526,7 @@ ofs_capture_view(ofs_db *db)
 	if (sqlite3_prepare_v2(db->sql, "SELECT t.origin, t.local, l.id, l.columns, l.pk FROM _ofs_tables t"
 						   " JOIN _ofs_layouts l ON l.tbl = t.origin ORDER BY t.origin, l.id", -1, &st, NULL) != SQLITE_OK)
 	{
+		json_decref(terms);
 		sqlite3_free(sqlite3_str_finish(q));
 		sqlite3_free(sqlite3_str_finish(del));
 		sqlite3_free(sqlite3_str_finish(upd));
@@ -480,20 +542,27 @@ ofs_capture_view(ofs_db *db)
 
 		if (json_is_array(cols) && json_is_array(pk))
 		{
-			sqlite3_str_appendf(q, "%sSELECT seq, coalesce(op_id, printf('%%016x%%016x', txn, seq)) AS op_id,"
-								" '%q' AS tbl, op, CASE op WHEN 'delete' THEN ", n ? " UNION ALL " : "", origin);
-			Object(q, pk, "o_");
-			sqlite3_str_appendall(q, " ELSE ");
-			Object(q, pk, "n_");
+			sqlite3_str *b = sqlite3_str_new(db->sql);
+			char	   *term;
+
+			sqlite3_str_appendf(b, "SELECT seq, coalesce(op_id, printf('%%016x%%016x', txn, seq)) AS op_id,"
+								" '%q' AS tbl, op, CASE op WHEN 'delete' THEN ", origin);
+			Object(b, pk, "o_");
+			sqlite3_str_appendall(b, " ELSE ");
+			Object(b, pk, "n_");
 			/* an insert names the columns given: NULL is the origin's default (json_patch drops nulls) */
-			sqlite3_str_appendall(q, " END AS pk, CASE op WHEN 'insert' THEN json_patch('{}', ");
-			Object(q, cols, "n_");
-			sqlite3_str_appendall(q, ") WHEN 'update' THEN ");
-			Changed(q, cols, "n_");
-			sqlite3_str_appendall(q, " END AS data, CASE op WHEN 'update' THEN ");
-			Changed(q, cols, "o_");
-			sqlite3_str_appendf(q, " END AS base, hlc, (hlc >> 16) / 1000 AS created_at, txn FROM \"_ofs_intents_%w\""
+			sqlite3_str_appendall(b, " END AS pk, CASE op WHEN 'insert' THEN json_patch('{}', ");
+			Object(b, cols, "n_");
+			sqlite3_str_appendall(b, ") WHEN 'update' THEN ");
+			Changed(b, cols, "n_");
+			sqlite3_str_appendall(b, " END AS data, CASE op WHEN 'update' THEN ");
+			Changed(b, cols, "o_");
+			sqlite3_str_appendf(b, " END AS base, hlc, (hlc >> 16) / 1000 AS created_at, txn FROM \"_ofs_intents_%w\""
 								" WHERE layout = %lld", local, (long long) layout);
+			term = sqlite3_str_finish(b);
+			if (term)
+				json_array_append_new(terms, json_string(term));
+			sqlite3_free(term);
 			n++;
 		}
 		json_decref(cols);
@@ -509,14 +578,18 @@ ofs_capture_view(ofs_db *db)
 
 			sqlite3_str_appendf(del, " DELETE FROM \"_ofs_intents_%w\" WHERE seq = OLD.seq AND OLD.tbl = '%q';",
 								local, origin);
-			sqlite3_str_appendf(upd, " UPDATE \"_ofs_intents_%w\" SET txn = NEW.txn WHERE seq = OLD.seq AND OLD.tbl = '%q';",
-								local, origin);
+			/* the id is kept as it was: an intent sent before keeps its id, whatever its group becomes */
+			sqlite3_str_appendf(upd, " UPDATE \"_ofs_intents_%w\" SET op_id = coalesce(op_id, printf('%%016x%%016x', txn, seq)),"
+								" txn = NEW.txn WHERE seq = OLD.seq AND OLD.tbl = '%q';", local, origin);
 		}
 		sqlite3_finalize(st);
 	}
 	if (n == 0)
 		sqlite3_str_appendall(q, "SELECT NULL AS seq, NULL AS op_id, NULL AS tbl, NULL AS op, NULL AS pk, NULL AS data,"
 							  " NULL AS base, NULL AS hlc, NULL AS created_at, NULL AS txn WHERE 0");
+	else
+		Compound(q, terms);
+	json_decref(terms);
 	sqlite3_str_appendall(q, ";\n");
 	dsql = sqlite3_str_finish(del);
 	usql = sqlite3_str_finish(upd);
@@ -578,12 +651,15 @@ ofs_capture_forward(ofs_db *db, int has_txn, int64_t *moved)
 					if (json_is_string(k) && strcmp(json_string_value(k), name) == 0)
 					key = 1;
 				/* the key from pk on both sides; other values from data (new) or base (old) */
+				/* the member by its key, whatever characters the name has (a JSON path would parse them) */
 				if (key)
-					sqlite3_str_appendf(q, ", json_extract(pk, '$.\"%w\"')", name);
+					sqlite3_str_appendf(q, ", (SELECT value FROM json_each(pk) WHERE key = %Q)", name);
 				else if (side == 0)
-					sqlite3_str_appendf(q, ", CASE WHEN op <> 'delete' THEN json_extract(data, '$.\"%w\"') END", name);
+					sqlite3_str_appendf(q, ", CASE WHEN op <> 'delete' THEN (SELECT value FROM json_each(data) WHERE key = %Q) END",
+										name);
 				else
-					sqlite3_str_appendf(q, ", CASE WHEN op = 'update' THEN json_extract(base, '$.\"%w\"') END", name);
+					sqlite3_str_appendf(q, ", CASE WHEN op = 'update' THEN (SELECT value FROM json_each(base) WHERE key = %Q) END",
+										name);
 			}
 		sqlite3_str_appendf(q, " FROM _ofs_outbox WHERE tbl = '%q' AND json_valid(pk)"
 							" AND (data IS NULL OR json_valid(data)) AND (base IS NULL OR json_valid(base))", origin);

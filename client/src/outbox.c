@@ -92,6 +92,7 @@ ofs_outbox_groups(ofs_db *db, int target, int limit, ofs_rc *rc)
 	int64_t		run_txn = 0;
 	int			run_grouped = 0;
 	int			full = 0;
+	int			step = SQLITE_DONE;
 
 	*rc = OFS_OK;
 	if (target < 1)
@@ -106,7 +107,7 @@ ofs_outbox_groups(ofs_db *db, int target, int limit, ofs_rc *rc)
 		json_decref(run);
 		return NULL;
 	}
-	while (!full && sqlite3_step(st) == SQLITE_ROW)
+	while (!full && (step = sqlite3_step(st)) == SQLITE_ROW)
 	{
 		int			grouped = sqlite3_column_type(st, 7) != SQLITE_NULL;
 		int64_t		txn = sqlite3_column_int64(st, 7);
@@ -155,6 +156,9 @@ ofs_outbox_groups(ofs_db *db, int target, int limit, ofs_rc *rc)
 			break;
 		}
 	}
+	/* An intent that cannot be read (its JSON cannot be made) stops the push, said, rather than an empty batch. */
+	if (*rc == OFS_OK && !full && step != SQLITE_DONE && step != SQLITE_ROW)
+		*rc = ofs_fail(db, OFS_ERROR, "reading the outbox: %s", sqlite3_errmsg(db->sql));
 	sqlite3_finalize(st);
 	if (*rc == OFS_OK && !full && json_array_size(run) > 0 &&
 		(json_array_size(batch) == 0 || json_array_size(batch) + json_array_size(run) <= (size_t) target))

@@ -525,6 +525,135 @@ test_intent_tables(void)
 	fixture_close(f);
 }
 
+/*
+ * What an outside review found: a BLOB a row held before it was synced is
+ * refused when a write would carry it; a repair of the outbox by hand
+ * keeps every operation id; more synced tables (and layouts) than SQLite
+ * takes in one compound SELECT; an older outbox whose column names have
+ * quotes moves whole.
+ */
+static void
+test_intent_edges(void)
+{
+	fixture		device;
+	fixture    *f = &device;
+	sqlite3    *s;
+	char		b[512];
+	char	   *before;
+	char	   *after;
+	char	   *msg = NULL;
+	int			rc;
+
+	fixture_open(f, "capture-edges", 0);
+	s = ofs_sqlite(f->db);
+	f->db->capturing = 0;		/* as if the row had been there before the table was synced */
+	sql_exec(s, "INSERT INTO invoices (id, status, note, qty) VALUES ('blobby', 'draft', x'00ff', 1)", NULL);
+	sql_exec(s, "INSERT INTO lines (invoice, n) VALUES (x'0102', 1)", NULL);
+	f->db->capturing = 1;
+	rc = sql_exec(s, "UPDATE invoices SET note = 'text now' WHERE id = 'blobby'", &msg);
+	ok(rc != SQLITE_OK && msg && strstr(msg, "BLOB"), "an update replacing a BLOB is refused (%s)", msg ? msg : "accepted");
+	sqlite3_free(msg);
+	msg = NULL;
+	is_int(sql_exec(s, "UPDATE invoices SET qty = 2 WHERE id = 'blobby'", NULL), SQLITE_OK,
+		   "an update of another column of that row is captured");
+	ok(sql_exec(s, "DELETE FROM lines WHERE n = 1", NULL) != SQLITE_OK, "a delete of a row keyed by a BLOB is refused");
+	is_int(pending(f), 1, "one intent, and the outbox reads");
+
+	/* The repair of docs/client.md keeps the ids, even after the outbox emptied and places start again. */
+	sql_exec(s, "DELETE FROM _ofs_outbox", NULL);
+	sql_exec(s, "BEGIN; INSERT INTO invoices (id, status) VALUES ('r1', 'draft'); INSERT INTO invoices (id, status) VALUES ('r2', 'draft'); COMMIT", NULL);
+	before = outbox_snapshot(f->db);
+	sql_exec(s, "UPDATE _ofs_outbox SET txn = NULL WHERE txn = (SELECT txn FROM _ofs_outbox ORDER BY seq LIMIT 1)", NULL);
+	is_str(sql_text(s, "SELECT group_concat(op_id, ' ') FROM (SELECT op_id FROM _ofs_outbox ORDER BY seq)", b, sizeof(b)),
+		   sql_text(s, "SELECT group_concat(op_id, ' ') FROM (SELECT coalesce(op_id, '') AS op_id FROM _ofs_intents_invoices"
+					" ORDER BY seq)", b + 256, sizeof(b) - 256),
+		   "a repaired intent keeps the id it had (stored with it)");
+	after = outbox_snapshot(f->db);
+	is_str(after, before, "... and the outbox reads as before");
+	is_int(sql_int(s, "SELECT count(*) FROM _ofs_outbox WHERE op_id LIKE '0000000000000000%'"), 0,
+		   "no id becomes one of zeros");
+	free(before);
+	free(after);
+	{
+		char		first[80];
+
+		sql_text(s, "SELECT op_id FROM _ofs_outbox ORDER BY seq LIMIT 1", first, sizeof(first));
+		sql_exec(s, "DELETE FROM _ofs_outbox", NULL);
+		sql_exec(s, "BEGIN; INSERT INTO invoices (id, status) VALUES ('r3', 'draft'); INSERT INTO invoices (id, status) VALUES ('r4', 'draft'); COMMIT", NULL);
+		sql_exec(s, "UPDATE _ofs_outbox SET txn = NULL", NULL);
+		ok(strcmp(sql_text(s, "SELECT op_id FROM _ofs_outbox ORDER BY seq LIMIT 1", b, sizeof(b)), first) != 0,
+		   "after the outbox emptied, a new repaired intent does not take an earlier one's id");
+	}
+	fixture_close(f);
+
+	/* More synced tables than one compound SELECT takes. */
+	{
+		json_t	   *schema = json_pack("{s:s, s:[]}", "type", "schema", "tables");
+		int64_t		t0;
+
+		for (int i = 0; i < 600; i++)
+		{
+			char		name[32];
+
+			snprintf(name, sizeof(name), "public.many_%03d", i);
+			json_array_append_new(json_object_get(schema, "tables"),
+								  json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:s}], s:[s], s:[]}", "name", name, "columns",
+											"name", "id", "type", "text", "name", "v", "type", "text",
+											"primary_key", "id", "transitions"));
+		}
+		fixture_open(f, "capture-many", 1);
+		s = ofs_sqlite(f->db);
+		t0 = ofs_now_ms();
+		is_int(ofs_install_schema(f->db, schema), OFS_OK, "600 synced tables install (%s, %lld ms)", ofs_errmsg(f->db),
+			   (long long) (ofs_now_ms() - t0));
+		json_decref(schema);
+		is_int(sql_exec(s, "BEGIN; INSERT INTO many_599 VALUES ('a', 'x'); INSERT INTO many_000 VALUES ('b', 'y'); COMMIT", NULL),
+			   SQLITE_OK, "a write to two of them is captured");
+		is_str(sql_text(s, "SELECT group_concat(tbl, ' ') FROM (SELECT tbl FROM _ofs_outbox ORDER BY seq)", b, sizeof(b)),
+			   "public.many_599 public.many_000", "the outbox reads them in order");
+		fixture_close(f);
+	}
+
+	/* An older outbox whose table has column names with quotes. */
+	{
+		json_t	   *schema = fixture_json("{\"type\":\"schema\",\"tables\":[{\"name\":\"public.q\",\"columns\":["
+										  "{\"name\":\"id\",\"type\":\"text\"},{\"name\":\"it's\",\"type\":\"text\"},"
+										  "{\"name\":\"a\\\"b\",\"type\":\"text\"},{\"name\":\"x.y\",\"type\":\"text\"}],"
+										  "\"primary_key\":[\"id\"],\"transitions\":[]}]}");
+		sqlite3    *raw;
+		char	   *err = NULL;
+
+		fixture_open(f, "capture-quotes", 1);
+		is_int(ofs_install_schema(f->db, schema), OFS_OK, "a table with quotes and a dot in column names installs");
+		json_decref(schema);
+		ofs_close(f->db);
+		f->db = NULL;
+		sqlite3_open(f->path, &raw);
+		rc = sqlite3_exec(raw, "DROP VIEW _ofs_outbox; DROP TABLE _ofs_intents_q;"
+						  "DROP TRIGGER _ofs_i_q; DROP TRIGGER _ofs_u_q; DROP TRIGGER _ofs_d_q;"
+						  "CREATE TABLE _ofs_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE,"
+						  " tbl TEXT NOT NULL, op TEXT NOT NULL, pk TEXT NOT NULL, data TEXT, base TEXT, hlc INTEGER NOT NULL,"
+						  " created_at INTEGER NOT NULL, txn INTEGER);"
+						  "INSERT INTO _ofs_outbox (op_id, tbl, op, pk, data, base, hlc, created_at) VALUES"
+						  " ('q-1', 'public.q', 'insert', '{\"id\":\"1\"}', '{\"id\":\"1\",\"it''s\":\"x\",\"a\\\"b\":\"v\",\"x.y\":\"d\"}',"
+						  "  NULL, 1, 1),"
+						  " ('q-2', 'public.q', 'update', '{\"id\":\"1\"}', '{\"it''s\":\"y\"}', '{\"it''s\":\"x\"}', 2, 1)",
+						  NULL, NULL, &err);
+		is_int(rc, SQLITE_OK, "made into the JSON outbox layout (%s)", err ? err : "ok");
+		sqlite3_free(err);
+		sqlite3_close(raw);
+		rc = ofs_open(f->path, &f->db);
+		is_int(rc, OFS_OK, "libofs opens it (%s)", ofs_errmsg(f->db));
+		s = ofs_sqlite(f->db);
+		is_str(sql_text(s, "SELECT json_group_array(json_array(op_id, json(data), json(base))) FROM"
+						" (SELECT * FROM _ofs_outbox ORDER BY seq)", b, sizeof(b)),
+			   "[[\"q-1\",{\"id\":\"1\",\"it's\":\"x\",\"a\\\"b\":\"v\",\"x.y\":\"d\"},null],"
+			   "[\"q-2\",{\"it's\":\"y\"},{\"it's\":\"x\"}]]",
+			   "every value moved, whatever the characters of its column's name");
+		fixture_close(f);
+	}
+}
+
 static void
 test_numeric(fixture *f)
 {
@@ -673,5 +802,6 @@ main(void)
 	fixture_close(&f);
 	test_schema_change();
 	test_intent_tables();
+	test_intent_edges();
 	return done_testing();
 }
