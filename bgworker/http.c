@@ -13,7 +13,9 @@
  * texts, so it needs a token of ofs.status_token (Authorization: Bearer,
  * or ?token=).  Every request is answered at once from the worker's loop;
  * only GET is served, a request of other paths or methods gets 404 or
- * 405, one without a valid token 401.  docs/monitoring.md has it all.
+ * 405, one without a valid token 401; one request per connection, no
+ * upgrade.  The SQL figures are read at most once a second per worker,
+ * however often /metrics is asked.  docs/monitoring.md has it all.
  */
 #include "postgres.h"
 
@@ -39,6 +41,7 @@ typedef struct HttpReq
 	char	   *body;			/* malloc'd */
 	size_t		len;
 	size_t		sent;
+	bool		done;			/* all written: close once libwebsockets has sent it */
 } HttpReq;
 
 /* HTTP connections open in this worker, and at most how many. */
@@ -113,9 +116,11 @@ Respond(struct lws *wsi, HttpReq *req, int status, const char *type, char *body,
 	req->body = body;
 	req->len = body ? strlen(body) : 0;
 	req->sent = 0;
+	req->done = false;
 	if (lws_add_http_common_headers(wsi, (unsigned int) status, type, req->len, &p, end) ||
 		lws_add_http_header_by_name(wsi, (const unsigned char *) "cache-control:", (const unsigned char *) "no-store", 8, &p, end) ||
 		lws_add_http_header_by_name(wsi, (const unsigned char *) "x-content-type-options:", (const unsigned char *) "nosniff", 7, &p, end) ||
+		lws_add_http_header_by_name(wsi, (const unsigned char *) "connection:", (const unsigned char *) "close", 5, &p, end) ||
 		(hname && lws_add_http_header_by_name(wsi, (const unsigned char *) hname, (const unsigned char *) hvalue,
 											  (int) strlen(hvalue), &p, end)) ||
 		lws_finalize_write_http_header(wsi, start, &p, end))
@@ -200,6 +205,12 @@ Histogram(StringInfo b, OfsHistogramKind kind, const char *help)
 	"     WHERE d.since < (SELECT captured_at FROM ofs.change_log ORDER BY seq DESC LIMIT 1)" \
 	"     ORDER BY d.since LIMIT 1) lag ON true"
 
+/* The SQL figures last read, and when (this worker's). */
+static double sql_values[8];
+static bool sql_ok = false;
+static char sql_error[256];
+static int64_t sql_read_at = -1000000;
+
 static char *
 Metrics(int *status)
 {
@@ -277,20 +288,30 @@ Metrics(int *status)
 	Histogram(&b, OFS_HIST_DELIVERY,
 			  "Time from the latest commit of changes that woke the workers to a live page's sending.");
 
-	WorkerSql(METRICS_SQL, 0, NULL, &res);
-	if (res.ok && res.nvalues == 8)
+	/* A flood of scrapes must not become a flood of SQL in the devices' loop: once a second at most. */
+	if (WorkerNowMs() - sql_read_at >= 1000)
+	{
+		WorkerSql(METRICS_SQL, 0, NULL, &res);
+		sql_ok = res.ok && res.nvalues == 8;
+		for (int i = 0; sql_ok && i < 8; i++)
+			sql_values[i] = res.values[i] ? strtod(res.values[i], NULL) : 0;
+		if (!sql_ok)
+			strlcpy(sql_error, res.message ? res.message : "no result", sizeof(sql_error));
+		SqlResultFree(&res);
+		sql_read_at = WorkerNowMs();
+	}
+	if (sql_ok)
 	{
 		for (int i = 0; i < 8; i++)
-			One(&b, sqlnames[i], "gauge", sqlhelp[i], res.values[i] ? strtod(res.values[i], NULL) : 0);
+			One(&b, sqlnames[i], "gauge", sqlhelp[i], sql_values[i]);
 		*status = 200;
 	}
 	else
 	{
 		/* The counters still say something; the scrape fails, so that an alert on up fires. */
-		appendStringInfo(&b, "# the figures of SQL could not be read: %s\n", res.message ? res.message : "no result");
+		appendStringInfo(&b, "# the figures of SQL could not be read: %s\n", sql_error);
 		*status = 503;
 	}
-	SqlResultFree(&res);
 	answer = Malloced(&b);
 	pfree(b.data);
 	return answer;
@@ -357,6 +378,25 @@ Esc(StringInfo b, const char *s)
 				appendStringInfoChar(b, *s);
 		}
 	}
+}
+
+/* EscLiteral: a SQL string literal of s (quotes doubled), escaped for HTML: safe to copy into psql. */
+static void
+EscLiteral(StringInfo b, const char *s)
+{
+	StringInfoData lit;
+
+	initStringInfo(&lit);
+	appendStringInfoChar(&lit, '\'');
+	for (; s && *s; s++)
+	{
+		if (*s == '\'')
+			appendStringInfoChar(&lit, '\'');
+		appendStringInfoChar(&lit, *s);
+	}
+	appendStringInfoChar(&lit, '\'');
+	Esc(b, lit.data);
+	pfree(lit.data);
 }
 
 /* Str: a JSON member as text ("" when null), for the page. */
@@ -429,11 +469,13 @@ Spark(StringInfo b, const char *title, int which)
 	"       ORDER BY d.changes_behind DESC, d.last_contact DESC NULLS LAST), '[]')" \
 	"       FROM (SELECT * FROM ofs.devices ORDER BY changes_behind DESC, last_contact DESC NULLS LAST LIMIT 50) d)," \
 	" 'dead_letters', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', l.id, 'device', l.device, 'table', l.table_name," \
-	"       'pk', l.pk, 'sqlstate', l.sqlstate, 'message', l.message, 'hint', l.hint," \
+	"       'pk', left(l.pk::text, 200), 'sqlstate', l.sqlstate, 'message', left(l.message, 300)," \
+	"       'hint', left(l.hint::text, 300)," \
 	"       'at', to_char(l.created_at, 'YYYY-MM-DD HH24:MI:SS')) ORDER BY l.id DESC), '[]')" \
 	"       FROM (SELECT * FROM ofs.dead_letters WHERE status = 'open' ORDER BY id DESC LIMIT 20) l)," \
 	" 'conflicts', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'device', c.device, 'table', c.table_name," \
-	"       'pk', c.pk, 'column', c.column_name, 'origin_value', c.origin_value, 'device_value', c.device_value," \
+	"       'pk', left(c.pk::text, 200), 'column', c.column_name, 'origin_value', left(c.origin_value::text, 200)," \
+	"       'device_value', left(c.device_value::text, 200)," \
 	"       'at', to_char(c.created_at, 'YYYY-MM-DD HH24:MI:SS')) ORDER BY c.id DESC), '[]')" \
 	"       FROM (SELECT * FROM ofs.conflicts WHERE status = 'open' ORDER BY id DESC LIMIT 20) c))::text"
 
@@ -539,9 +581,9 @@ Status(int *status)
 		if (behind && strcmp(st, "active") == 0)
 		{
 			appendStringInfoString(&b, "The device has not synced since: check that it runs and reaches the origin; if"
-								   " it syncs and stays behind, <code>SELECT ofs.resnapshot_device('");
-			Esc(&b, Str(e, "device", t1, sizeof(t1)));
-			appendStringInfoString(&b, "');</code>");
+								   " it syncs and stays behind, <code>SELECT ofs.resnapshot_device(");
+			EscLiteral(&b, Str(e, "device", t1, sizeof(t1)));
+			appendStringInfoString(&b, ");</code>");
 		}
 		appendStringInfoString(&b, "</td></tr>");
 	}
@@ -655,7 +697,18 @@ HttpCallback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 				return rc;
 			}
 		case LWS_CALLBACK_HTTP_BODY:
+		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+			/* A body is never read (only GET is served, answered at once): the connection closes after the answer. */
 			return 0;
+		case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+			/* No upgrade (WebSocket, h2c) on this port: plain HTTP/1.1 requests only. */
+			if (lws_hdr_total_length(wsi, WSI_TOKEN_UPGRADE) > 0)
+				return -1;
+			return 0;
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+			/* an upgrade is refused before it is made: the connection closes */
+			return -1;
 		case LWS_CALLBACK_WSI_CREATE:
 			http_open++;
 			break;
@@ -673,7 +726,8 @@ HttpCallback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 				unsigned char *out;
 				bool		final;
 
-				if (req == NULL || req->body == NULL)
+				/* Called again only once what was written has left: the connection closes then. */
+				if (req == NULL || req->done || req->body == NULL)
 					return -1;
 				n = Min(req->len - req->sent, (size_t) CHUNK);
 				final = req->sent + n == req->len;
@@ -695,8 +749,9 @@ HttpCallback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 				}
 				free(req->body);
 				req->body = NULL;
-				if (lws_http_transaction_completed(wsi))
-					return -1;
+				/* One request per connection: nothing pipelined behind it is read. */
+				req->done = true;
+				lws_callback_on_writable(wsi);
 				return 0;
 			}
 		case LWS_CALLBACK_CLOSED_HTTP:

@@ -31,6 +31,8 @@ ofs_maintenance_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(ofs_database, NULL, 0);
 	pgstat_report_appname("ofs maintenance");
+	/* As the sync worker: no schema a role can write on the superuser's path. */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	for (;;)
 	{

@@ -440,6 +440,12 @@ ofs_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnection(ofs_database, NULL, 0);
 	pgstat_report_appname("ofs sync worker");
 	SetConfigOption("lock_timeout", "10s", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * The worker runs as the bootstrap superuser: no schema a role can
+	 * create objects in may be on its path, or a function there (a better
+	 * match for an argument's type than pg_catalog's) would run as it.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	WorkerMessageContext = AllocSetContextCreate(TopMemoryContext, "ofs sync worker message",
 												 ALLOCSET_DEFAULT_SIZES);

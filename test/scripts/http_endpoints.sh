@@ -44,7 +44,14 @@ applied=$(printf '%s\n' "$m" | awk '/^ofs_mutations_total\{result="applied"\}/ {
 rejected=$(printf '%s\n' "$m" | awk '/^ofs_mutations_total\{result="rejected"\}/ { print $2 }')
 check_eq "mutations applied moved by the two the device pushed" "$((applied - ${applied0:-0}))" 2
 check "the rejected one is counted" "[ '${rejected:-0}' -ge 1 ]"
-check_eq "one dead letter open" "$(printf '%s\n' "$m" | awk '/^ofs_dead_letters_open / { print $2 }')" 1
+# The figures of SQL are read at most once a second.
+dl=""
+for _ in $(seq 1 12); do
+  dl=$(curl -s --max-time 5 "$H/metrics" | awk '/^ofs_dead_letters_open / { print $2 }')
+  [ "$dl" = 1 ] && break
+  sleep 0.25
+done
+check_eq "one dead letter open (within a second)" "$dl" 1
 check "push messages are counted by type" "printf '%s\n' \"\$m\" | grep -Eq '^ofs_messages_received_total\{type=\"push\"\} [1-9]'"
 check "histograms have buckets, a sum and a count" \
   "printf '%s\n' \"\$m\" | grep -q '^ofs_push_apply_seconds_bucket{le=\"+Inf\"} ' && printf '%s\n' \"\$m\" | grep -q '^ofs_push_apply_seconds_count '"
@@ -77,6 +84,37 @@ check_eq "a revoked token: 401" "$(code "$H/status?token=$tok")" 401
 check "revoking twice is an error" "! dev_sql -c \"SELECT ofs.revoke_status_token('oncall')\" >/dev/null 2>&1"
 check "a role without the grant cannot make tokens" \
   "! ofs_psql -d $DEV_DB -c \"SET ROLE http_dev; SELECT ofs.create_status_token('x')\" >/dev/null 2>&1"
+
+# A role that may create functions in public plants better matches for the
+# functions the worker's SQL calls: the worker, a superuser, must not call them.
+dev_sql >/dev/null <<'SQL' || die "planting"
+CREATE ROLE schemer;
+GRANT CREATE, USAGE ON SCHEMA public TO schemer;
+CREATE TABLE public.hijacked (who text);
+GRANT INSERT ON public.hijacked TO PUBLIC;
+SET ROLE schemer;
+CREATE FUNCTION public.convert_to(t text, enc text) RETURNS bytea LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO public.hijacked VALUES (current_user); RETURN pg_catalog.convert_to(t, enc::name); END$$;
+CREATE FUNCTION public.jsonb_build_object(a text, b bigint) RETURNS jsonb LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO public.hijacked VALUES (current_user); RETURN pg_catalog.jsonb_build_object(a, b); END$$;
+RESET ROLE;
+SQL
+code "$H/status?token=anything" >/dev/null
+code "$H/status" -H "Authorization: Bearer anything" >/dev/null
+code "$H/metrics" >/dev/null
+cli a exec "INSERT INTO notes VALUES ('n9', 'nine')" >/dev/null
+cli a sync >/dev/null 2>&1
+check_eq "the worker never calls a function a role planted in public" "$(dev_sql -c "SELECT count(*) FROM public.hijacked")" 0
+
+# Pipelined requests, one with a body, and upgrades: answered or closed, and the worker goes on.
+for _ in $(seq 1 6); do
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT; printf 'GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\n\r\na' >&3; sleep 0.2" 2>/dev/null
+done
+check_eq "after pipelined requests with a body, /metrics still answers 200" "$(code "$H/metrics")" 200
+check_eq "a WebSocket upgrade on the HTTP port is refused (closed)" \
+  "$(code "$H/metrics" -H 'Upgrade: websocket' -H 'Connection: Upgrade' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Version: 13')" 000
+check "an answer closes its connection (Connection: close)" \
+  "curl -s -D - -o /dev/null --max-time 5 '$H/metrics' | grep -qi '^connection: close'"
 
 # Bad requests.
 check_eq "an unknown path: 404" "$(code "$H/nope")" 404
