@@ -423,6 +423,20 @@ Str(json_t *o, const char *key, char *buf, size_t size)
 	return buf;
 }
 
+/* Cells: a <td> for each of the members keys (NULL-ended) of e, escaped. */
+static void
+Cells(StringInfo b, json_t *e, const char *const *keys)
+{
+	char		buf[256];
+
+	for (; *keys; keys++)
+	{
+		appendStringInfoString(b, "<td>");
+		Esc(b, Str(e, *keys, buf, sizeof(buf)));
+		appendStringInfoString(b, "</td>");
+	}
+}
+
 /* Spark: a small SVG chart of one rate (per second) over the samples. */
 static void
 Spark(StringInfo b, const char *title, int which)
@@ -469,7 +483,7 @@ Spark(StringInfo b, const char *title, int which)
 	"       ORDER BY d.changes_behind DESC, d.last_contact DESC NULLS LAST), '[]')" \
 	"       FROM (SELECT * FROM ofs.devices ORDER BY changes_behind DESC, last_contact DESC NULLS LAST LIMIT 50) d)," \
 	" 'dead_letters', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', l.id, 'device', l.device, 'table', l.table_name," \
-	"       'pk', left(l.pk::text, 200), 'sqlstate', l.sqlstate, 'message', left(l.message, 300)," \
+	"       'pk', left(l.pk::text, 200), 'error', l.sqlstate || ' ' || left(l.message, 300)," \
 	"       'hint', left(l.hint::text, 300)," \
 	"       'at', to_char(l.created_at, 'YYYY-MM-DD HH24:MI:SS')) ORDER BY l.id DESC), '[]')" \
 	"       FROM (SELECT * FROM ofs.dead_letters WHERE status = 'open' ORDER BY id DESC LIMIT 20) l)," \
@@ -567,17 +581,11 @@ Status(int *status)
 	{
 		bool		behind = json_integer_value(json_object_get(e, "changes_behind")) > 0;
 		const char *st = Str(e, "status", t3, sizeof(t3));
+		static const char *const cells[] = {"device", "role", "status", "last_contact", "changes_behind", "behind", NULL};
 
-		appendStringInfo(&b, "<tr class=\"%s\"><td>", behind || strcmp(st, "active") != 0 ? "red" : "");
-		Esc(&b, Str(e, "device", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "role", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, st);
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "last_contact", t1, sizeof(t1)));
-		appendStringInfo(&b, "</td><td>%s</td><td>%s</td><td>", Str(e, "changes_behind", t1, sizeof(t1)),
-						 Str(e, "behind", t2, sizeof(t2)));
+		appendStringInfo(&b, "<tr class=\"%s\">", behind || strcmp(st, "active") != 0 ? "red" : "");
+		Cells(&b, e, cells);
+		appendStringInfoString(&b, "<td>");
 		if (behind && strcmp(st, "active") == 0)
 		{
 			appendStringInfoString(&b, "The device has not synced since: check that it runs and reaches the origin; if"
@@ -596,22 +604,11 @@ Status(int *status)
 	json_array_foreach(json_object_get(j, "dead_letters"), i, e)
 	{
 		const char *id = Str(e, "id", t3, sizeof(t3));
+		static const char *const cells[] = {"id", "device", "table", "pk", "error", "hint", "at", NULL};
 
-		appendStringInfo(&b, "<tr class=\"red\"><td>%s</td><td>", id);
-		Esc(&b, Str(e, "device", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "table", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "pk", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "sqlstate", t1, sizeof(t1)));
-		appendStringInfoString(&b, " ");
-		Esc(&b, Str(e, "message", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "hint", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "at", t1, sizeof(t1)));
-		appendStringInfo(&b, "</td><td>Fix the cause, then <code>SELECT ofs.retry_dead_letter(%s);</code> or drop it:"
+		appendStringInfoString(&b, "<tr class=\"red\">");
+		Cells(&b, e, cells);
+		appendStringInfo(&b, "<td>Fix the cause, then <code>SELECT ofs.retry_dead_letter(%s);</code> or drop it:"
 						 " <code>SELECT ofs.discard_dead_letter(%s);</code></td></tr>", id, id);
 	}
 	appendStringInfoString(&b, "</table>");
@@ -623,22 +620,11 @@ Status(int *status)
 	json_array_foreach(json_object_get(j, "conflicts"), i, e)
 	{
 		const char *id = Str(e, "id", t3, sizeof(t3));
+		static const char *const cells[] = {"id", "device", "table", "pk", "column", "origin_value", "device_value", "at", NULL};
 
-		appendStringInfo(&b, "<tr class=\"red\"><td>%s</td><td>", id);
-		Esc(&b, Str(e, "device", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "table", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "pk", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "column", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "origin_value", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "device_value", t1, sizeof(t1)));
-		appendStringInfoString(&b, "</td><td>");
-		Esc(&b, Str(e, "at", t1, sizeof(t1)));
-		appendStringInfo(&b, "</td><td>Decide: <code>SELECT ofs.resolve_conflict(%s, 'origin');</code> or"
+		appendStringInfoString(&b, "<tr class=\"red\">");
+		Cells(&b, e, cells);
+		appendStringInfo(&b, "<td>Decide: <code>SELECT ofs.resolve_conflict(%s, 'origin');</code> or"
 						 " <code>SELECT ofs.resolve_conflict(%s, 'device');</code></td></tr>", id, id);
 	}
 	appendStringInfoString(&b, "</table><p class=\"muted\">Figures from <code>ofs.stats</code>, <code>ofs.devices</code>,"

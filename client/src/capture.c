@@ -253,43 +253,15 @@ NoBlob(sqlite3_str *ddl, json_t *cols, json_t *pk, const char *op)
 						" JSON): store it as text') ELSE '%s' END", op);
 }
 
-/* Values: ", PREFIX\"col\"" for each column. */
+/* Columns: ", ROW\"PREFIXcol\"" for each column: ROW "NEW." or "OLD." for values, PREFIX "n_" or "o_" for names. */
 static void
-Values(sqlite3_str *ddl, json_t *cols, const char *prefix)
+Columns(sqlite3_str *ddl, json_t *cols, const char *row, const char *prefix)
 {
 	size_t		i;
 	json_t	   *c;
 
 	json_array_foreach(cols, i, c)
-		sqlite3_str_appendf(ddl, ", %s\"%w\"", prefix, json_string_value(json_object_get(c, "name")));
-}
-
-/* Names: ", \"PREFIXcol\"" for each column. */
-static void
-Names(sqlite3_str *ddl, json_t *cols, const char *prefix)
-{
-	size_t		i;
-	json_t	   *c;
-
-	json_array_foreach(cols, i, c)
-		sqlite3_str_appendf(ddl, ", \"%s%w\"", prefix, json_string_value(json_object_get(c, "name")));
-}
-
-/* HasColumn: does table tbl have column col? */
-static int
-HasColumn(ofs_db *db, const char *tbl, const char *col)
-{
-	sqlite3_stmt *st;
-	int			yes = 0;
-
-	if (sqlite3_prepare_v2(db->sql, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
-						   -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
-	yes = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return yes;
+		sqlite3_str_appendf(ddl, ", %s\"%s%w\"", row, prefix, json_string_value(json_object_get(c, "name")));
 }
 
 /*
@@ -354,16 +326,16 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 	}
 	sqlite3_str_appendf(ddl, "CREATE TABLE IF NOT EXISTS \"%w\" (seq INTEGER PRIMARY KEY, txn INTEGER,"
 						" hlc INTEGER NOT NULL, op TEXT NOT NULL, layout INTEGER NOT NULL, op_id TEXT", intents);
-	Names(ddl, cols, "n_");
-	Names(ddl, cols, "o_");
+	Columns(ddl, cols, "", "n_");
+	Columns(ddl, cols, "", "o_");
 	sqlite3_str_appendall(ddl, ");\n");
-	if (HasColumn(db, intents, "seq"))
+	if (ofs_has_column(db, intents, "seq"))
 		json_array_foreach(cols, i, c)
 		{
 			const char *name = json_string_value(json_object_get(c, "name"));
 			char	   *n = sqlite3_mprintf("n_%s", name);
 
-			if (n && !HasColumn(db, intents, n))
+			if (n && !ofs_has_column(db, intents, n))
 				sqlite3_str_appendf(ddl, "ALTER TABLE \"%w\" ADD COLUMN \"n_%w\"; ALTER TABLE \"%w\" ADD COLUMN \"o_%w\";\n",
 									intents, name, intents, name);
 			sqlite3_free(n);
@@ -375,10 +347,10 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 	/* Inserts: the new values. */
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_i_%w\" AFTER INSERT ON \"%w\" WHEN ofs_capturing() BEGIN"
 						" INSERT INTO \"%w\" (seq, txn, hlc, layout, op", local, local, intents);
-	Names(ddl, cols, "n_");
+	Columns(ddl, cols, "", "n_");
 	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
 	NoBlob(ddl, cols, pk, "insert");
-	Values(ddl, cols, "NEW.");
+	Columns(ddl, cols, "NEW.", "");
 	sqlite3_str_appendall(ddl, "); END;\n");
 
 	/* Updates that change something: the new values and the ones they replace. */
@@ -391,21 +363,21 @@ ofs_capture_ddl(ofs_db *db, sqlite3_str *ddl, const char *origin, const char *lo
 		sqlite3_str_appendf(ddl, " OR OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
 	}
 	sqlite3_str_appendf(ddl, ") BEGIN INSERT INTO \"%w\" (seq, txn, hlc, layout, op", intents);
-	Names(ddl, cols, "n_");
-	Names(ddl, cols, "o_");
+	Columns(ddl, cols, "", "n_");
+	Columns(ddl, cols, "", "o_");
 	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
 	NoBlob(ddl, cols, pk, "update");
-	Values(ddl, cols, "NEW.");
-	Values(ddl, cols, "OLD.");
+	Columns(ddl, cols, "NEW.", "");
+	Columns(ddl, cols, "OLD.", "");
 	sqlite3_str_appendall(ddl, "); END;\n");
 
 	/* Deletes: the values the row had. */
 	sqlite3_str_appendf(ddl, "CREATE TRIGGER \"_ofs_d_%w\" AFTER DELETE ON \"%w\" WHEN ofs_capturing() BEGIN"
 						" INSERT INTO \"%w\" (seq, txn, hlc, layout, op", local, local, intents);
-	Names(ddl, cols, "o_");
+	Columns(ddl, cols, "", "o_");
 	sqlite3_str_appendf(ddl, ") VALUES (ofs_seq(), ofs_txn(), ofs_hlc(), %lld, ", (long long) layout);
 	NoBlob(ddl, cols, pk, "delete");
-	Values(ddl, cols, "OLD.");
+	Columns(ddl, cols, "OLD.", "");
 	sqlite3_str_appendall(ddl, "); END;\n");
 
 	/* A key is the row's identity on both sides: it does not change. */
@@ -635,8 +607,8 @@ ofs_capture_forward(ofs_db *db, int has_txn, int64_t *moved)
 		char	   *sql;
 
 		sqlite3_str_appendf(q, "INSERT INTO \"_ofs_intents_%w\" (seq, txn, hlc, op, op_id, layout", local);
-		Names(q, cols, "n_");
-		Names(q, cols, "o_");
+		Columns(q, cols, "", "n_");
+		Columns(q, cols, "", "o_");
 		sqlite3_str_appendf(q, ") SELECT seq, %s, hlc, op, op_id, (SELECT layout FROM _ofs_tables WHERE origin = '%q')",
 							has_txn ? "txn" : "NULL", origin);
 		for (int side = 0; side < 2; side++)

@@ -73,6 +73,23 @@ ofs_select_text(ofs_db *db, const char *sql, const char *arg)
 	return v;
 }
 
+/* ofs_has_column: does table tbl have column col (named in any case, as SQLite compares them)? */
+int
+ofs_has_column(ofs_db *db, const char *tbl, const char *col)
+{
+	sqlite3_stmt *st;
+	int			yes;
+
+	if (sqlite3_prepare_v2(db->sql, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+						   -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
+	yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
+
 char *
 ofs_meta_get(ofs_db *db, const char *key)
 {

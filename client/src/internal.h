@@ -79,7 +79,8 @@ ofs_rc		ofs_exec(ofs_db *db, const char *sql);
 ofs_rc		ofs_rollback(ofs_db *db, const char *sql, ofs_rc rc);
 /* The text of sql's first value with ?1 bound to arg (malloc'd), or NULL. */
 char	   *ofs_select_text(ofs_db *db, const char *sql, const char *arg);
-char	   *ofs_meta_get(ofs_db *db, const char *key);	/* malloc'd, NULL if absent */
+char	   *ofs_meta_get(ofs_db *db, const char *key);
+int			ofs_has_column(ofs_db *db, const char *tbl, const char *col);	/* malloc'd, NULL if absent */
 ofs_rc		ofs_meta_set(ofs_db *db, const char *key, const char *value);
 
 /* rows.c: local copies of synced rows, written with capture off */

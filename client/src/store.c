@@ -210,22 +210,6 @@ FnCheckTransition(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 
 static ofs_rc InstallTable(ofs_db *db, json_t *t);
 
-/* HasColumn: does ofs's table tbl have the column col? */
-static int
-HasColumn(ofs_db *db, const char *tbl, const char *col)
-{
-	sqlite3_stmt *st;
-	int			yes = 0;
-
-	if (sqlite3_prepare_v2(db->sql, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st, NULL) != SQLITE_OK)
-		return 0;
-	sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, col, -1, SQLITE_STATIC);
-	yes = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return yes;
-}
-
 /*
  * StoredTable rebuilds the origin's schema of one synced table from what
  * the device kept of it (_ofs_tables and _ofs_rules), in the shape of the
@@ -285,7 +269,7 @@ Migrate(ofs_db *db)
 	int			missing = kind == NULL;
 
 	free(kind);
-	if (!legacy && !missing && HasColumn(db, "_ofs_rejected", "grp") && HasColumn(db, "_ofs_tables", "layout"))
+	if (!legacy && !missing && ofs_has_column(db, "_ofs_rejected", "grp") && ofs_has_column(db, "_ofs_tables", "layout"))
 		return OFS_OK;
 	if (ofs_exec(db, "BEGIN IMMEDIATE") != OFS_OK)
 		return OFS_ERROR;
@@ -294,13 +278,13 @@ Migrate(ofs_db *db)
 	legacy = kind && strcmp(kind, "table") == 0;
 	missing = kind == NULL;
 	free(kind);
-	if (!HasColumn(db, "_ofs_rejected", "grp"))
+	if (!ofs_has_column(db, "_ofs_rejected", "grp"))
 		rc = ofs_exec(db, "ALTER TABLE _ofs_rejected ADD COLUMN grp TEXT");
-	if (rc == OFS_OK && !HasColumn(db, "_ofs_tables", "layout"))
+	if (rc == OFS_OK && !ofs_has_column(db, "_ofs_tables", "layout"))
 		rc = ofs_exec(db, "ALTER TABLE _ofs_tables ADD COLUMN layout INTEGER");
 	if (rc == OFS_OK && legacy)
 	{
-		int			has_txn = HasColumn(db, "_ofs_outbox", "txn");
+		int			has_txn = ofs_has_column(db, "_ofs_outbox", "txn");
 		char	   *before = ofs_select_text(db, "SELECT count(*) FROM _ofs_outbox", NULL);
 		int64_t		moved = 0;
 
